@@ -1,0 +1,282 @@
+//! Turning one landing file's bytes into rows and rejected records.
+//!
+//! Every format ends in [`conform`]: columns read as text are parsed to their declared type with
+//! a non-strict cast, and a row whose value did not parse, or whose required value is missing, is
+//! rejected with a reason instead of failing the file. NDJSON has a fast path (the whole file
+//! through Polars' parallel reader) and, only for a file the fast path refuses (a malformed line,
+//! a value of the wrong JSON type), a line-by-line path that finds the bad lines.
+
+use super::schema::{ColumnType, InputSchema};
+use polars::prelude::*;
+use std::io::Cursor;
+use tidewater_core::{Error, Rejected, Result, SourceBatch};
+
+/// A landing file's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+impl std::str::FromStr for FileFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "ndjson" | "jsonl" | "json" => Ok(FileFormat::Ndjson),
+            "csv" => Ok(FileFormat::Csv),
+            "parquet" => Ok(FileFormat::Parquet),
+            other => Err(format!("unknown format `{other}`; expected ndjson, csv or parquet")),
+        }
+    }
+}
+
+fn source_err(origin: &str, problem: impl std::fmt::Display) -> Error {
+    Error::Source { source_name: origin.to_string(), problem: problem.to_string() }
+}
+
+/// The non-blank lines of a text file: (1-based line number, byte range).
+fn line_spans(bytes: &[u8]) -> Vec<(u64, std::ops::Range<usize>)> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let end = start + line.len();
+        if line.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
+            spans.push((n as u64 + 1, start..end));
+        }
+        start = end + 1;
+    }
+    spans
+}
+
+fn raw_text(bytes: &[u8], range: std::ops::Range<usize>) -> String {
+    String::from_utf8_lossy(&bytes[range]).trim_end_matches('\r').to_string()
+}
+
+/// Reads one file.
+pub fn read_file(bytes: &[u8], origin: &str, format: FileFormat, schema: &InputSchema) -> Result<SourceBatch> {
+    match format {
+        FileFormat::Ndjson => read_ndjson(bytes, origin, schema),
+        FileFormat::Csv => read_csv(bytes, origin, schema),
+        FileFormat::Parquet => read_parquet(bytes, origin, schema),
+    }
+}
+
+/// Infers a schema from one file's content (every column optional).
+pub fn infer_schema(bytes: &[u8], origin: &str, format: FileFormat) -> Result<InputSchema> {
+    let df = match format {
+        FileFormat::Ndjson => JsonReader::new(Cursor::new(bytes))
+            .with_json_format(JsonFormat::JsonLines)
+            .infer_schema_len(std::num::NonZeroUsize::new(1000))
+            .with_ignore_errors(true)
+            .finish(),
+        FileFormat::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .into_reader_with_file_handle(Cursor::new(bytes))
+            .finish(),
+        FileFormat::Parquet => ParquetReader::new(Cursor::new(bytes)).finish(),
+    }
+    .map_err(|e| source_err(origin, format!("cannot infer a schema: {e}")))?;
+    InputSchema::from_inferred(df.schema()).map_err(|e| source_err(origin, e))
+}
+
+fn parse_ndjson(bytes: &[u8], schema: &InputSchema) -> PolarsResult<DataFrame> {
+    JsonReader::new(Cursor::new(bytes))
+        .with_json_format(JsonFormat::JsonLines)
+        .with_schema(Arc::new(schema.read_schema(false)))
+        .finish()
+}
+
+fn read_ndjson(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBatch> {
+    let spans = line_spans(bytes);
+    if let Ok(df) = parse_ndjson(bytes, schema)
+        && df.height() == spans.len()
+    {
+        return conform(df, schema, spans.len() as u64, |row| {
+            let (line, range) = spans[row].clone();
+            Rejected { origin: origin.to_string(), position: line, raw: raw_text(bytes, range), reason: String::new() }
+        });
+    }
+    // Slow path: some line is not what the schema says. Check each, keep the good ones.
+    let mut good = Vec::with_capacity(bytes.len());
+    let mut good_lines = Vec::new();
+    let mut rejected = Vec::new();
+    for (line, range) in &spans {
+        let text = &bytes[range.clone()];
+        match check_json_line(text, schema) {
+            Ok(()) => {
+                good.extend_from_slice(text);
+                good.push(b'\n');
+                good_lines.push((*line, range.clone()));
+            }
+            Err(reason) => rejected.push(Rejected {
+                origin: origin.to_string(),
+                position: *line,
+                raw: raw_text(bytes, range.clone()),
+                reason,
+            }),
+        }
+    }
+    let df = if good_lines.is_empty() {
+        DataFrame::empty_with_schema(&schema.read_schema(false))
+    } else {
+        parse_ndjson(&good, schema).map_err(|e| source_err(origin, format!("unreadable after removing bad lines: {e}")))?
+    };
+    if df.height() != good_lines.len() {
+        return Err(source_err(origin, format!("read {} rows from {} valid lines", df.height(), good_lines.len())));
+    }
+    let mut batch = conform(df, schema, good_lines.len() as u64, |row| {
+        let (line, range) = good_lines[row].clone();
+        Rejected { origin: origin.to_string(), position: line, raw: raw_text(bytes, range), reason: String::new() }
+    })?;
+    batch.input_records += rejected.len() as u64;
+    rejected.append(&mut batch.rejected);
+    rejected.sort_by_key(|r| r.position);
+    batch.rejected = rejected;
+    Ok(batch)
+}
+
+/// Why a JSON line does not fit the schema (the JSON types only; text values are parsed later).
+fn check_json_line(text: &[u8], schema: &InputSchema) -> std::result::Result<(), String> {
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("malformed JSON: {e}"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err("not a JSON object".to_string());
+    };
+    for column in &schema.columns {
+        let Some(v) = map.get(&column.name).filter(|v| !v.is_null()) else { continue };
+        let fits = match column.ty {
+            ColumnType::String | ColumnType::Timestamp | ColumnType::Date => v.is_string(),
+            ColumnType::Int32 | ColumnType::Int64 => v.is_i64() || v.is_u64(),
+            ColumnType::Float32 | ColumnType::Float64 => v.is_number(),
+            ColumnType::Boolean => v.is_boolean(),
+        };
+        if !fits {
+            return Err(format!("field `{}`: expected {}, found {v}", column.name, column.ty));
+        }
+    }
+    Ok(())
+}
+
+fn read_csv(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBatch> {
+    let df = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_schema(Some(Arc::new(schema.read_schema(true))))
+        .with_parse_options(CsvParseOptions::default().with_truncate_ragged_lines(true))
+        .into_reader_with_file_handle(Cursor::new(bytes))
+        .finish()
+        .map_err(|e| source_err(origin, e))?;
+    let spans = line_spans(bytes);
+    let data = spans.get(1..).unwrap_or_default();
+    let n = df.height() as u64;
+    conform(df, schema, n, |row| match data.get(row) {
+        Some((line, range)) => Rejected {
+            origin: origin.to_string(),
+            position: *line,
+            raw: raw_text(bytes, range.clone()),
+            reason: String::new(),
+        },
+        None => Rejected { origin: origin.to_string(), position: row as u64 + 2, raw: String::new(), reason: String::new() },
+    })
+}
+
+fn read_parquet(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBatch> {
+    let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(|e| source_err(origin, e))?;
+    let columns: Vec<Expr> = schema
+        .columns
+        .iter()
+        .map(|c| match df.schema().get(c.name.as_str()) {
+            Some(_) => col(c.name.as_str()),
+            None => lit(NULL).cast(c.ty.dtype()).alias(c.name.as_str()),
+        })
+        .collect();
+    let df = df.lazy().select(columns).collect().map_err(|e| source_err(origin, e))?;
+    let n = df.height() as u64;
+    conform(df, schema, n, |row| Rejected {
+        origin: origin.to_string(),
+        position: row as u64 + 1,
+        raw: format!("parquet row {row}"),
+        reason: String::new(),
+    })
+}
+
+/// Parses text columns to their declared types and splits off the rows that fail, with a reason.
+/// `locate(row)` gives a rejected row's origin, position and raw text.
+fn conform(
+    df: DataFrame,
+    schema: &InputSchema,
+    input_records: u64,
+    locate: impl Fn(usize) -> Rejected,
+) -> Result<SourceBatch> {
+    const ROW: &str = "__tidewater_row";
+    const REASON: &str = "__tidewater_reason";
+    let mut typed = Vec::with_capacity(schema.columns.len());
+    let mut reason: Option<Expr> = None;
+    let mut add_reason = |when: Expr, text: String| {
+        let then = lit(text);
+        reason = Some(match reason.take() {
+            None => polars::prelude::when(when).then(then).otherwise(lit(NULL).cast(DataType::String)),
+            Some(prev) => polars::prelude::when(prev.clone().is_null().and(when)).then(then).otherwise(prev),
+        });
+    };
+    for column in &schema.columns {
+        let name = column.name.as_str();
+        let read = df.schema().get(name).cloned().unwrap_or(DataType::Null);
+        let target = column.ty.dtype();
+        let parsed = if read == target {
+            col(name)
+        } else {
+            let text_options = StrptimeOptions { strict: false, exact: true, cache: true, format: None };
+            let expr = match column.ty {
+                ColumnType::Timestamp => col(name).str().to_datetime(
+                    Some(TimeUnit::Microseconds),
+                    Some(TimeZone::UTC),
+                    text_options,
+                    lit("raise"),
+                ),
+                ColumnType::Date => col(name).str().to_date(text_options),
+                _ => col(name).strict_cast(DataType::String).cast(target.clone()),
+            };
+            add_reason(
+                col(name).is_not_null().and(expr.clone().is_null()),
+                format!("field `{name}`: not a valid {}", column.ty),
+            );
+            expr
+        };
+        if column.required {
+            add_reason(col(name).is_null(), format!("missing required field `{name}`"));
+        }
+        typed.push(parsed.alias(name));
+    }
+    let Some(reason) = reason else {
+        return Ok(SourceBatch { rows: df, rejected: Vec::new(), input_records });
+    };
+    typed.push(reason.alias(REASON));
+    typed.push(col(ROW));
+    let checked = df
+        .lazy()
+        .with_row_index(ROW, None)
+        .select(typed)
+        .collect()
+        .map_err(|e| Error::Polars { what: "checking records against the schema".into(), source: e })?;
+    let bad_mask = checked.column(REASON).map_err(Error::polars("reason column"))?.is_not_null();
+    let rows = checked
+        .filter(&!bad_mask.clone())
+        .map(|df| df.drop_many([ROW, REASON]))
+        .map_err(Error::polars("keeping valid rows"))?;
+    let mut rejected = Vec::new();
+    if bad_mask.any() {
+        let bad = checked.filter(&bad_mask).map_err(Error::polars("collecting rejected rows"))?;
+        let rows_idx = bad.column(ROW).and_then(|c| c.idx()).map_err(Error::polars("row index"))?;
+        let reasons = bad.column(REASON).and_then(|c| c.str()).map_err(Error::polars("reasons"))?;
+        for (row, reason) in rows_idx.into_iter().zip(reasons) {
+            let mut r = locate(row.unwrap_or_default() as usize);
+            r.reason = reason.unwrap_or_default().to_string();
+            rejected.push(r);
+        }
+    }
+    Ok(SourceBatch { rows, rejected, input_records })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+use super::*;
+use crate::files::schema::Column;
+
+fn events_schema() -> InputSchema {
+    let cols = [
+        ("event_id", "string"),
+        ("user_id", "int64"),
+        ("event_time", "timestamp"),
+        ("category", "string"),
+        ("amount", "float64"),
+    ];
+    InputSchema::new(cols.iter().map(|(n, t)| InputSchema::parse_column(n, t).unwrap()).collect::<Vec<Column>>())
+}
+
+const GOOD: &str = r#"{"event_id":"a","user_id":1,"event_time":"2024-03-01T10:15:00.250Z","category":"x","amount":1.5}
+{"event_id":"b","user_id":2,"event_time":"2024-03-02T00:00:00Z","category":"y","amount":-2}
+
+{"event_id":"c","user_id":3,"event_time":"2024-03-02T23:59:59.999999Z","category":null,"amount":0,"extra":true}
+"#;
+
+#[test]
+fn good_ndjson_takes_the_fast_path_with_mixed_timestamp_precisions() {
+    let batch = read_file(GOOD.as_bytes(), "f.json", FileFormat::Ndjson, &events_schema()).unwrap();
+    assert_eq!(batch.input_records, 3);
+    assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
+    let t = batch.rows.column("event_time").unwrap().datetime().unwrap().physical().clone();
+    assert_eq!(t.get(0), Some(1_709_288_100_250_000));
+    assert_eq!(t.get(1), Some(1_709_337_600_000_000));
+    assert_eq!(t.get(2), Some(1_709_423_999_999_999));
+    assert_eq!(batch.rows.column("amount").unwrap().f64().unwrap().get(1), Some(-2.0));
+}
+
+#[test]
+fn bad_lines_are_rejected_with_their_line_and_reason_and_nothing_is_lost() {
+    let text = format!(
+        "{GOOD}{}\n{}\n{}\n{}\n{}\n",
+        r#"{"event_id":"d","user_id":"abc","event_time":"2024-03-01T00:00:00Z","category":"x","amount":1}"#,
+        r#"{"event_id":"e","user_id":5,"event_time":"2024-03-01T00:00:00Z","category":"x","amount":1"#,
+        r#"{"user_id":6,"event_time":"2024-03-01T00:00:00Z","category":"x","amount":1}"#,
+        r#"{"event_id":"g","user_id":7,"event_time":"yesterday","category":"x","amount":1}"#,
+        r#"{"event_id":"h","user_id":8,"event_time":"2024-03-01T00:00:00Z","category":"x","amount":2}"#,
+    );
+    let batch = read_file(text.as_bytes(), "f.json", FileFormat::Ndjson, &events_schema()).unwrap();
+    assert_eq!(batch.input_records, 8);
+    assert_eq!(batch.rows.height(), 4);
+    let got: Vec<(u64, &str)> = batch.rejected.iter().map(|r| (r.position, r.reason.as_str())).collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got[0].0, 6);
+    assert!(got[0].1.contains("user_id"), "{got:?}");
+    assert_eq!(got[1].0, 7);
+    assert!(got[1].1.starts_with("malformed JSON"), "{got:?}");
+    assert_eq!(got[2], (8, "missing required field `event_id`"));
+    assert_eq!(got[3], (9, "field `event_time`: not a valid timestamp"));
+    assert!(batch.rejected[1].raw.starts_with(r#"{"event_id":"e""#));
+}
+
+#[test]
+fn csv_values_that_do_not_parse_are_rejected() {
+    let text = "event_id,user_id,event_time,category,amount\na,1,2024-03-01T10:15:00Z,x,1.5\nb,zz,2024-03-01T10:15:00Z,x,1.5\n";
+    let batch = read_file(text.as_bytes(), "f.csv", FileFormat::Csv, &events_schema()).unwrap();
+    assert_eq!(batch.rows.height(), 1);
+    assert_eq!(batch.rejected.len(), 1);
+    assert_eq!(batch.rejected[0].position, 3);
+    assert_eq!(batch.rejected[0].reason, "field `user_id`: not a valid int64");
+    assert_eq!(batch.rejected[0].raw, "b,zz,2024-03-01T10:15:00Z,x,1.5");
+}

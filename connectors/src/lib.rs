@@ -1,0 +1,12 @@
+//! # Tidewater connectors
+//!
+//! Sources that talk to the outside world, each a [`tidewater_core::SourceProvider`]:
+//! - [`files`]: a landing directory of NDJSON, CSV or Parquet files, streamed file by file or read
+//!   whole as a bounded input;
+//! - [`delta`]: a Delta table's snapshot at a version, as a bounded input.
+
+pub mod delta;
+pub mod files;
+
+pub use delta::{DeltaSnapshotSpec, DeltaSourceProvider};
+pub use files::{FileFormat, FileSourceProvider, FileSpec, InputSchema};

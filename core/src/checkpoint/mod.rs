@@ -1,0 +1,236 @@
+//! The checkpoint location: a directory (local path or object-store URL) that makes a query
+//! restartable, in the layout of Spark's streaming checkpoints.
+//!
+//! ```text
+//! <checkpoint>/metadata           {"id": "<query id>", "name": "events"}   the txn app id, forever
+//! <checkpoint>/offsets/<N>        write-ahead: batch N's offset range and context, before it runs
+//! <checkpoint>/commits/<N>        written after batch N's Delta commit: what it wrote
+//! <checkpoint>/sources/0/         the source's own state (a landing directory's file log)
+//! <checkpoint>/batch/<target>/    `tidewater batch` runs: plan.json (chunks + app id)
+//! ```
+//!
+//! # Recovery rule
+//! On start, let N be the highest batch in `offsets/`. If `commits/N` is missing, batch N is
+//! replayed with exactly the logged range and context (the sink skips it if its Delta commit
+//! already happened). Otherwise the next batch is N+1 and starts where N ended. Entries are created
+//! with put-if-absent, so a second process on the same checkpoint fails instead of interleaving.
+
+use crate::context::BatchContext;
+use crate::error::{Error, Result};
+use crate::id::{BatchId, OffsetRange, QueryId};
+use crate::location::{object_store_at, parse_location};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A directory of JSON entries under a URL.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    url: String,
+}
+
+/// `metadata`: the query's identity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueryMetadata {
+    pub id: QueryId,
+    pub name: String,
+}
+
+/// `offsets/<N>`: what batch N reads and the context it runs with, written before it runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OffsetEntry {
+    pub v: u32,
+    pub range: OffsetRange,
+    pub context: BatchContext,
+}
+
+/// `commits/<N>`: what batch N wrote, written after its Delta commit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommitEntry {
+    pub v: u32,
+    /// The sink table's version holding the batch (`None` when it was already committed before a
+    /// crash and the replay skipped it).
+    pub table_version: Option<u64>,
+    pub input_records: u64,
+    pub output_rows: u64,
+    pub filtered: u64,
+    pub quarantined: u64,
+    pub next_watermark_ms: Option<i64>,
+}
+
+impl Checkpoint {
+    /// Opens (without creating anything yet) the checkpoint at a local path or URL.
+    pub fn open(location: &str) -> Result<Self> {
+        let url = parse_location(location)?;
+        let (store, root) = object_store_at(&url)?;
+        Ok(Checkpoint { store, root, url: url.to_string() })
+    }
+
+    /// A sub-directory, for a source's state or a batch run.
+    pub fn child(&self, name: &str) -> Checkpoint {
+        let mut root = self.root.clone();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            root = root.child(part);
+        }
+        let url = format!("{}/{}", self.url.trim_end_matches('/'), name);
+        Checkpoint { store: self.store.clone(), root, url }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, rel: &str) -> Path {
+        rel.split('/').fold(self.root.clone(), |p, part| p.child(part))
+    }
+
+    fn display(&self, rel: &str) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), rel)
+    }
+
+    /// Reads a JSON entry; `None` when it does not exist.
+    pub async fn get_json<T: DeserializeOwned>(&self, rel: &str) -> Result<Option<T>> {
+        let bytes = match self.store.get(&self.path(rel)).await {
+            Ok(got) => got.bytes().await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => Err(e),
+        };
+        let bytes = bytes.map_err(|source| Error::Store { path: self.display(rel), op: "get", source })?;
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| Error::CorruptCheckpoint { path: self.display(rel), source })
+    }
+
+    /// Writes a JSON entry that must not exist yet (put-if-absent).
+    pub async fn create_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.put(rel, value, opts).await {
+            Err(Error::Store { source: object_store::Error::AlreadyExists { .. }, .. }) => {
+                Err(Error::ConcurrentQuery { path: self.display(rel) })
+            }
+            other => other,
+        }
+    }
+
+    /// Writes (or atomically replaces) a JSON entry.
+    pub async fn put_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        self.put(rel, value, PutOptions::default()).await
+    }
+
+    async fn put<T: Serialize>(&self, rel: &str, value: &T, opts: PutOptions) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| Error::Internal(format!("serialising {}: {e}", self.display(rel))))?;
+        self.store
+            .put_opts(&self.path(rel), PutPayload::from(bytes), opts)
+            .await
+            .map(|_| ())
+            .map_err(|source| Error::Store { path: self.display(rel), op: "put", source })
+    }
+
+    /// The numeric file names directly under `dir`, ascending.
+    pub async fn list_numbered(&self, dir: &str) -> Result<Vec<u64>> {
+        let prefix = self.path(dir);
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store { path: self.display(dir), op: "list", source })?;
+        let mut numbers: Vec<u64> = listed
+            .iter()
+            .filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    /// The query's id, created (with `name`) on first use.
+    pub async fn query_metadata(&self, name: &str) -> Result<QueryMetadata> {
+        if let Some(meta) = self.get_json::<QueryMetadata>("metadata").await? {
+            return Ok(meta);
+        }
+        let meta = QueryMetadata { id: QueryId::random(), name: name.to_string() };
+        match self.create_json("metadata", &meta).await {
+            Ok(()) => Ok(meta),
+            // Lost a race with another starter: theirs is the id.
+            Err(Error::ConcurrentQuery { .. }) => self
+                .get_json("metadata")
+                .await?
+                .ok_or_else(|| Error::Internal("metadata vanished after a create race".into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn latest_offsets(&self) -> Result<Option<(BatchId, OffsetEntry)>> {
+        self.latest("offsets").await
+    }
+
+    pub async fn latest_commit(&self) -> Result<Option<(BatchId, CommitEntry)>> {
+        self.latest("commits").await
+    }
+
+    async fn latest<T: DeserializeOwned>(&self, dir: &str) -> Result<Option<(BatchId, T)>> {
+        let Some(&n) = self.list_numbered(dir).await?.last() else { return Ok(None) };
+        let rel = format!("{dir}/{n}.json");
+        let entry = self
+            .get_json(&rel)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("{} listed but not found", self.display(&rel))))?;
+        Ok(Some((BatchId::new(n), entry)))
+    }
+
+    /// Write-ahead: records batch `id`'s range and context before anything is read.
+    pub async fn write_offsets(&self, id: BatchId, entry: &OffsetEntry) -> Result<()> {
+        self.create_json(&format!("offsets/{}.json", id.get()), entry).await
+    }
+
+    /// Records that batch `id` is committed to the sink.
+    pub async fn write_commit(&self, id: BatchId, entry: &CommitEntry) -> Result<()> {
+        self.create_json(&format!("commits/{}.json", id.get()), entry).await
+    }
+
+    /// Reads every committed batch's entry (for reports and `verify`).
+    pub async fn commits(&self) -> Result<Vec<(BatchId, CommitEntry)>> {
+        let mut out = Vec::new();
+        for n in self.list_numbered("commits").await? {
+            if let Some(entry) = self.get_json(&format!("commits/{n}.json")).await? {
+                out.push((BatchId::new(n), entry));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Mode;
+    use crate::id::Offset;
+
+    #[tokio::test]
+    async fn offsets_are_write_once_and_the_latest_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp = Checkpoint::open(dir.path().to_str().unwrap()).unwrap();
+        assert!(cp.latest_offsets().await.unwrap().is_none());
+        for n in [0u64, 1, 10] {
+            let entry = OffsetEntry {
+                v: 1,
+                range: OffsetRange { start: None, end: Offset::new(serde_json::json!(n)) },
+                context: BatchContext::new(BatchId::new(n), Mode::Stream, 1_000),
+            };
+            cp.write_offsets(BatchId::new(n), &entry).await.unwrap();
+        }
+        let (id, entry) = cp.latest_offsets().await.unwrap().unwrap();
+        assert_eq!(id, BatchId::new(10), "numeric, not lexicographic order");
+        let again = cp.write_offsets(id, &entry).await.unwrap_err();
+        assert!(matches!(again, Error::ConcurrentQuery { .. }), "{again}");
+        let q1 = cp.query_metadata("q").await.unwrap();
+        let q2 = cp.query_metadata("q").await.unwrap();
+        assert_eq!(q1.id, q2.id, "the query id is stable across opens");
+    }
+}

@@ -1,0 +1,153 @@
+//! The contracts users and connectors implement: [`Transform`], [`Source`], [`BoundedSource`],
+//! [`SourceProvider`] and [`Sink`], with what callers may rely on.
+
+use crate::context::BatchContext;
+use crate::error::Result;
+use crate::id::{BatchId, Offset, OffsetRange};
+use async_trait::async_trait;
+use polars::prelude::{DataFrame, LazyFrame};
+use serde::{Deserialize, Serialize};
+
+/// The one transformation: a pure function of a bounded piece of input and its context.
+///
+/// # Contract
+/// - Deterministic: the same input frame and the same [`BatchContext`] give the same rows. It never
+///   reads the wall clock or the environment; what it needs comes in `ctx`, which is recorded in
+///   the offset log, so a replayed batch writes the same content.
+/// - Row-wise (append output): `f(A ∪ B) = f(A) ∪ f(B)`, so a stream cut into any batches and one
+///   batch run over the same input produce the same multiset of rows.
+///
+/// Closures `Fn(LazyFrame, &BatchContext) -> Result<LazyFrame>` implement it; a job file gives SQL
+/// ([`crate::SqlTransform`]).
+pub trait Transform: Send + Sync {
+    fn apply(&self, input: LazyFrame, ctx: &BatchContext) -> Result<LazyFrame>;
+}
+
+impl<F> Transform for F
+where
+    F: Fn(LazyFrame, &BatchContext) -> Result<LazyFrame> + Send + Sync,
+{
+    fn apply(&self, input: LazyFrame, ctx: &BatchContext) -> Result<LazyFrame> {
+        self(input, ctx)
+    }
+}
+
+/// A record the source could not turn into a row: it goes to the quarantine table, not away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Where it came from: a file path, a topic-partition.
+    pub origin: String,
+    /// 1-based line number in a file, or the record's offset.
+    pub position: u64,
+    /// The record as it was read.
+    pub raw: String,
+    /// Why it was rejected, for a person to read.
+    pub reason: String,
+}
+
+/// What a source read for one batch: the good rows and the rejected records.
+///
+/// `input_records == rows.height() + rejected.len()` always holds.
+#[derive(Debug, Default)]
+pub struct SourceBatch {
+    pub rows: DataFrame,
+    pub rejected: Vec<Rejected>,
+    pub input_records: u64,
+}
+
+/// A replayable, unbounded input, read by offset ranges (Structured Streaming's `Source`).
+///
+/// # Contract
+/// - Reading the same `range` twice yields the same rows in the same order.
+/// - `latest_offset` never moves backwards; `None` means nothing has arrived yet.
+/// - Offsets a source hands out are durable before they are returned: a range logged in the offset
+///   log can be read again after a crash.
+/// - `commit(end)` only lets the source release data before `end`; correctness never depends on it.
+#[async_trait]
+pub trait Source: Send {
+    /// The end of the next batch after `start`, within the source's admission limit (for example
+    /// `max_files_per_trigger`) and never past `until`. Equal to `start` when nothing is new.
+    async fn latest_offset(
+        &mut self,
+        start: Option<&Offset>,
+        until: Option<&Offset>,
+    ) -> Result<Option<Offset>>;
+
+    /// The end of everything available now, ignoring admission limits (for `available-now` and
+    /// `once` triggers, which freeze it at start).
+    async fn available_end(&mut self) -> Result<Option<Offset>>;
+
+    /// Reads the records in `range`.
+    async fn read(&mut self, range: &OffsetRange) -> Result<SourceBatch>;
+
+    /// Tells the source that everything up to `end` is committed downstream.
+    async fn commit(&mut self, end: &Offset) -> Result<()>;
+}
+
+/// One piece of a bounded input, as planned once by [`BoundedSource::plan`] and recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// For people: `files 0..10 of 42`, `version 12, files 20..40`.
+    pub describe: String,
+    /// For the source: what to read, in its own JSON shape.
+    pub spec: serde_json::Value,
+}
+
+/// A bounded input: everything in a landing directory at start, a Delta snapshot.
+///
+/// # Contract
+/// - `plan` lists the whole input once; the chunks cover it exactly, without overlap.
+/// - `read_chunk` of a planned chunk yields the same rows every time, in any later process.
+#[async_trait]
+pub trait BoundedSource: Send {
+    async fn plan(&mut self) -> Result<Vec<Chunk>>;
+    async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch>;
+}
+
+/// Opens a configured input either as a stream or as a bounded input.
+///
+/// # Contract
+/// - Both views see the same records: streaming all of a bounded input's data and reading its
+///   chunks give the same multiset of records.
+/// - A provider that cannot stream (or cannot bound) says so with [`crate::Error::Unsupported`].
+#[async_trait]
+pub trait SourceProvider: Send + Sync {
+    /// A name for messages, such as `files /data/landing/events`.
+    fn describe(&self) -> String;
+    /// The stream view. `state` is the source's own directory in the query's checkpoint.
+    async fn open_stream(&self, state: crate::checkpoint::Checkpoint) -> Result<Box<dyn Source>>;
+    /// The bounded view; `version` selects a snapshot where the source has versions.
+    async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>>;
+}
+
+/// What a sink did with one batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SinkCommit {
+    /// Committed as this table version.
+    Committed { version: u64, rows: u64, files: u64 },
+    /// The table already records this batch for this app id: nothing written.
+    Skipped { recorded: i64 },
+}
+
+impl SinkCommit {
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            SinkCommit::Committed { version, .. } => Some(*version),
+            SinkCommit::Skipped { .. } => None,
+        }
+    }
+}
+
+/// A batch sink, Spark's `foreachBatch` with idempotence built in.
+///
+/// # Contract
+/// - `add_batch(id, …)` is idempotent per (app id, `id`): once a batch is committed, calling it again
+///   with the same id writes nothing and returns [`SinkCommit::Skipped`].
+/// - A batch is all or nothing: its rows become visible in one atomic commit.
+/// - Ids for one app id are committed in increasing order; an id at or below the recorded one is
+///   skipped.
+#[async_trait]
+pub trait Sink: Send {
+    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit>;
+}

@@ -1,0 +1,133 @@
+//! The one error type of the core crate. Each variant names what it concerns (table, batch,
+//! offset, path) and says what to do next. Bad records are not errors: they go to quarantine.
+
+use crate::id::{BatchId, OffsetRange};
+use deltalake::DeltaTableError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether retrying the same call could succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// A transient condition (storage, a concurrent commit): run it again, it is idempotent.
+    Yes,
+    /// Retrying changes nothing until the input, the job or the environment is fixed.
+    No,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{url}: unsupported table or checkpoint URL scheme `{scheme}`; use a local path or a file:// URL{hint}")]
+    UnsupportedScheme { url: String, scheme: String, hint: &'static str },
+
+    #[error("{url}: not a valid location: {problem}")]
+    InvalidLocation { url: String, problem: String },
+
+    #[error("{path}: storage operation `{op}` failed; rerunning is safe")]
+    Store {
+        path: String,
+        op: &'static str,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("{path}: checkpoint entry is unreadable ({source}); restore it, or start over with a new checkpoint location")]
+    CorruptCheckpoint {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("{path}: checkpoint entry already exists: another process is running this query; stop it first")]
+    ConcurrentQuery { path: String },
+
+    #[error("table {table}: {op} failed: {source}")]
+    Delta {
+        table: String,
+        op: &'static str,
+        #[source]
+        source: DeltaTableError,
+    },
+
+    #[error("{batch} ({range}) into table {table}: Delta commit failed: {source}; rerunning is safe, the batch is idempotent")]
+    DeltaCommit {
+        table: String,
+        batch: BatchId,
+        range: String,
+        #[source]
+        source: DeltaTableError,
+    },
+
+    #[error("table {table}: the batch output does not fit the table: {problem}")]
+    SchemaMismatch { table: String, problem: String },
+
+    #[error("{batch}: transform failed: {source}")]
+    Transform {
+        batch: BatchId,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    #[error("{what}: {source}")]
+    Polars {
+        what: String,
+        #[source]
+        source: polars::error::PolarsError,
+    },
+
+    #[error("{what}: Arrow conversion failed: {source}")]
+    Arrow {
+        what: String,
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+
+    #[error("source {source_name}: {problem}")]
+    Source { source_name: String, problem: String },
+
+    #[error("{0}")]
+    Unsupported(String),
+
+    #[error("{batch} ({range}): offsets are logged but the source cannot replay them: {problem}")]
+    Replay { batch: BatchId, range: OffsetRange, problem: String },
+
+    #[error("internal error: {0} (a Tidewater bug; please report it with the log)")]
+    Internal(String),
+}
+
+impl Error {
+    /// Whether a runner should retry the failed call.
+    pub fn retry(&self) -> Retry {
+        match self {
+            Error::Store { .. } | Error::DeltaCommit { .. } | Error::Delta { .. } => Retry::Yes,
+            _ => Retry::No,
+        }
+    }
+
+    /// A stable code for JSON output and dashboards.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnsupportedScheme { .. } => "unsupported_scheme",
+            Error::InvalidLocation { .. } => "invalid_location",
+            Error::Store { .. } => "store",
+            Error::CorruptCheckpoint { .. } => "corrupt_checkpoint",
+            Error::ConcurrentQuery { .. } => "concurrent_query",
+            Error::Delta { .. } => "delta",
+            Error::DeltaCommit { .. } => "delta_commit",
+            Error::SchemaMismatch { .. } => "schema_mismatch",
+            Error::Transform { .. } => "transform",
+            Error::Polars { .. } => "polars",
+            Error::Arrow { .. } => "arrow",
+            Error::Source { .. } => "source",
+            Error::Unsupported(_) => "unsupported",
+            Error::Replay { .. } => "replay",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub(crate) fn polars(what: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Error {
+        let what = what.into();
+        move |source| Error::Polars { what, source }
+    }
+}

@@ -1,0 +1,79 @@
+//! Where tables and checkpoints live: a local path or a URL, refused clearly when the scheme is
+//! unknown. All bytes go through `object_store`.
+
+use crate::error::{Error, Result};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use std::sync::Arc;
+use url::Url;
+
+/// Turns what a user wrote (`/data/t`, `./t`, `file:///data/t`) into a URL, refusing unknown
+/// schemes with a message that names the URL.
+pub fn parse_location(raw: &str) -> Result<Url> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(Error::InvalidLocation { url: raw.into(), problem: "the location is empty".into() });
+    }
+    match Url::parse(raw) {
+        Ok(url) if url.scheme().len() > 1 => match url.scheme() {
+            "file" | "memory" => Ok(url),
+            "s3" | "s3a" | "gs" | "az" | "abfss" => Err(Error::UnsupportedScheme {
+                url: raw.into(),
+                scheme: url.scheme().into(),
+                hint: " (object stores other than local disk are not compiled into this build yet)",
+            }),
+            other => Err(Error::UnsupportedScheme { url: raw.into(), scheme: other.into(), hint: "" }),
+        },
+        // A relative or absolute local path (or a Windows drive letter, scheme of length 1).
+        _ => {
+            if raw.contains("://") {
+                return Err(Error::InvalidLocation {
+                    url: raw.into(),
+                    problem: "looks like a URL but does not parse as one".into(),
+                });
+            }
+            let path = std::path::absolute(raw)
+                .map_err(|e| Error::InvalidLocation { url: raw.into(), problem: e.to_string() })?;
+            Url::from_directory_path(&path).map_err(|()| Error::InvalidLocation {
+                url: raw.into(),
+                problem: "cannot be made into a file URL".into(),
+            })
+        }
+    }
+}
+
+/// A table location as a URL delta-rs accepts (local directories are created).
+pub fn table_url(raw: &str) -> Result<Url> {
+    let url = parse_location(raw)?;
+    deltalake::ensure_table_uri(url.as_str())
+        .map_err(|e| Error::InvalidLocation { url: raw.into(), problem: e.to_string() })
+}
+
+/// An object store and the root path inside it.
+pub fn object_store_at(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    let (store, path) = object_store::parse_url(url)
+        .map_err(|e| Error::InvalidLocation { url: url.to_string(), problem: e.to_string() })?;
+    Ok((Arc::from(store), path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::absolute_path("/data/t", "file:///data/t/")]
+    #[case::file_url("file:///data/t", "file:///data/t")]
+    fn accepts_local_locations(#[case] raw: &str, #[case] url: &str) {
+        assert_eq!(parse_location(raw).unwrap().as_str(), url);
+    }
+
+    #[rstest]
+    #[case::unknown("hdfs://nn/t", "unsupported table or checkpoint URL scheme `hdfs`")]
+    #[case::not_compiled("s3://bucket/t", "not compiled into this build")]
+    #[case::empty("", "the location is empty")]
+    fn refuses_others_and_says_why(#[case] raw: &str, #[case] says: &str) {
+        let err = parse_location(raw).unwrap_err().to_string();
+        assert!(err.contains(says), "{err}");
+    }
+}

@@ -1,0 +1,181 @@
+//! The user-facing builder: a source, a transform, a Delta sink and a checkpoint, run as a stream
+//! (`run(trigger)`) or as a bounded batch (`batch()`).
+
+use crate::batch::{BatchRunReport, load_or_plan, run_plan};
+use crate::checkpoint::Checkpoint;
+use crate::contract::{SourceProvider, Transform};
+use crate::crash::StepHook;
+use crate::engine::{BatchWriter, Clock, RunReport, Stop, StreamQuery, SystemClock, Trigger};
+use crate::error::{Error, Result};
+use crate::location::table_url;
+use crate::sink::{DeltaSink, WriteKind};
+use std::sync::Arc;
+use url::Url;
+
+/// A job: source → transform → Delta table, with its checkpoint.
+///
+/// ```no_run
+/// # use tidewater_core::{Pipeline, Trigger, BatchContext, Result};
+/// # use polars::prelude::*;
+/// # async fn demo(source: impl tidewater_core::SourceProvider + 'static) -> Result<()> {
+/// let report = Pipeline::new("events", source)
+///     .with_transform(|input: LazyFrame, _ctx: &BatchContext| Ok(input.filter(col("amount").gt_eq(lit(0.0)))))
+///     .with_table("/data/tables/events")
+///     .with_partition_by(["date"])
+///     .with_checkpoint("/data/checkpoints/events")
+///     .run(Trigger::AvailableNow)
+///     .await?;
+/// println!("{} batches", report.batches.len());
+/// # Ok(()) }
+/// ```
+pub struct Pipeline {
+    name: String,
+    source: Arc<dyn SourceProvider>,
+    transform: Arc<dyn Transform>,
+    table: Option<String>,
+    partition_by: Vec<String>,
+    quarantine: Option<String>,
+    checkpoint: Option<String>,
+    hook: Option<StepHook>,
+    stop: Stop,
+    clock: Arc<dyn Clock>,
+}
+
+/// Options of a bounded run.
+#[derive(Clone, Debug, Default)]
+pub struct BatchOptions {
+    /// Write this table instead of the job's sink table.
+    pub into: Option<String>,
+    /// Read the source at this version (Delta sources).
+    pub version: Option<u64>,
+    /// Plan again, with a new app id, even if a plan is recorded.
+    pub replan: bool,
+}
+
+impl Pipeline {
+    /// A pipeline named `name` reading `source`. The transform defaults to the identity.
+    pub fn new(name: impl Into<String>, source: impl SourceProvider + 'static) -> Self {
+        Pipeline {
+            name: name.into(),
+            source: Arc::new(source),
+            transform: Arc::new(|input, _: &crate::BatchContext| Ok(input)),
+            table: None,
+            partition_by: Vec::new(),
+            quarantine: None,
+            checkpoint: None,
+            hook: None,
+            stop: Stop::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    pub fn with_transform(mut self, transform: impl Transform + 'static) -> Self {
+        self.transform = Arc::new(transform);
+        self
+    }
+
+    /// The sink table (local path or URL); created on first write.
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.table = Some(table.into());
+        self
+    }
+
+    pub fn with_partition_by<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.partition_by = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The quarantine table; by default `<table>_quarantine` beside the sink table.
+    pub fn with_quarantine(mut self, table: impl Into<String>) -> Self {
+        self.quarantine = Some(table.into());
+        self
+    }
+
+    /// The checkpoint location (local path or URL).
+    pub fn with_checkpoint(mut self, location: impl Into<String>) -> Self {
+        self.checkpoint = Some(location.into());
+        self
+    }
+
+    /// Called at each crash point (fault injection for tests).
+    pub fn with_hook(mut self, hook: StepHook) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A handle that stops a running `run` after its batch in flight.
+    pub fn stop_handle(&self) -> Stop {
+        self.stop.clone()
+    }
+
+    fn table(&self) -> Result<&str> {
+        self.table.as_deref().ok_or_else(|| Error::Unsupported(format!("pipeline {}: no sink table set", self.name)))
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint> {
+        let location = self
+            .checkpoint
+            .as_deref()
+            .ok_or_else(|| Error::Unsupported(format!("pipeline {}: no checkpoint location set", self.name)))?;
+        Checkpoint::open(location)
+    }
+
+    /// The quarantine table for `table`: the configured one, or `<table>_quarantine`.
+    fn quarantine_url(&self, table: &Url) -> Result<Url> {
+        match &self.quarantine {
+            Some(q) => table_url(q),
+            None => table_url(&format!("{}_quarantine", table.as_str().trim_end_matches('/'))),
+        }
+    }
+
+    fn writer(&self, table: Url, app_id: &str, kind: WriteKind) -> Result<BatchWriter> {
+        let quarantine = DeltaSink::new(self.quarantine_url(&table)?, app_id, kind);
+        let sink = DeltaSink::new(table, app_id, kind)
+            .with_partition_by(self.partition_by.clone())
+            .with_hook(self.hook.clone());
+        Ok(BatchWriter { transform: self.transform.clone(), sink, quarantine })
+    }
+
+    /// Streams the source into the table under `trigger` until it is done or stopped.
+    pub async fn run(&self, trigger: Trigger) -> Result<RunReport> {
+        let checkpoint = self.checkpoint()?;
+        let meta = checkpoint.query_metadata(&self.name).await?;
+        let table = table_url(self.table()?)?;
+        tracing::info!(%meta.id, table = %table, checkpoint = %checkpoint.url(), %trigger, source = %self.source.describe(), "starting stream");
+        let mut query = StreamQuery {
+            query: meta.id,
+            source: self.source.open_stream(checkpoint.child("sources/0")).await?,
+            writer: self.writer(table, &meta.id.app_id(), WriteKind::Stream)?,
+            checkpoint,
+            hook: self.hook.clone(),
+            stop: self.stop.clone(),
+            clock: self.clock.clone(),
+        };
+        query.run(trigger).await
+    }
+
+    /// Runs the transform over the source as a bounded input into the sink table (or
+    /// `options.into`), chunk by chunk. `progress(done, total)` is called after each chunk.
+    pub async fn batch(&self, options: &BatchOptions, progress: &dyn Fn(usize, usize)) -> Result<BatchRunReport> {
+        let target = table_url(options.into.as_deref().map_or_else(|| self.table(), Ok)?)?;
+        let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, target.as_str().as_bytes());
+        let state = self.checkpoint()?.child(&format!("batch/{key}"));
+        let mut source = self.source.open_bounded(options.version).await?;
+        let plan = load_or_plan(
+            &state,
+            source.as_mut(),
+            self.source.describe(),
+            target.to_string(),
+            options.replan,
+            self.clock.as_ref(),
+        )
+        .await?;
+        let mut writer = self.writer(target, &plan.app_id, WriteKind::Batch)?;
+        run_plan(&plan, source.as_mut(), &mut writer, format!("{}/plan.json", state.url()), progress).await
+    }
+}

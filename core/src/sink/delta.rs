@@ -1,0 +1,212 @@
+//! The idempotent Delta sink: one batch, one Delta commit, carrying `txn {appId, version = batch}`.
+//!
+//! # Invariant
+//! For an app id, a batch id lands in at most one commit. Before writing, the sink reads the
+//! table's recorded txn version for its app id and skips any batch at or below it (Spark's
+//! `DeltaSink.addBatch` rule). The data files and the txn go into the same `_delta_log` entry, so
+//! either both are visible or neither. A commit that fails because another writer recorded the
+//! batch first (`ConcurrentTransaction`) is re-checked and reported as skipped.
+
+use crate::bridge::{arrow_schema, to_record_batches};
+use crate::contract::{Sink, SinkCommit};
+use crate::crash::{CrashPoint, StepHook, pass};
+use crate::error::{Error, Result};
+use crate::id::BatchId;
+use async_trait::async_trait;
+use deltalake::DeltaTable;
+use deltalake::arrow::datatypes::Schema as ArrowSchema;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use polars::prelude::DataFrame;
+use url::Url;
+
+/// How commits are recorded in the table history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// `STREAMING UPDATE` (queryId = app id, epochId = batch id), as Spark's streaming sink.
+    Stream,
+    /// `WRITE` in append mode, as a batch job with `txnAppId`/`txnVersion`.
+    Batch,
+}
+
+/// A Delta table written batch by batch, idempotently.
+pub struct DeltaSink {
+    url: Url,
+    app_id: String,
+    partition_by: Vec<String>,
+    kind: WriteKind,
+    table: Option<DeltaTable>,
+    hook: Option<StepHook>,
+}
+
+impl DeltaSink {
+    pub fn new(url: Url, app_id: impl Into<String>, kind: WriteKind) -> Self {
+        DeltaSink { url, app_id: app_id.into(), partition_by: Vec::new(), kind, table: None, hook: None }
+    }
+
+    /// Partition columns used when the sink creates the table.
+    pub fn with_partition_by(mut self, columns: Vec<String>) -> Self {
+        self.partition_by = columns;
+        self
+    }
+
+    /// Called at the data-files and Delta-commit crash points (fault injection).
+    pub fn with_hook(mut self, hook: Option<StepHook>) -> Self {
+        self.hook = hook;
+        self
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    fn delta_err(&self, op: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> Error + '_ {
+        move |source| Error::Delta { table: self.url.to_string(), op, source }
+    }
+
+    /// Opens the table, refreshed to its latest version; `None` if it does not exist yet.
+    async fn refreshed(&mut self) -> Result<Option<&mut DeltaTable>> {
+        if self.table.is_none() {
+            let table = DeltaTable::try_from_url(self.url.clone()).await.map_err(self.delta_err("open"))?;
+            self.table = Some(table);
+        }
+        let url = self.url.to_string();
+        let Some(table) = self.table.as_mut() else { return Ok(None) };
+        if table.version().is_none() {
+            // Not a table yet (or just created by someone else): try to load it.
+            match table.load().await {
+                Ok(()) => {}
+                Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(None),
+                Err(source) => return Err(Error::Delta { table: url, op: "load", source }),
+            }
+        } else {
+            table.update_state().await.map_err(|source| Error::Delta { table: url, op: "refresh", source })?;
+        }
+        Ok(Some(table))
+    }
+
+    /// The txn version the table records for this sink's app id (`None`: nothing committed yet).
+    pub async fn committed_version(&mut self) -> Result<Option<i64>> {
+        let app_id = self.app_id.clone();
+        let url = self.url.to_string();
+        let Some(table) = self.refreshed().await? else { return Ok(None) };
+        let snapshot = table.snapshot().map_err(|source| Error::Delta { table: url.clone(), op: "snapshot", source })?;
+        snapshot
+            .transaction_version(table.log_store().as_ref(), &app_id)
+            .await
+            .map_err(|source| Error::Delta { table: url, op: "read txn", source })
+    }
+
+    async fn create(&mut self, schema: &ArrowSchema) -> Result<()> {
+        for column in &self.partition_by {
+            if schema.field_with_name(column).is_err() {
+                return Err(Error::SchemaMismatch {
+                    table: self.url.to_string(),
+                    problem: format!("partition column `{column}` is not in the output"),
+                });
+            }
+        }
+        let kernel: StructType = schema.try_into_kernel().map_err(|e| Error::SchemaMismatch {
+            table: self.url.to_string(),
+            problem: format!("output schema has no Delta equivalent: {e}"),
+        })?;
+        let table = DeltaTable::try_from_url(self.url.clone()).await.map_err(self.delta_err("open"))?;
+        let created = table
+            .create()
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(self.partition_by.clone())
+            .with_save_mode(SaveMode::Ignore)
+            .await
+            .map_err(self.delta_err("create"))?;
+        tracing::info!(table = %self.url, "created Delta table");
+        self.table = Some(created);
+        Ok(())
+    }
+
+    fn operation(&self, id: BatchId, table: &DeltaTable) -> DeltaOperation {
+        match self.kind {
+            WriteKind::Stream => DeltaOperation::StreamingUpdate {
+                output_mode: OutputMode::Append,
+                query_id: self.app_id.clone(),
+                epoch_id: id.txn_version(),
+            },
+            WriteKind::Batch => {
+                let partition_by = table
+                    .snapshot()
+                    .ok()
+                    .map(|s| s.metadata().partition_columns().to_vec())
+                    .filter(|p| !p.is_empty());
+                DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    async fn add_batch(&mut self, id: BatchId, mut rows: DataFrame, range: &str) -> Result<SinkCommit> {
+        if let Some(recorded) = self.committed_version().await?
+            && recorded >= id.txn_version()
+        {
+            tracing::info!(table = %self.url, %id, recorded, "already committed; skipped");
+            return Ok(SinkCommit::Skipped { recorded });
+        }
+        if self.table.as_ref().and_then(DeltaTable::version).is_none() {
+            self.create(&arrow_schema(&rows)?).await?;
+        }
+        let batches = to_record_batches(&mut rows)?;
+        let url = self.url.to_string();
+        let commit_err = |source| Error::DeltaCommit { table: url.clone(), batch: id, range: range.to_string(), source };
+        let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
+
+        let mut writer = RecordBatchWriter::for_table(table).map_err(commit_err)?;
+        let mut row_count = 0u64;
+        for batch in batches {
+            row_count += batch.num_rows() as u64;
+            if batch.num_rows() > 0 {
+                writer.write(batch).await.map_err(|source| match source {
+                    deltalake::DeltaTableError::SchemaMismatch { msg } => {
+                        Error::SchemaMismatch { table: url.clone(), problem: msg }
+                    }
+                    source => commit_err(source),
+                })?;
+            }
+        }
+        let adds = writer.flush().await.map_err(commit_err)?;
+        let files = adds.len() as u64;
+        pass(&self.hook, CrashPoint::AfterDataFiles, id);
+
+        let txn = Transaction::new_with_last_update(&self.app_id, id.txn_version(), Some(chrono::Utc::now().timestamp_millis()));
+        let operation = self.operation(id, table);
+        let snapshot = table.snapshot().map_err(commit_err)?;
+        let committed = CommitBuilder::from(CommitProperties::default().with_application_transaction(txn))
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(Some(snapshot), table.log_store(), operation)
+            .await;
+        match committed {
+            Ok(done) => {
+                let version = done.version();
+                table.state = Some(done.snapshot());
+                pass(&self.hook, CrashPoint::AfterDeltaCommit, id);
+                Ok(SinkCommit::Committed { version, rows: row_count, files })
+            }
+            Err(source) => {
+                // Another writer may have committed this batch (a zombie of ours): re-check.
+                if let Some(recorded) = self.committed_version().await?
+                    && recorded >= id.txn_version()
+                {
+                    tracing::warn!(%id, recorded, "commit lost to a concurrent writer of the same batch; skipped");
+                    return Ok(SinkCommit::Skipped { recorded });
+                }
+                Err(commit_err(source))
+            }
+        }
+    }
+}

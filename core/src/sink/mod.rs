@@ -1,0 +1,7 @@
+//! Sinks: the idempotent Delta sink and the quarantine table built on it.
+
+mod delta;
+mod quarantine;
+
+pub use delta::{DeltaSink, WriteKind};
+pub use quarantine::{QUARANTINE_COLUMNS, quarantine_frame};

@@ -1,0 +1,56 @@
+//! `tidewater batch JOB.toml [--into TABLE] [--version N]`: the same transform over a bounded input.
+
+use super::{CliError, thousands};
+use crate::cli::BatchArgs;
+use crate::spec::load;
+use crate::{EXIT_OK, Registry, pipeline_for};
+use std::io::IsTerminal;
+use tidewater_core::{BatchOptions, BatchReport, BatchRunReport};
+
+pub async fn batch(args: BatchArgs, registry: &Registry) -> Result<i32, CliError> {
+    let job = load(&args.job)?;
+    let pipeline = pipeline_for(&job, registry)?;
+    let options = BatchOptions { into: args.into, version: args.version, replan: args.replan };
+    let report = pipeline.batch(&options, &progress_printer()).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        println!("{}", summary(&job.name, &report));
+    }
+    Ok(EXIT_OK)
+}
+
+/// Prints `chunk k/n` on stderr when it is a terminal (logs say the same otherwise).
+pub(crate) fn progress_printer() -> impl Fn(usize, usize) {
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty {
+            eprint!("\r  chunk {done}/{total} committed{}", if done == total { "\n" } else { "" });
+        }
+    }
+}
+
+pub(crate) fn summary(name: &str, report: &BatchRunReport) -> String {
+    if report.is_noop() {
+        return format!(
+            "{name}: nothing to do: all {} chunks of this batch run are already committed to {} (app id {}); use --replan to plan a new run",
+            report.chunks_total, report.target, report.app_id
+        );
+    }
+    let t = |f: fn(&BatchReport) -> u64| thousands(report.total(f));
+    let version = report.chunks.iter().rev().find_map(|b| b.table_version);
+    format!(
+        "{name}: batch run of {} chunks ({} already committed before), {} records in: {} rows written, {} filtered, {} quarantined\n  table      {} (version {})\n  quarantine {}\n  app id     {}\n  plan       {}",
+        report.chunks_total,
+        report.chunks_already_done,
+        t(|b| b.input_records),
+        t(|b| b.output_rows),
+        t(|b| b.filtered),
+        t(|b| b.quarantined),
+        report.target,
+        version.map_or_else(|| "unchanged".to_string(), |v| v.to_string()),
+        report.quarantine,
+        report.app_id,
+        report.plan,
+    )
+}

@@ -1,0 +1,106 @@
+//! From a validated job file to a [`Pipeline`]: the source provider, the transform (SQL or a
+//! registered Rust one), the sink, and the fault-injection hook.
+
+use crate::spec::{JobSpec, SourceSpec, SpecError, TransformSpec};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tidewater_connectors::{DeltaSourceProvider, FileSourceProvider};
+use tidewater_core::{BatchContext, CrashPoint, Pipeline, SqlTransform, StepHook, Transform};
+
+/// Rust transforms a job file can name with `transform.rust = "<name>"`.
+#[derive(Clone, Default)]
+pub struct Registry {
+    transforms: BTreeMap<String, Arc<dyn Transform>>,
+}
+
+impl Registry {
+    /// The transforms every `tidewater` binary has: `identity`.
+    pub fn builtin() -> Self {
+        Registry::default().with("identity", |input, _: &BatchContext| Ok(input))
+    }
+
+    pub fn with(mut self, name: &str, transform: impl Transform + 'static) -> Self {
+        self.transforms.insert(name.to_string(), Arc::new(transform));
+        self
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<dyn Transform>> {
+        self.transforms.get(name).cloned()
+    }
+
+    fn names(&self) -> String {
+        self.transforms.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+struct Shared(Arc<dyn Transform>);
+
+impl Transform for Shared {
+    fn apply(&self, input: polars::prelude::LazyFrame, ctx: &BatchContext) -> tidewater_core::Result<polars::prelude::LazyFrame> {
+        self.0.apply(input, ctx)
+    }
+}
+
+/// Builds the job's pipeline. SQL is planned against the declared schema first, so a bad query
+/// is refused before anything runs.
+pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, SpecError> {
+    let err = |key: &str, problem: String| SpecError { file: job.file.display().to_string(), key: key.into(), problem };
+    let (pipeline, schema) = match &job.source {
+        SourceSpec::Files(files) => (
+            Pipeline::new(&job.name, FileSourceProvider::new(files.clone())),
+            files.schema.as_ref().map(|s| s.polars_schema()),
+        ),
+        SourceSpec::Delta(delta) => (Pipeline::new(&job.name, DeltaSourceProvider::new(delta.clone())), None),
+    };
+    let pipeline = match &job.transform {
+        TransformSpec::Identity => pipeline,
+        TransformSpec::Sql(sql) => {
+            let transform = SqlTransform::new(sql);
+            if let Some(schema) = &schema {
+                let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
+                for column in &job.sink.partition_by {
+                    if !out.contains(column) {
+                        return Err(err("sink.partition_by", format!("`{column}` is not a column of the transform's output")));
+                    }
+                }
+            }
+            pipeline.with_transform(transform)
+        }
+        TransformSpec::Rust(name) => {
+            let transform = registry
+                .get(name)
+                .ok_or_else(|| err("transform.rust", format!("no Rust transform named `{name}` in this binary; it has: {}", registry.names())))?;
+            pipeline.with_transform(Shared(transform))
+        }
+    };
+    let mut pipeline = pipeline
+        .with_table(&job.sink.table)
+        .with_partition_by(job.sink.partition_by.clone())
+        .with_checkpoint(&job.checkpoint);
+    if let Some(q) = &job.sink.quarantine {
+        pipeline = pipeline.with_quarantine(q);
+    }
+    if let Some(hook) = crash_hook_from_env().map_err(|e| err("(environment) TIDEWATER_CRASH_AT", e))? {
+        pipeline = pipeline.with_hook(hook);
+    }
+    Ok(pipeline)
+}
+
+/// `TIDEWATER_CRASH_AT=<point>:<batch>` kills this process with SIGKILL when batch `<batch>`
+/// passes `<point>` (after-offset-log, after-data-files, after-delta-commit, after-commit-log).
+/// For crash tests; never set it in production.
+fn crash_hook_from_env() -> Result<Option<StepHook>, String> {
+    let Ok(setting) = std::env::var("TIDEWATER_CRASH_AT") else { return Ok(None) };
+    let (point, batch) = setting.split_once(':').ok_or_else(|| format!("`{setting}`: expected <point>:<batch id>"))?;
+    let point: CrashPoint = point.parse()?;
+    let batch: u64 = batch.parse().map_err(|_| format!("`{batch}` is not a batch id"))?;
+    Ok(Some(Arc::new(move |at: CrashPoint, id: tidewater_core::BatchId| {
+        if at == point && id.get() == batch {
+            eprintln!("tidewater: TIDEWATER_CRASH_AT: killing myself at {at} of {id}");
+            // SAFETY: kill(2) on our own pid with a constant signal has no memory effects.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    })))
+}

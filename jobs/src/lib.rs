@@ -1,0 +1,42 @@
+//! # The `tidewater` command
+//!
+//! Job files, the command line and its commands. A program that registers its own Rust transforms
+//! calls [`main_with`] with a [`Registry`] and gets the same command line.
+
+pub mod cli;
+pub mod cmd;
+pub mod gen;
+pub mod job;
+pub mod spec;
+pub mod telemetry;
+
+pub use job::{Registry, pipeline_for};
+
+use clap::Parser;
+
+/// Exit status: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit status: tables differ (consistency checks).
+pub const EXIT_DIFFERENT: i32 = 1;
+/// Exit status: an error.
+pub const EXIT_ERROR: i32 = 2;
+
+/// Parses the command line, runs the command and returns the exit status.
+pub fn main_with(registry: Registry) -> i32 {
+    let cli = cli::Cli::parse();
+    telemetry::init(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tidewater: cannot start the runtime: {e}");
+            return EXIT_ERROR;
+        }
+    };
+    match runtime.block_on(cmd::dispatch(cli.command, &registry)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tidewater: error: {e}");
+            EXIT_ERROR
+        }
+    }
+}

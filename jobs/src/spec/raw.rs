@@ -1,0 +1,56 @@
+//! The job file as written (TOML), read with serde and nothing else. Unknown keys are refused, so a
+//! typo is an error, not a silent default.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJob {
+    pub name: String,
+    pub checkpoint: Option<String>,
+    pub source: RawSource,
+    #[serde(default)]
+    pub transform: RawTransform,
+    pub sink: RawSink,
+    #[serde(default)]
+    pub trigger: RawTrigger,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub kind: String,
+    pub path: Option<String>,
+    pub table: Option<String>,
+    pub format: Option<String>,
+    pub max_files_per_trigger: Option<i64>,
+    pub files_per_chunk: Option<i64>,
+    pub schema: Option<BTreeMap<String, toml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransform {
+    pub sql: Option<String>,
+    pub rust: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    pub table: String,
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    #[serde(default)]
+    pub key: Vec<String>,
+    pub quarantine: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    pub kind: Option<String>,
+    pub interval: Option<String>,
+}

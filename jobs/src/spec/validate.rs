@@ -1,0 +1,249 @@
+//! From a [`RawJob`] to a typed [`JobSpec`], with errors that say `file: key: problem`.
+
+use super::raw::{RawJob, RawSource};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
+use tidewater_connectors::DeltaSnapshotSpec;
+use tidewater_core::Trigger;
+use tidewater_core::location::parse_location;
+
+/// A job file that cannot run, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {problem}")]
+pub struct SpecError {
+    pub file: String,
+    pub key: String,
+    pub problem: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum SourceSpec {
+    Files(FileSpec),
+    Delta(DeltaSnapshotSpec),
+}
+
+#[derive(Clone, Debug)]
+pub enum TransformSpec {
+    Identity,
+    Sql(String),
+    /// A Rust transform registered in the binary under this name.
+    Rust(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct SinkSpec {
+    pub table: String,
+    pub partition_by: Vec<String>,
+    pub key: Vec<String>,
+    pub quarantine: Option<String>,
+}
+
+/// A validated job.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub file: PathBuf,
+    pub name: String,
+    pub checkpoint: String,
+    pub source: SourceSpec,
+    pub transform: TransformSpec,
+    pub sink: SinkSpec,
+    pub trigger: Trigger,
+}
+
+/// Reads and validates a job file.
+pub fn load(file: &Path) -> Result<JobSpec, SpecError> {
+    let shown = file.display().to_string();
+    let err = |key: &str, problem: String| SpecError { file: shown.clone(), key: key.to_string(), problem };
+    let text = std::fs::read_to_string(file).map_err(|e| err("(file)", format!("cannot read: {e}")))?;
+    let raw: RawJob = toml::from_str(&text).map_err(|e| {
+        let key = e.span().map_or_else(|| "(syntax)".to_string(), |s| {
+            let line = text[..s.start.min(text.len())].lines().count().max(1);
+            format!("line {line}")
+        });
+        err(&key, e.message().to_string())
+    })?;
+    validate(raw, file, &err)
+}
+
+fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -> Result<JobSpec, SpecError> {
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let location = |key: &str, value: &str| -> Result<String, SpecError> {
+        let resolved = resolve(&base, value);
+        parse_location(&resolved).map_err(|e| err(key, e.to_string()))?;
+        Ok(resolved)
+    };
+    if raw.name.trim().is_empty() {
+        return Err(err("name", "must not be empty".into()));
+    }
+    let checkpoint = raw
+        .checkpoint
+        .as_deref()
+        .ok_or_else(|| err("checkpoint", "missing: say where the job keeps its offsets and commits".into()))
+        .and_then(|c| location("checkpoint", c))?;
+    let source = source(&raw.source, &location, err)?;
+    let transform = match (&raw.transform.sql, &raw.transform.rust) {
+        (Some(_), Some(_)) => return Err(err("transform", "give either `sql` or `rust`, not both".into())),
+        (Some(sql), None) if sql.trim().is_empty() => return Err(err("transform.sql", "is empty".into())),
+        (Some(sql), None) => TransformSpec::Sql(sql.clone()),
+        (None, Some(name)) => TransformSpec::Rust(name.clone()),
+        (None, None) => TransformSpec::Identity,
+    };
+    match raw.sink.mode.as_deref().unwrap_or("append") {
+        "append" => {}
+        "complete" | "update" => {
+            return Err(err("sink.mode", format!("`{}` is not available yet; use `append`", raw.sink.mode.unwrap_or_default())));
+        }
+        other => return Err(err("sink.mode", format!("unknown mode `{other}`; expected append"))),
+    }
+    let sink = SinkSpec {
+        table: location("sink.table", &raw.sink.table)?,
+        partition_by: raw.sink.partition_by.clone(),
+        key: raw.sink.key.clone(),
+        quarantine: raw.sink.quarantine.as_deref().map(|q| location("sink.quarantine", q)).transpose()?,
+    };
+    let trigger = parse_trigger(raw.trigger.kind.as_deref(), raw.trigger.interval.as_deref())
+        .map_err(|(key, problem)| err(&format!("trigger.{key}"), problem))?;
+    Ok(JobSpec { file: file.to_path_buf(), name: raw.name, checkpoint, source, transform, sink, trigger })
+}
+
+fn resolve(base: &Path, value: &str) -> String {
+    if value.contains("://") || Path::new(value).is_absolute() {
+        value.to_string()
+    } else {
+        base.join(value).display().to_string()
+    }
+}
+
+fn source(
+    raw: &RawSource,
+    location: &dyn Fn(&str, &str) -> Result<String, SpecError>,
+    err: &dyn Fn(&str, String) -> SpecError,
+) -> Result<SourceSpec, SpecError> {
+    match raw.kind.as_str() {
+        "files" => {
+            let path = raw.path.as_deref().ok_or_else(|| err("source.path", "missing: the landing directory".into()))?;
+            let format: FileFormat = raw
+                .format
+                .as_deref()
+                .ok_or_else(|| err("source.format", "missing: ndjson, csv or parquet".into()))?
+                .parse()
+                .map_err(|e| err("source.format", e))?;
+            let mut spec = FileSpec::new(location("source.path", path)?, format);
+            if let Some(n) = raw.max_files_per_trigger {
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| err("source.max_files_per_trigger", format!("{n} is not a positive number")))?;
+                spec = spec.with_max_files_per_trigger(n);
+            }
+            if let Some(columns) = &raw.schema {
+                let mut parsed = Vec::new();
+                for (name, ty) in columns {
+                    let key = format!("source.schema.{name}");
+                    let text = ty.as_str().ok_or_else(|| err(&key, format!("expected a type name such as \"int64\", found {ty}")))?;
+                    parsed.push(InputSchema::parse_column(name, text).map_err(|e| err(&key, e))?);
+                }
+                spec = spec.with_schema(InputSchema::new(parsed));
+            }
+            Ok(SourceSpec::Files(spec))
+        }
+        "delta" => {
+            let table = raw.table.as_deref().or(raw.path.as_deref()).ok_or_else(|| err("source.table", "missing: the Delta table to read".into()))?;
+            let mut spec = DeltaSnapshotSpec::new(location("source.table", table)?);
+            if let Some(n) = raw.files_per_chunk {
+                spec.files_per_chunk = usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| err("source.files_per_chunk", format!("{n} is not a positive number")))?;
+            }
+            Ok(SourceSpec::Delta(spec))
+        }
+        other => Err(err("source.kind", format!("unknown kind `{other}`; expected `files` or `delta`"))),
+    }
+}
+
+/// Parses a trigger kind and interval; errors name the sub-key (`kind`, `interval`).
+pub fn parse_trigger(kind: Option<&str>, interval: Option<&str>) -> Result<Trigger, (&'static str, String)> {
+    match kind.unwrap_or("processing-time") {
+        "processing-time" => {
+            let interval = match interval {
+                None => Duration::ZERO,
+                Some(text) => humantime::parse_duration(text).map_err(|e| ("interval", format!("`{text}`: {e}")))?,
+            };
+            Ok(Trigger::ProcessingTime(interval))
+        }
+        "once" => Ok(Trigger::Once),
+        "available-now" => Ok(Trigger::AvailableNow),
+        other => Err(("kind", format!("unknown trigger `{other}`; expected processing-time, once or available-now"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISSUE_JOB: &str = r#"
+name = "events"
+checkpoint = "/data/checkpoints/events"
+
+[source]
+kind = "files"
+path = "/data/landing/events"
+format = "ndjson"
+max_files_per_trigger = 10
+
+[source.schema]
+event_id = "string"
+user_id = "int64"
+event_time = "timestamp"
+category = "string"
+amount = "float64"
+
+[transform]
+sql = "SELECT event_id, user_id, event_time, category, amount, CAST(event_time AS DATE) AS date FROM input WHERE amount >= 0"
+
+[sink]
+table = "/data/tables/events"
+mode = "append"
+partition_by = ["date"]
+quarantine = "/data/tables/events_quarantine"
+
+[trigger]
+kind = "processing-time"
+interval = "2s"
+"#;
+
+    fn load_text(text: &str) -> Result<JobSpec, SpecError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("job.toml");
+        std::fs::write(&file, text).unwrap();
+        load(&file)
+    }
+
+    #[test]
+    fn the_issue_job_file_loads_as_is() {
+        let job = load_text(ISSUE_JOB).unwrap();
+        assert_eq!(job.trigger, Trigger::ProcessingTime(Duration::from_secs(2)));
+        let SourceSpec::Files(files) = &job.source else { panic!("files source") };
+        assert_eq!(files.max_files_per_trigger, 10);
+        assert_eq!(files.schema.as_ref().unwrap().columns.len(), 5);
+        assert_eq!(job.sink.partition_by, ["date"]);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let cases = [
+            (ISSUE_JOB.replace("int64", "int65"), "source.schema.user_id: unknown type `int65`"),
+            (ISSUE_JOB.replace("/data/tables/events\"", "hdfs://nn/events\""), "sink.table: hdfs://nn/events: unsupported"),
+            (ISSUE_JOB.replace("\"2s\"", "\"soon\""), "trigger.interval: `soon`"),
+            (ISSUE_JOB.replace("mode = \"append\"", "mode = \"append\"\ncolour = 1"), "unknown field `colour`"),
+            (ISSUE_JOB.replace("checkpoint = \"/data/checkpoints/events\"", ""), "checkpoint: missing"),
+        ];
+        for (text, expected) in cases {
+            let e = load_text(&text).unwrap_err().to_string();
+            assert!(e.contains("job.toml: "), "{e}");
+            assert!(e.contains(expected), "expected `{expected}` in: {e}");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, the end-to-end table tests (real `tidewater` processes on real Delta
+# tables, killed and restarted), then an interop check that reads the demo's tables with the
+# Python `deltalake` and `polars` packages (installed here into a cached venv).
+#
+# Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default ~/.cache/tidewater/target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidewater/target}"
+CACHE="$HOME/.cache/tidewater"
+mkdir -p "$CACHE"
+
+echo "== build (first build on a fresh machine: ~10 minutes)"
+cargo build --workspace --all-targets --locked
+export TIDEWATER_BIN="$CARGO_TARGET_DIR/debug/tidewater"
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== interop: the demo's tables read by Python deltalake + polars"
+VENV="$CACHE/venv"
+if ! "$VENV/bin/python" -c 'import deltalake, polars' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow
+fi
+DEMO=$(mktemp -d)
+trap 'rm -rf "$DEMO"' EXIT
+"$TIDEWATER_BIN" -q demo --dir "$DEMO/demo" --files 6 --rows-per-file 500 >/dev/null
+"$VENV/bin/python" scripts/interop_check.py "$DEMO/demo"
