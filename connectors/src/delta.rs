@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use deltalake::DeltaTable;
+use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -126,7 +126,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn polars(what: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Error {
+    /// A `map_err` adapter that names what Polars was doing.
+    pub fn polars(what: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Error {
         let what = what.into();
         move |source| Error::Polars { what, source }
     }

@@ -45,8 +45,17 @@ pub fn parse_location(raw: &str) -> Result<Url> {
 /// A table location as a URL delta-rs accepts (local directories are created).
 pub fn table_url(raw: &str) -> Result<Url> {
     let url = parse_location(raw)?;
-    deltalake::ensure_table_uri(url.as_str())
-        .map_err(|e| Error::InvalidLocation { url: raw.into(), problem: e.to_string() })
+    let invalid = |problem: String| Error::InvalidLocation { url: raw.into(), problem };
+    let location = match url.scheme() {
+        // A local directory: let delta-rs create and canonicalise it.
+        "file" => url
+            .to_file_path()
+            .map_err(|()| invalid("not a local path".into()))?
+            .display()
+            .to_string(),
+        _ => url.to_string(),
+    };
+    deltalake::ensure_table_uri(location).map_err(|e| invalid(e.to_string()))
 }
 
 /// An object store and the root path inside it.

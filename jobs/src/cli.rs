@@ -11,7 +11,7 @@ use std::path::PathBuf;
 ///
 /// Exit status: 0 success, 1 tables differ (consistency checks), 2 error.
 #[derive(Debug, Parser)]
-#[command(name = "tidewater", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "tidewater", version, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -5,7 +5,7 @@
 
 pub mod cli;
 pub mod cmd;
-pub mod gen;
+pub mod generate;
 pub mod job;
 pub mod spec;
 pub mod telemetry;

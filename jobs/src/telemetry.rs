@@ -5,8 +5,8 @@ use tracing_subscriber::EnvFilter;
 pub fn init(verbose: u8, quiet: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "info,deltalake=warn",
-        (false, 1) => "debug,deltalake=info,hyper=info",
+        (false, 0) => "warn,tidewater_core=info,tidewater_connectors=info,tidewater_jobs=info",
+        (false, 1) => "info,tidewater_core=debug,tidewater_connectors=debug,tidewater_jobs=debug",
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -19,7 +19,7 @@ pub use schema::{Column, ColumnType, InputSchema};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

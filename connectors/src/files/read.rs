@@ -269,9 +269,9 @@ fn conform(
         let bad = checked.filter(&bad_mask).map_err(Error::polars("collecting rejected rows"))?;
         let rows_idx = bad.column(ROW).and_then(|c| c.idx()).map_err(Error::polars("row index"))?;
         let reasons = bad.column(REASON).and_then(|c| c.str()).map_err(Error::polars("reasons"))?;
-        for (row, reason) in rows_idx.into_iter().zip(reasons) {
-            let mut r = locate(row.unwrap_or_default() as usize);
-            r.reason = reason.unwrap_or_default().to_string();
+        for i in 0..bad.height() {
+            let mut r = locate(rows_idx.get(i).unwrap_or_default() as usize);
+            r.reason = reasons.get(i).unwrap_or_default().to_string();
             rejected.push(r);
         }
     }
@@ -279,4 +279,5 @@ fn conform(
 }
 
 #[cfg(test)]
+#[path = "read_tests.rs"]
 mod tests;

@@ -21,7 +21,7 @@ use crate::id::{BatchId, OffsetRange, QueryId};
 use crate::location::{object_store_at, parse_location};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -75,7 +75,7 @@ impl Checkpoint {
     pub fn child(&self, name: &str) -> Checkpoint {
         let mut root = self.root.clone();
         for part in name.split('/').filter(|p| !p.is_empty()) {
-            root = root.child(part);
+            root = root.join(part);
         }
         let url = format!("{}/{}", self.url.trim_end_matches('/'), name);
         Checkpoint { store: self.store.clone(), root, url }
@@ -86,7 +86,7 @@ impl Checkpoint {
     }
 
     fn path(&self, rel: &str) -> Path {
-        rel.split('/').fold(self.root.clone(), |p, part| p.child(part))
+        rel.split('/').fold(self.root.clone(), |p, part| p.join(part))
     }
 
     fn display(&self, rel: &str) -> String {

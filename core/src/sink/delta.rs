@@ -13,7 +13,7 @@ use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
 use async_trait::async_trait;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -73,21 +73,24 @@ impl DeltaSink {
 
     /// Opens the table, refreshed to its latest version; `None` if it does not exist yet.
     async fn refreshed(&mut self) -> Result<Option<&mut DeltaTable>> {
+        let url = self.url.to_string();
+        let delta = |op: &'static str| {
+            let table = url.clone();
+            move |source| Error::Delta { table, op, source }
+        };
         if self.table.is_none() {
-            let table = DeltaTable::try_from_url(self.url.clone()).await.map_err(self.delta_err("open"))?;
+            // Built without loading: loading a location that is not a table yet makes delta-rs
+            // log an error, and a table that does not exist yet is the normal first run.
+            let table = DeltaTableBuilder::from_url(self.url.clone()).and_then(|b| b.build()).map_err(delta("open"))?;
             self.table = Some(table);
         }
-        let url = self.url.to_string();
         let Some(table) = self.table.as_mut() else { return Ok(None) };
-        if table.version().is_none() {
-            // Not a table yet (or just created by someone else): try to load it.
-            match table.load().await {
-                Ok(()) => {}
-                Err(deltalake::DeltaTableError::NotATable(_)) => return Ok(None),
-                Err(source) => return Err(Error::Delta { table: url, op: "load", source }),
-            }
+        if table.version().is_some() {
+            table.update_state().await.map_err(delta("refresh"))?;
+        } else if table.log_store().is_delta_table_location().await.map_err(delta("look for _delta_log"))? {
+            table.load().await.map_err(delta("load"))?;
         } else {
-            table.update_state().await.map_err(|source| Error::Delta { table: url, op: "refresh", source })?;
+            return Ok(None);
         }
         Ok(Some(table))
     }
@@ -117,7 +120,9 @@ impl DeltaSink {
             table: self.url.to_string(),
             problem: format!("output schema has no Delta equivalent: {e}"),
         })?;
-        let table = DeltaTable::try_from_url(self.url.clone()).await.map_err(self.delta_err("open"))?;
+        let table = DeltaTableBuilder::from_url(self.url.clone())
+            .and_then(|b| b.build())
+            .map_err(self.delta_err("open"))?;
         let created = table
             .create()
             .with_columns(kernel.fields().cloned())
@@ -130,7 +135,7 @@ impl DeltaSink {
         Ok(())
     }
 
-    fn operation(&self, id: BatchId, table: &DeltaTable) -> DeltaOperation {
+    fn operation(&self, id: BatchId) -> DeltaOperation {
         match self.kind {
             WriteKind::Stream => DeltaOperation::StreamingUpdate {
                 output_mode: OutputMode::Append,
@@ -138,9 +143,10 @@ impl DeltaSink {
                 epoch_id: id.txn_version(),
             },
             WriteKind::Batch => {
-                let partition_by = table
-                    .snapshot()
-                    .ok()
+                let partition_by = self
+                    .table
+                    .as_ref()
+                    .and_then(|t| t.snapshot().ok())
                     .map(|s| s.metadata().partition_columns().to_vec())
                     .filter(|p| !p.is_empty());
                 DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None }
@@ -159,11 +165,13 @@ impl Sink for DeltaSink {
             return Ok(SinkCommit::Skipped { recorded });
         }
         if self.table.as_ref().and_then(DeltaTable::version).is_none() {
-            self.create(&arrow_schema(&rows)?).await?;
+            let schema = arrow_schema(&rows)?;
+            self.create(&schema).await?;
         }
         let batches = to_record_batches(&mut rows)?;
         let url = self.url.to_string();
         let commit_err = |source| Error::DeltaCommit { table: url.clone(), batch: id, range: range.to_string(), source };
+        let operation = self.operation(id);
         let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
 
         let mut writer = RecordBatchWriter::for_table(table).map_err(commit_err)?;
@@ -184,7 +192,6 @@ impl Sink for DeltaSink {
         pass(&self.hook, CrashPoint::AfterDataFiles, id);
 
         let txn = Transaction::new_with_last_update(&self.app_id, id.txn_version(), Some(chrono::Utc::now().timestamp_millis()));
-        let operation = self.operation(id, table);
         let snapshot = table.snapshot().map_err(commit_err)?;
         let committed = CommitBuilder::from(CommitProperties::default().with_application_transaction(txn))
             .with_actions(adds.into_iter().map(Action::Add).collect())

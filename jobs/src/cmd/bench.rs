@@ -3,7 +3,7 @@
 
 use super::{CliError, thousands};
 use crate::cli::BenchIngestArgs;
-use crate::gen::write_events;
+use crate::generate::write_events;
 use crate::EXIT_OK;
 use polars::prelude::*;
 use polars::sql::SQLContext;

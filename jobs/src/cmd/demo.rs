@@ -3,7 +3,7 @@
 
 use super::{CliError, batch, run, thousands};
 use crate::cli::DemoArgs;
-use crate::gen::{events_job, write_events};
+use crate::generate::{events_job, write_events};
 use crate::spec::load;
 use crate::{EXIT_OK, Registry, pipeline_for};
 use tidewater_core::{BatchOptions, Trigger};

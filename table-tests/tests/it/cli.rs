@@ -13,6 +13,9 @@ fn help_reads_like_a_unix_tool() {
     }
     let out = expect_exit(tidewater(&["run", "--help"]), 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--trigger <TRIGGER>"));
+    let out = expect_exit(tidewater(&["batch", "--help"]), 0);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--into <TABLE>") && help.contains("--version <N>"), "{help}");
 }
 
 #[test]

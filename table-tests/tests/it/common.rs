@@ -18,7 +18,7 @@ pub fn bin() -> PathBuf {
 
 pub fn tidewater(args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.args(args).env("RUST_LOG", "info,deltalake=warn").env_remove("TIDEWATER_CRASH_AT");
+    c.args(args).env("RUST_LOG", "warn,tidewater_core=info").env_remove("TIDEWATER_CRASH_AT");
     c
 }
 

@@ -6,7 +6,7 @@ fn events_schema() -> InputSchema {
         ("event_id", "string"),
         ("user_id", "int64"),
         ("event_time", "timestamp"),
-        ("category", "string"),
+        ("category", "string?"),
         ("amount", "float64"),
     ];
     InputSchema::new(cols.iter().map(|(n, t)| InputSchema::parse_column(n, t).unwrap()).collect::<Vec<Column>>())
@@ -45,12 +45,13 @@ fn bad_lines_are_rejected_with_their_line_and_reason_and_nothing_is_lost() {
     assert_eq!(batch.rows.height(), 4);
     let got: Vec<(u64, &str)> = batch.rejected.iter().map(|r| (r.position, r.reason.as_str())).collect();
     assert_eq!(got.len(), 4, "{got:?}");
-    assert_eq!(got[0].0, 6);
+    // GOOD holds lines 1-4 (line 3 blank), so the appended lines are 5..=9.
+    assert_eq!(got[0].0, 5);
     assert!(got[0].1.contains("user_id"), "{got:?}");
-    assert_eq!(got[1].0, 7);
+    assert_eq!(got[1].0, 6);
     assert!(got[1].1.starts_with("malformed JSON"), "{got:?}");
-    assert_eq!(got[2], (8, "missing required field `event_id`"));
-    assert_eq!(got[3], (9, "field `event_time`: not a valid timestamp"));
+    assert_eq!(got[2], (7, "missing required field `event_id`"));
+    assert_eq!(got[3], (8, "field `event_time`: not a valid timestamp"));
     assert!(batch.rejected[1].raw.starts_with(r#"{"event_id":"e""#));
 }
 
