@@ -8,8 +8,8 @@
 
 use polars::prelude::*;
 use std::path::PathBuf;
-use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
 use tidewater_connectors::FileSourceProvider;
+use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
 use tidewater_core::{BatchContext, BatchOptions, Pipeline, Result, Trigger};
 
 /// The transform: keep non-negative amounts, derive the UTC date, and stamp the batch's logical
@@ -35,10 +35,16 @@ async fn main() -> Result<()> {
         }
     }
     let schema = InputSchema::new(
-        [("event_id", "string"), ("user_id", "int64"), ("event_time", "timestamp"), ("category", "string"), ("amount", "float64")]
-            .iter()
-            .filter_map(|(name, ty)| InputSchema::parse_column(name, ty).ok())
-            .collect(),
+        [
+            ("event_id", "string"),
+            ("user_id", "int64"),
+            ("event_time", "timestamp"),
+            ("category", "string"),
+            ("amount", "float64"),
+        ]
+        .iter()
+        .filter_map(|(name, ty)| InputSchema::parse_column(name, ty).ok())
+        .collect(),
     );
     let source = FileSpec::new(landing.display().to_string(), FileFormat::Ndjson)
         .with_schema(schema)

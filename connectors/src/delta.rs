@@ -65,7 +65,11 @@ impl SourceProvider for DeltaSourceProvider {
         if table.version().is_none() {
             return Err(Error::Source { source_name: self.describe(), problem: "not a Delta table".into() });
         }
-        Ok(Box::new(DeltaSnapshotSource { table, describe: self.describe(), files_per_chunk: self.spec.files_per_chunk }))
+        Ok(Box::new(DeltaSnapshotSource {
+            table,
+            describe: self.describe(),
+            files_per_chunk: self.spec.files_per_chunk,
+        }))
     }
 }
 
@@ -125,8 +129,8 @@ impl BoundedSource for DeltaSnapshotSource {
     }
 
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
-        let chunk: SnapshotChunk =
-            serde_json::from_value(chunk.spec.clone()).map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
+        let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
+            .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
         let arrow = self.state()?.snapshot().arrow_schema();
         let partition_columns: Vec<String> = self.state()?.metadata().partition_columns().to_vec();
         let mut schema = Schema::default();
@@ -145,7 +149,8 @@ impl BoundedSource for DeltaSnapshotSource {
                 .bytes()
                 .await
                 .map_err(|e| self.err(format!("{}: {e}", file.path)))?;
-            let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(|e| self.err(format!("{}: {e}", file.path)))?;
+            let df =
+                ParquetReader::new(Cursor::new(bytes)).finish().map_err(|e| self.err(format!("{}: {e}", file.path)))?;
             let columns: Vec<Expr> = schema
                 .iter()
                 .map(|(name, dtype)| {

@@ -33,8 +33,7 @@ pub fn arrow_schema(df: &DataFrame) -> Result<SchemaRef> {
     for (name, dtype) in df.schema().iter() {
         let field = dtype.to_arrow_field(name.clone(), CompatLevel::newest());
         // SAFETY: see `to_record_batches`.
-        let c_schema: FFI_ArrowSchema =
-            unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(&field)) };
+        let c_schema: FFI_ArrowSchema = unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(&field)) };
         let field = Field::try_from(&c_schema).map_err(arrow)?;
         let to = delta_type(field.data_type()).unwrap_or_else(|| field.data_type().clone());
         fields.push(field.with_data_type(to).with_nullable(true));
@@ -59,8 +58,7 @@ pub fn to_record_batches(df: &mut DataFrame) -> Result<Vec<RecordBatch>> {
             // `#[repr(C)]` structs of the Arrow specification; ownership moves with the value.
             let c_array: FFI_ArrowArray =
                 unsafe { std::mem::transmute(polars_arrow::ffi::export_array_to_c(array.clone())) };
-            let c_schema: FFI_ArrowSchema =
-                unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(field)) };
+            let c_schema: FFI_ArrowSchema = unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(field)) };
             let mut field = Field::try_from(&c_schema).map_err(arrow)?;
             // SAFETY: `c_array` was just exported with the layout `c_schema` describes.
             let mut column = make_array(unsafe { from_ffi(c_array, &c_schema) }.map_err(arrow)?);
@@ -90,8 +88,8 @@ pub fn to_polars(rb: &RecordBatch) -> Result<DataFrame> {
             .map_err(Error::polars("arrow-rs field to polars"))?;
         let array = unsafe { polars_arrow::ffi::import_array_from_c(c_array, field.dtype.clone()) }
             .map_err(Error::polars("arrow-rs array to polars"))?;
-        let series = Series::from_arrow(field.name.clone(), array)
-            .map_err(Error::polars("arrow-rs array to polars"))?;
+        let series =
+            Series::from_arrow(field.name.clone(), array).map_err(Error::polars("arrow-rs array to polars"))?;
         columns.push(series.into_column());
     }
     DataFrame::new_infer_height(columns).map_err(Error::polars("arrow-rs batch to polars"))

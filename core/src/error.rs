@@ -32,7 +32,9 @@ pub enum Error {
         source: object_store::Error,
     },
 
-    #[error("{path}: checkpoint entry is unreadable ({source}); restore it, or start over with a new checkpoint location")]
+    #[error(
+        "{path}: checkpoint entry is unreadable ({source}); restore it, or start over with a new checkpoint location"
+    )]
     CorruptCheckpoint {
         path: String,
         #[source]
@@ -50,7 +52,9 @@ pub enum Error {
         source: DeltaTableError,
     },
 
-    #[error("{batch} ({range}) into table {table}: Delta commit failed: {source}; rerunning is safe, the batch is idempotent")]
+    #[error(
+        "{batch} ({range}) into table {table}: Delta commit failed: {source}; rerunning is safe, the batch is idempotent"
+    )]
     DeltaCommit {
         table: String,
         batch: BatchId,

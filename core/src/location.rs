@@ -48,11 +48,7 @@ pub fn table_url(raw: &str) -> Result<Url> {
     let invalid = |problem: String| Error::InvalidLocation { url: raw.into(), problem };
     let location = match url.scheme() {
         // A local directory: let delta-rs create and canonicalise it.
-        "file" => url
-            .to_file_path()
-            .map_err(|()| invalid("not a local path".into()))?
-            .display()
-            .to_string(),
+        "file" => url.to_file_path().map_err(|()| invalid("not a local path".into()))?.display().to_string(),
         _ => url.to_string(),
     };
     deltalake::ensure_table_uri(location).map_err(|e| invalid(e.to_string()))

@@ -21,7 +21,13 @@ pub struct Generated {
 
 /// Writes `files` NDJSON files of `rows_per_file` lines into `dir`. With `bad_every = Some(n)`,
 /// every n-th line is malformed in one of four ways.
-pub fn write_events(dir: &Path, files: usize, rows_per_file: usize, bad_every: Option<usize>, seed: u64) -> std::io::Result<Generated> {
+pub fn write_events(
+    dir: &Path,
+    files: usize,
+    rows_per_file: usize,
+    bad_every: Option<usize>,
+    seed: u64,
+) -> std::io::Result<Generated> {
     std::fs::create_dir_all(dir)?;
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut g = Generated { files, ..Generated::default() };
@@ -33,7 +39,8 @@ pub fn write_events(dir: &Path, files: usize, rows_per_file: usize, bad_every: O
             let id = format!("e{seed}-{f}-{i}");
             let user = rng.random_range(1..50_000i64);
             let day = rng.random_range(1..=28);
-            let (h, m, s, ms) = (rng.random_range(0..24), rng.random_range(0..60), rng.random_range(0..60), rng.random_range(0..1000));
+            let (h, m, s, ms) =
+                (rng.random_range(0..24), rng.random_range(0..60), rng.random_range(0..60), rng.random_range(0..1000));
             let time = if ms % 3 == 0 {
                 format!("2024-03-{day:02}T{h:02}:{m:02}:{s:02}Z")
             } else {
@@ -45,17 +52,27 @@ pub fn write_events(dir: &Path, files: usize, rows_per_file: usize, bad_every: O
                 Some(n) if i % n == n - 1 => {
                     g.malformed += 1;
                     match (i / n) % 4 {
-                        0 => format!(r#"{{"event_id":"{id}","user_id":{user},"event_time":"{time}""#),
-                        1 => format!(r#"{{"event_id":"{id}","user_id":"u{user}","event_time":"{time}","category":"{category}","amount":{amount}}}"#),
-                        2 => format!(r#"{{"user_id":{user},"event_time":"{time}","category":"{category}","amount":{amount},"note":"{id}"}}"#),
-                        _ => format!(r#"{{"event_id":"{id}","user_id":{user},"event_time":"March {day}","category":"{category}","amount":{amount}}}"#),
+                        0 => {
+                            format!(r#"{{"event_id":"{id}","user_id":{user},"event_time":"{time}""#)
+                        }
+                        1 => format!(
+                            r#"{{"event_id":"{id}","user_id":"u{user}","event_time":"{time}","category":"{category}","amount":{amount}}}"#
+                        ),
+                        2 => format!(
+                            r#"{{"user_id":{user},"event_time":"{time}","category":"{category}","amount":{amount},"note":"{id}"}}"#
+                        ),
+                        _ => format!(
+                            r#"{{"event_id":"{id}","user_id":{user},"event_time":"March {day}","category":"{category}","amount":{amount}}}"#
+                        ),
                     }
                 }
                 _ => {
                     if amount < 0.0 {
                         g.negative += 1;
                     }
-                    format!(r#"{{"event_id":"{id}","user_id":{user},"event_time":"{time}","category":"{category}","amount":{amount}}}"#)
+                    format!(
+                        r#"{{"event_id":"{id}","user_id":{user},"event_time":"{time}","category":"{category}","amount":{amount}}}"#
+                    )
                 }
             };
             g.bytes += line.len() as u64 + 1;

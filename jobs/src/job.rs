@@ -36,7 +36,11 @@ impl Registry {
 struct Shared(Arc<dyn Transform>);
 
 impl Transform for Shared {
-    fn apply(&self, input: polars::prelude::LazyFrame, ctx: &BatchContext) -> tidewater_core::Result<polars::prelude::LazyFrame> {
+    fn apply(
+        &self,
+        input: polars::prelude::LazyFrame,
+        ctx: &BatchContext,
+    ) -> tidewater_core::Result<polars::prelude::LazyFrame> {
         self.0.apply(input, ctx)
     }
 }
@@ -60,16 +64,22 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
                 let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
                 for column in &job.sink.partition_by {
                     if !out.contains(column) {
-                        return Err(err("sink.partition_by", format!("`{column}` is not a column of the transform's output")));
+                        return Err(err(
+                            "sink.partition_by",
+                            format!("`{column}` is not a column of the transform's output"),
+                        ));
                     }
                 }
             }
             pipeline.with_transform(transform)
         }
         TransformSpec::Rust(name) => {
-            let transform = registry
-                .get(name)
-                .ok_or_else(|| err("transform.rust", format!("no Rust transform named `{name}` in this binary; it has: {}", registry.names())))?;
+            let transform = registry.get(name).ok_or_else(|| {
+                err(
+                    "transform.rust",
+                    format!("no Rust transform named `{name}` in this binary; it has: {}", registry.names()),
+                )
+            })?;
             pipeline.with_transform(Shared(transform))
         }
     };
@@ -90,7 +100,9 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
 /// passes `<point>` (after-offset-log, after-data-files, after-delta-commit, after-commit-log).
 /// For crash tests; never set it in production.
 fn crash_hook_from_env() -> Result<Option<StepHook>, String> {
-    let Ok(setting) = std::env::var("TIDEWATER_CRASH_AT") else { return Ok(None) };
+    let Ok(setting) = std::env::var("TIDEWATER_CRASH_AT") else {
+        return Ok(None);
+    };
     let (point, batch) = setting.split_once(':').ok_or_else(|| format!("`{setting}`: expected <point>:<batch id>"))?;
     let point: CrashPoint = point.parse()?;
     let batch: u64 = batch.parse().map_err(|_| format!("`{batch}` is not a batch id"))?;

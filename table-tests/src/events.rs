@@ -40,21 +40,37 @@ pub fn write(dir: &Path, prefix: &str, files: usize, rows: usize, bad_every: Opt
             let user = rng.random_range(1..1000i64);
             let day = rng.random_range(1..=5);
             let ms = rng.random_range(0..1000);
-            let time = if ms % 2 == 0 { format!("2024-03-0{day}T10:15:00Z") } else { format!("2024-03-0{day}T10:15:00.{ms:03}Z") };
+            let time = if ms % 2 == 0 {
+                format!("2024-03-0{day}T10:15:00Z")
+            } else {
+                format!("2024-03-0{day}T10:15:00.{ms:03}Z")
+            };
             let amount = rng.random_range(-20..100) as f64 / 4.0;
             let (line, fate) = match bad_every {
                 Some(n) if i % n == n - 1 => {
                     let line = match (i / n) % 4 {
                         0 => format!(r#"{{"event_id":"{id}","user_id":{user},"#),
-                        1 => format!(r#"{{"event_id":"{id}","user_id":"x{user}","event_time":"{time}","category":"c","amount":{amount}}}"#),
-                        2 => format!(r#"{{"user_id":{user},"event_time":"{time}","category":"{id}","amount":{amount}}}"#),
-                        _ => format!(r#"{{"event_id":"{id}","user_id":{user},"event_time":"not a time","category":"c","amount":{amount}}}"#),
+                        1 => format!(
+                            r#"{{"event_id":"{id}","user_id":"x{user}","event_time":"{time}","category":"c","amount":{amount}}}"#
+                        ),
+                        2 => {
+                            format!(r#"{{"user_id":{user},"event_time":"{time}","category":"{id}","amount":{amount}}}"#)
+                        }
+                        _ => format!(
+                            r#"{{"event_id":"{id}","user_id":{user},"event_time":"not a time","category":"c","amount":{amount}}}"#
+                        ),
                     };
                     (line, Fate::Quarantined)
                 }
                 _ => {
                     let fate = if amount < 0.0 { Fate::Filtered } else { Fate::Kept };
-                    (format!(r#"{{"event_id":"{id}","user_id":{user},"event_time":"{time}","category":"c{}","amount":{amount}}}"#, user % 5), fate)
+                    (
+                        format!(
+                            r#"{{"event_id":"{id}","user_id":{user},"event_time":"{time}","category":"c{}","amount":{amount}}}"#,
+                            user % 5
+                        ),
+                        fate,
+                    )
                 }
             };
             text.push_str(&line);

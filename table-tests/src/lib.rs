@@ -80,7 +80,8 @@ pub fn read_file(table: &Path, path: &str, partitions: &BTreeMap<String, Option<
         for i in 0..batch.num_rows() {
             let mut row = Row::new();
             for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                let value = if column.is_null(i) { "null".to_string() } else { array_value_to_string(column, i).unwrap() };
+                let value =
+                    if column.is_null(i) { "null".to_string() } else { array_value_to_string(column, i).unwrap() };
                 row.insert(field.name().clone(), value);
             }
             for (k, v) in partitions {
@@ -117,7 +118,8 @@ pub fn rows_of_txn(table: &Path, app_id: &str, version: i64) -> Vec<Row> {
 
 /// Parquet files in the table directory that no commit ever added (left by a crash).
 pub fn orphan_files(table: &Path) -> Vec<String> {
-    let added: BTreeSet<String> = read_log(table).into_iter().flat_map(|c| c.adds.into_iter().map(|(p, _)| decode(&p))).collect();
+    let added: BTreeSet<String> =
+        read_log(table).into_iter().flat_map(|c| c.adds.into_iter().map(|(p, _)| decode(&p))).collect();
     let mut found = Vec::new();
     let mut stack = vec![table.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -19,8 +19,8 @@ pub use schema::{Column, ColumnType, InputSchema};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt as _};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -192,7 +192,11 @@ impl FileStreamSource {
             if first as usize != log.len() {
                 return Err(Error::Source {
                     source_name: landing.describe.clone(),
-                    problem: format!("{}/log/{first}.json does not follow the {} files logged before it", state.url(), log.len()),
+                    problem: format!(
+                        "{}/log/{first}.json does not follow the {} files logged before it",
+                        state.url(),
+                        log.len()
+                    ),
                 });
             }
             log.extend(entries);
@@ -218,7 +222,8 @@ impl FileStreamSource {
 
     /// Lists the directory and logs new files (durably, before any offset refers to them).
     async fn discover(&mut self) -> Result<()> {
-        let mut new: Vec<FileEntry> = self.landing.list().await?.into_iter().filter(|f| !self.seen.contains(&f.path)).collect();
+        let mut new: Vec<FileEntry> =
+            self.landing.list().await?.into_iter().filter(|f| !self.seen.contains(&f.path)).collect();
         if new.is_empty() {
             return Ok(());
         }
@@ -283,7 +288,9 @@ impl BoundedSource for FileBoundedSource {
     async fn plan(&mut self) -> Result<Vec<Chunk>> {
         let mut files = self.landing.list().await?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let Some(first) = files.first() else { return Ok(Vec::new()) };
+        let Some(first) = files.first() else {
+            return Ok(Vec::new());
+        };
         let schema = match &self.landing.spec.schema {
             Some(s) => s.clone(),
             None => self.landing.infer(first).await?,

@@ -71,10 +71,9 @@ pub fn infer_schema(bytes: &[u8], origin: &str, format: FileFormat) -> Result<In
             .infer_schema_len(std::num::NonZeroUsize::new(1000))
             .with_ignore_errors(true)
             .finish(),
-        FileFormat::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .into_reader_with_file_handle(Cursor::new(bytes))
-            .finish(),
+        FileFormat::Csv => {
+            CsvReadOptions::default().with_has_header(true).into_reader_with_file_handle(Cursor::new(bytes)).finish()
+        }
         FileFormat::Parquet => ParquetReader::new(Cursor::new(bytes)).finish(),
     }
     .map_err(|e| source_err(origin, format!("cannot infer a schema: {e}")))?;
@@ -121,7 +120,8 @@ fn read_ndjson(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<Sourc
     let df = if good_lines.is_empty() {
         DataFrame::empty_with_schema(&schema.read_schema(false))
     } else {
-        parse_ndjson(&good, schema).map_err(|e| source_err(origin, format!("unreadable after removing bad lines: {e}")))?
+        parse_ndjson(&good, schema)
+            .map_err(|e| source_err(origin, format!("unreadable after removing bad lines: {e}")))?
     };
     if df.height() != good_lines.len() {
         return Err(source_err(origin, format!("read {} rows from {} valid lines", df.height(), good_lines.len())));
@@ -144,7 +144,9 @@ fn check_json_line(text: &[u8], schema: &InputSchema) -> std::result::Result<(),
         return Err("not a JSON object".to_string());
     };
     for column in &schema.columns {
-        let Some(v) = map.get(&column.name).filter(|v| !v.is_null()) else { continue };
+        let Some(v) = map.get(&column.name).filter(|v| !v.is_null()) else {
+            continue;
+        };
         let fits = match column.ty {
             ColumnType::String | ColumnType::Timestamp | ColumnType::Date => v.is_string(),
             ColumnType::Int32 | ColumnType::Int64 => v.is_i64() || v.is_u64(),
@@ -176,7 +178,9 @@ fn read_csv(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBa
             raw: raw_text(bytes, range.clone()),
             reason: String::new(),
         },
-        None => Rejected { origin: origin.to_string(), position: row as u64 + 2, raw: String::new(), reason: String::new() },
+        None => {
+            Rejected { origin: origin.to_string(), position: row as u64 + 2, raw: String::new(), reason: String::new() }
+        }
     })
 }
 

@@ -77,7 +77,9 @@ impl FromStr for ColumnType {
             "boolean" | "bool" => ColumnType::Boolean,
             "timestamp" => ColumnType::Timestamp,
             "date" => ColumnType::Date,
-            other => return Err(format!("unknown type `{other}`; expected one of {}", ColumnType::NAMES)),
+            other => {
+                return Err(format!("unknown type `{other}`; expected one of {}", ColumnType::NAMES));
+            }
         })
     }
 }
@@ -132,8 +134,9 @@ impl InputSchema {
         let columns = schema
             .iter()
             .map(|(name, dtype)| {
-                let ty = ColumnType::from_dtype(dtype)
-                    .ok_or_else(|| format!("column `{name}`: inferred type {dtype} is not supported; declare a schema"))?;
+                let ty = ColumnType::from_dtype(dtype).ok_or_else(|| {
+                    format!("column `{name}`: inferred type {dtype} is not supported; declare a schema")
+                })?;
                 Ok(Column { name: name.to_string(), ty, required: false })
             })
             .collect::<Result<_, String>>()?;

@@ -135,16 +135,13 @@ impl Checkpoint {
     /// The numeric file names directly under `dir`, ascending.
     pub async fn list_numbered(&self, dir: &str) -> Result<Vec<u64>> {
         let prefix = self.path(dir);
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store { path: self.display(dir), op: "list", source })?;
-        let mut numbers: Vec<u64> = listed
-            .iter()
-            .filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse().ok())
-            .collect();
+        let listed: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(|source| Error::Store {
+            path: self.display(dir),
+            op: "list",
+            source,
+        })?;
+        let mut numbers: Vec<u64> =
+            listed.iter().filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
         numbers.sort_unstable();
         Ok(numbers)
     }
@@ -175,7 +172,9 @@ impl Checkpoint {
     }
 
     async fn latest<T: DeserializeOwned>(&self, dir: &str) -> Result<Option<(BatchId, T)>> {
-        let Some(&n) = self.list_numbered(dir).await?.last() else { return Ok(None) };
+        let Some(&n) = self.list_numbered(dir).await?.last() else {
+            return Ok(None);
+        };
         let rel = format!("{dir}/{n}.json");
         let entry = self
             .get_json(&rel)

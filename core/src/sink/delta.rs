@@ -13,13 +13,13 @@ use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
 use async_trait::async_trait;
-use deltalake::{DeltaTable, DeltaTableBuilder};
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use polars::prelude::DataFrame;
 use url::Url;
 
@@ -84,7 +84,9 @@ impl DeltaSink {
             let table = DeltaTableBuilder::from_url(self.url.clone()).and_then(|b| b.build()).map_err(delta("open"))?;
             self.table = Some(table);
         }
-        let Some(table) = self.table.as_mut() else { return Ok(None) };
+        let Some(table) = self.table.as_mut() else {
+            return Ok(None);
+        };
         if table.version().is_some() {
             table.update_state().await.map_err(delta("refresh"))?;
         } else if table.log_store().is_delta_table_location().await.map_err(delta("look for _delta_log"))? {
@@ -99,12 +101,16 @@ impl DeltaSink {
     pub async fn committed_version(&mut self) -> Result<Option<i64>> {
         let app_id = self.app_id.clone();
         let url = self.url.to_string();
-        let Some(table) = self.refreshed().await? else { return Ok(None) };
-        let snapshot = table.snapshot().map_err(|source| Error::Delta { table: url.clone(), op: "snapshot", source })?;
-        snapshot
-            .transaction_version(table.log_store().as_ref(), &app_id)
-            .await
-            .map_err(|source| Error::Delta { table: url, op: "read txn", source })
+        let Some(table) = self.refreshed().await? else {
+            return Ok(None);
+        };
+        let snapshot =
+            table.snapshot().map_err(|source| Error::Delta { table: url.clone(), op: "snapshot", source })?;
+        snapshot.transaction_version(table.log_store().as_ref(), &app_id).await.map_err(|source| Error::Delta {
+            table: url,
+            op: "read txn",
+            source,
+        })
     }
 
     async fn create(&mut self, schema: &ArrowSchema) -> Result<()> {
@@ -120,9 +126,8 @@ impl DeltaSink {
             table: self.url.to_string(),
             problem: format!("output schema has no Delta equivalent: {e}"),
         })?;
-        let table = DeltaTableBuilder::from_url(self.url.clone())
-            .and_then(|b| b.build())
-            .map_err(self.delta_err("open"))?;
+        let table =
+            DeltaTableBuilder::from_url(self.url.clone()).and_then(|b| b.build()).map_err(self.delta_err("open"))?;
         let created = table
             .create()
             .with_columns(kernel.fields().cloned())
@@ -170,7 +175,8 @@ impl Sink for DeltaSink {
         }
         let batches = to_record_batches(&mut rows)?;
         let url = self.url.to_string();
-        let commit_err = |source| Error::DeltaCommit { table: url.clone(), batch: id, range: range.to_string(), source };
+        let commit_err =
+            |source| Error::DeltaCommit { table: url.clone(), batch: id, range: range.to_string(), source };
         let operation = self.operation(id);
         let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
 
@@ -191,7 +197,11 @@ impl Sink for DeltaSink {
         let files = adds.len() as u64;
         pass(&self.hook, CrashPoint::AfterDataFiles, id);
 
-        let txn = Transaction::new_with_last_update(&self.app_id, id.txn_version(), Some(chrono::Utc::now().timestamp_millis()));
+        let txn = Transaction::new_with_last_update(
+            &self.app_id,
+            id.txn_version(),
+            Some(chrono::Utc::now().timestamp_millis()),
+        );
         let snapshot = table.snapshot().map_err(commit_err)?;
         let committed = CommitBuilder::from(CommitProperties::default().with_application_transaction(txn))
             .with_actions(adds.into_iter().map(Action::Add).collect())

@@ -2,22 +2,28 @@
 //! same files and writing Parquet, in the same process; then the latency of tiny batches.
 
 use super::{CliError, thousands};
+use crate::EXIT_OK;
 use crate::cli::BenchIngestArgs;
 use crate::generate::write_events;
-use crate::EXIT_OK;
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::io::Cursor;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
 use tidewater_connectors::FileSourceProvider;
+use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
 use tidewater_core::{Pipeline, SqlTransform, Trigger};
 
 const SQL: &str = "SELECT event_id, user_id, event_time, category, amount, CAST(event_time AS DATE) AS date FROM input WHERE amount >= 0";
 
 fn schema() -> InputSchema {
-    let columns = [("event_id", "string"), ("user_id", "int64"), ("event_time", "timestamp"), ("category", "string"), ("amount", "float64")];
+    let columns = [
+        ("event_id", "string"),
+        ("user_id", "int64"),
+        ("event_time", "timestamp"),
+        ("category", "string"),
+        ("amount", "float64"),
+    ];
     InputSchema::new(columns.iter().filter_map(|(n, t)| InputSchema::parse_column(n, t).ok()).collect())
 }
 
@@ -38,7 +44,8 @@ fn polars_baseline(landing: &Path, out: &Path) -> Result<usize, CliError> {
     std::fs::create_dir_all(out).map_err(CliError::io(out.display()))?;
     let read_schema = Arc::new(schema().read_schema(false));
     let mut rows = 0;
-    let mut files: Vec<_> = std::fs::read_dir(landing).map_err(CliError::io(landing.display()))?.filter_map(|e| e.ok()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(landing).map_err(CliError::io(landing.display()))?.filter_map(|e| e.ok()).collect();
     files.sort_by_key(|e| e.path());
     let pl = |e: PolarsError| CliError::Usage(format!("polars baseline: {e}"));
     for (i, entry) in files.iter().enumerate() {
@@ -81,7 +88,12 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
     let per_file = args.rows.div_ceil(args.files.max(1));
     let generated = write_events(&landing, args.files, per_file, None, 7).map_err(CliError::io(landing.display()))?;
     let mb = generated.bytes as f64 / 1e6;
-    println!("bench ingest: {} events in {} NDJSON files, {mb:.1} MB, in {}", thousands(generated.lines as u64), generated.files, work.display());
+    println!(
+        "bench ingest: {} events in {} NDJSON files, {mb:.1} MB, in {}",
+        thousands(generated.lines as u64),
+        generated.files,
+        work.display()
+    );
 
     let started = Instant::now();
     let baseline_rows = polars_baseline(&landing, &work.join("polars-parquet"))?;
@@ -97,11 +109,21 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
 
     println!("{:<42} {:>10} {:>12} {:>9}", "", "wall", "rows/s", "MB/s");
     let line = |name: &str, d: Duration| {
-        println!("{name:<42} {:>8.3} s {:>12} {:>9.1}", d.as_secs_f64(), thousands(rate(generated.lines as f64, d) as u64), rate(mb, d));
+        println!(
+            "{name:<42} {:>8.3} s {:>12} {:>9.1}",
+            d.as_secs_f64(),
+            thousands(rate(generated.lines as f64, d) as u64),
+            rate(mb, d)
+        );
     };
     line("polars: read NDJSON + SQL + write Parquet", baseline);
     line("tidewater: stream into Delta (txn commits)", tidewater);
-    println!("ratio tidewater / polars: {:.2}x ({} batches, {} rows)", tidewater.as_secs_f64() / baseline.as_secs_f64(), report.batches.len(), thousands(written));
+    println!(
+        "ratio tidewater / polars: {:.2}x ({} batches, {} rows)",
+        tidewater.as_secs_f64() / baseline.as_secs_f64(),
+        report.batches.len(),
+        thousands(written)
+    );
 
     // Tiny batches: one 1,000-row file per trigger.
     let tiny = work.join("tiny-landing");

@@ -23,8 +23,8 @@ pub async fn demo(args: DemoArgs, registry: &Registry) -> Result<i32, CliError> 
     let landing = dir.join("landing/events");
     let table = dir.join("tables/events");
     let batch_table = dir.join("tables/events_batch");
-    let generated = write_events(&landing, args.files, args.rows_per_file, Some(97), 1)
-        .map_err(CliError::io(landing.display()))?;
+    let generated =
+        write_events(&landing, args.files, args.rows_per_file, Some(97), 1).map_err(CliError::io(landing.display()))?;
     std::fs::write(&job_file, events_job("events", &landing, &table, &dir.join("checkpoints/events"), 4))
         .map_err(CliError::io(job_file.display()))?;
     println!(

@@ -3,8 +3,8 @@
 use super::raw::{RawJob, RawSource};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
 use tidewater_connectors::DeltaSnapshotSpec;
+use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
 use tidewater_core::Trigger;
 use tidewater_core::location::parse_location;
 
@@ -57,10 +57,13 @@ pub fn load(file: &Path) -> Result<JobSpec, SpecError> {
     let err = |key: &str, problem: String| SpecError { file: shown.clone(), key: key.to_string(), problem };
     let text = std::fs::read_to_string(file).map_err(|e| err("(file)", format!("cannot read: {e}")))?;
     let raw: RawJob = toml::from_str(&text).map_err(|e| {
-        let key = e.span().map_or_else(|| "(syntax)".to_string(), |s| {
-            let line = text[..s.start.min(text.len())].lines().count().max(1);
-            format!("line {line}")
-        });
+        let key = e.span().map_or_else(
+            || "(syntax)".to_string(),
+            |s| {
+                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                format!("line {line}")
+            },
+        );
         err(&key, e.message().to_string())
     })?;
     validate(raw, file, &err)
@@ -83,8 +86,12 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
         .and_then(|c| location("checkpoint", c))?;
     let source = source(&raw.source, &location, err)?;
     let transform = match (&raw.transform.sql, &raw.transform.rust) {
-        (Some(_), Some(_)) => return Err(err("transform", "give either `sql` or `rust`, not both".into())),
-        (Some(sql), None) if sql.trim().is_empty() => return Err(err("transform.sql", "is empty".into())),
+        (Some(_), Some(_)) => {
+            return Err(err("transform", "give either `sql` or `rust`, not both".into()));
+        }
+        (Some(sql), None) if sql.trim().is_empty() => {
+            return Err(err("transform.sql", "is empty".into()));
+        }
         (Some(sql), None) => TransformSpec::Sql(sql.clone()),
         (None, Some(name)) => TransformSpec::Rust(name.clone()),
         (None, None) => TransformSpec::Identity,
@@ -92,9 +99,14 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
     match raw.sink.mode.as_deref().unwrap_or("append") {
         "append" => {}
         "complete" | "update" => {
-            return Err(err("sink.mode", format!("`{}` is not available yet; use `append`", raw.sink.mode.unwrap_or_default())));
+            return Err(err(
+                "sink.mode",
+                format!("`{}` is not available yet; use `append`", raw.sink.mode.unwrap_or_default()),
+            ));
         }
-        other => return Err(err("sink.mode", format!("unknown mode `{other}`; expected append"))),
+        other => {
+            return Err(err("sink.mode", format!("unknown mode `{other}`; expected append")));
+        }
     }
     let sink = SinkSpec {
         table: location("sink.table", &raw.sink.table)?,
@@ -122,7 +134,8 @@ fn source(
 ) -> Result<SourceSpec, SpecError> {
     match raw.kind.as_str() {
         "files" => {
-            let path = raw.path.as_deref().ok_or_else(|| err("source.path", "missing: the landing directory".into()))?;
+            let path =
+                raw.path.as_deref().ok_or_else(|| err("source.path", "missing: the landing directory".into()))?;
             let format: FileFormat = raw
                 .format
                 .as_deref()
@@ -141,7 +154,9 @@ fn source(
                 let mut parsed = Vec::new();
                 for (name, ty) in columns {
                     let key = format!("source.schema.{name}");
-                    let text = ty.as_str().ok_or_else(|| err(&key, format!("expected a type name such as \"int64\", found {ty}")))?;
+                    let text = ty
+                        .as_str()
+                        .ok_or_else(|| err(&key, format!("expected a type name such as \"int64\", found {ty}")))?;
                     parsed.push(InputSchema::parse_column(name, text).map_err(|e| err(&key, e))?);
                 }
                 spec = spec.with_schema(InputSchema::new(parsed));
@@ -149,7 +164,11 @@ fn source(
             Ok(SourceSpec::Files(spec))
         }
         "delta" => {
-            let table = raw.table.as_deref().or(raw.path.as_deref()).ok_or_else(|| err("source.table", "missing: the Delta table to read".into()))?;
+            let table = raw
+                .table
+                .as_deref()
+                .or(raw.path.as_deref())
+                .ok_or_else(|| err("source.table", "missing: the Delta table to read".into()))?;
             let mut spec = DeltaSnapshotSpec::new(location("source.table", table)?);
             if let Some(n) = raw.files_per_chunk {
                 spec.files_per_chunk = usize::try_from(n)
@@ -235,7 +254,10 @@ interval = "2s"
     fn errors_name_the_file_and_the_key() {
         let cases = [
             (ISSUE_JOB.replace("int64", "int65"), "source.schema.user_id: unknown type `int65`"),
-            (ISSUE_JOB.replace("/data/tables/events\"", "hdfs://nn/events\""), "sink.table: hdfs://nn/events: unsupported"),
+            (
+                ISSUE_JOB.replace("/data/tables/events\"", "hdfs://nn/events\""),
+                "sink.table: hdfs://nn/events: unsupported",
+            ),
             (ISSUE_JOB.replace("\"2s\"", "\"soon\""), "trigger.interval: `soon`"),
             (ISSUE_JOB.replace("mode = \"append\"", "mode = \"append\"\ncolour = 1"), "unknown field `colour`"),
             (ISSUE_JOB.replace("checkpoint = \"/data/checkpoints/events\"", ""), "checkpoint: missing"),

@@ -29,7 +29,12 @@ fn every_line_is_written_filtered_or_quarantined_exactly_once() {
     assert_quarantined_once(&dir.path().join("quarantine"), &lines);
 
     let reasons: Vec<&str> = quarantine.iter().map(|r| r["reason"].as_str()).collect();
-    for expected in ["malformed JSON", "field `user_id`: expected int64", "missing required field `event_id`", "field `event_time`: not a valid timestamp"] {
+    for expected in [
+        "malformed JSON",
+        "field `user_id`: expected int64",
+        "missing required field `event_id`",
+        "field `event_time`: not a valid timestamp",
+    ] {
         assert!(reasons.iter().any(|r| r.starts_with(expected)), "no reason starting with {expected:?} in {reasons:?}");
     }
 

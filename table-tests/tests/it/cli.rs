@@ -26,7 +26,10 @@ fn invalid_job_files_are_refused_naming_file_and_key() {
     let good = std::fs::read_to_string(events::job(dir.path(), &landing, 1)).unwrap();
     let cases = [
         (good.replace("\"int64\"", "\"integer64\""), "source.schema.user_id: unknown type `integer64`"),
-        (good.replace(&format!("table = \"{}/table\"", dir.path().display()), "table = \"ftp://host/t\""), "sink.table: ftp://host/t: unsupported"),
+        (
+            good.replace(&format!("table = \"{}/table\"", dir.path().display()), "table = \"ftp://host/t\""),
+            "sink.table: ftp://host/t: unsupported",
+        ),
         (good.replace("WHERE amount >= 0", "WHERE nope >= 0"), "transform.sql:"),
         (good.replace("format = \"ndjson\"", "format = \"xml\""), "source.format: unknown format `xml`"),
     ];

@@ -12,7 +12,11 @@ pub fn bin() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(Path::parent).unwrap().join("tidewater");
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p tidewater-jobs` (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p tidewater-jobs` (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 

@@ -26,9 +26,16 @@ fn stream_with_restarts_and_varying_batch_sizes_equals_batch() {
         let streamed = read_rows(&dir.path().join("table"));
         let batched = read_rows(&batch_table);
         assert_eq!(streamed.len(), expected_ids(&lines).len());
-        assert!(multiset(&streamed) == multiset(&batched), "max_files_per_trigger={max_files}: stream and batch differ");
+        assert!(
+            multiset(&streamed) == multiset(&batched),
+            "max_files_per_trigger={max_files}: stream and batch differ"
+        );
         let stream_commits = read_log(&dir.path().join("table")).iter().filter(|c| !c.txns.is_empty()).count();
-        assert_eq!(stream_commits, 5usize.div_ceil(max_files) + 6usize.div_ceil(max_files), "one commit per micro-batch");
+        assert_eq!(
+            stream_commits,
+            5usize.div_ceil(max_files) + 6usize.div_ceil(max_files),
+            "one commit per micro-batch"
+        );
     }
 }
 
@@ -73,7 +80,10 @@ fn a_delta_table_is_reprocessed_from_its_snapshot_and_at_a_version() {
     )
     .unwrap();
     expect_exit(tidewater(&["batch", path(&copy_job)]), 0);
-    assert!(multiset(&read_rows(&source)) == multiset(&read_rows(&dir.path().join("copy"))), "copy of the snapshot differs");
+    assert!(
+        multiset(&read_rows(&source)) == multiset(&read_rows(&dir.path().join("copy"))),
+        "copy of the snapshot differs"
+    );
 
     // Version 1 holds the first micro-batch only (version 0 created the table).
     let at_v1 = dir.path().join("copy-v1");
