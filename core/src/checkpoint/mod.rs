@@ -193,7 +193,23 @@ impl Checkpoint {
         self.create_json(&format!("commits/{}.json", id.get()), entry).await
     }
 
-    /// Reads every committed batch's entry (for reports and `verify`).
+    /// Deletes the offset and commit entries of batches before `keep_from`, keeping the log's cost
+    /// bounded (Spark's `minBatchesToRetain`). Recovery only needs the latest entries.
+    pub async fn purge_before(&self, keep_from: BatchId) -> Result<usize> {
+        let mut deleted = 0;
+        for dir in ["commits", "offsets"] {
+            for n in self.list_numbered(dir).await?.into_iter().filter(|&n| n < keep_from.get()) {
+                let rel = format!("{dir}/{n}.json");
+                match self.store.delete(&self.path(&rel)).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                    Err(source) => return Err(Error::Store { path: self.display(&rel), op: "delete", source }),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Reads every retained committed batch's entry.
     pub async fn commits(&self) -> Result<Vec<(BatchId, CommitEntry)>> {
         let mut out = Vec::new();
         for n in self.list_numbered("commits").await? {
@@ -228,6 +244,23 @@ mod tests {
         assert_eq!(id, BatchId::new(10), "numeric, not lexicographic order");
         let again = cp.write_offsets(id, &entry).await.unwrap_err();
         assert!(matches!(again, Error::ConcurrentQuery { .. }), "{again}");
+        cp.write_commit(
+            BatchId::new(10),
+            &CommitEntry {
+                v: 1,
+                table_version: Some(3),
+                input_records: 1,
+                output_rows: 1,
+                filtered: 0,
+                quarantined: 0,
+                next_watermark_ms: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(cp.purge_before(BatchId::new(10)).await.unwrap(), 2, "offsets 0 and 1 go");
+        assert_eq!(cp.list_numbered("offsets").await.unwrap(), [10]);
+        assert_eq!(cp.latest_commit().await.unwrap().unwrap().0, BatchId::new(10), "recovery still finds batch 10");
         let q1 = cp.query_metadata("q").await.unwrap();
         let q2 = cp.query_metadata("q").await.unwrap();
         assert_eq!(q1.id, q2.id, "the query id is stable across opens");

@@ -26,6 +26,10 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Offset and commit entries kept behind the latest batch (Spark's `minBatchesToRetain`); older
+/// ones are deleted every this many batches.
+pub const RETAIN_BATCHES: u64 = 100;
+
 /// What one batch (or chunk) did. `input_records = output_rows + filtered + quarantined` for a
 /// row-wise transform.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -201,6 +205,9 @@ impl StreamQuery {
             next_watermark_ms: entry.context.watermark_ms,
         };
         self.checkpoint.write_commit(id, &commit).await?;
+        if id.get() % RETAIN_BATCHES == 0 && id.get() >= RETAIN_BATCHES {
+            self.checkpoint.purge_before(BatchId::new(id.get() - RETAIN_BATCHES)).await?;
+        }
         pass(&self.hook, CrashPoint::AfterCommitLog, id);
         self.source.commit(&entry.range.end).await?;
         report.duration_us = started.elapsed().as_micros() as u64;
