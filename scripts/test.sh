@@ -21,6 +21,13 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+echo "== doctests and the Rust example"
+cargo test --workspace --locked --doc
+EXAMPLE=$(mktemp -d)
+"$CARGO_TARGET_DIR/debug/examples/events_pipeline" "$EXAMPLE/ex" | tee "$EXAMPLE/out"
+grep -q "streamed 3 batches, 270 rows" "$EXAMPLE/out" && grep -q "batched 3 chunks, 270 rows" "$EXAMPLE/out"
+rm -rf "$EXAMPLE"
+
 echo "== interop: the demo's tables read by Python deltalake + polars"
 VENV="$CACHE/venv"
 if ! "$VENV/bin/python" -c 'import deltalake, polars' 2>/dev/null; then
