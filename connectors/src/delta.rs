@@ -56,7 +56,7 @@ impl SourceProvider for DeltaSourceProvider {
         let url = table_url(&self.spec.table)?;
         let delta_err = |op: &'static str| {
             let table = url.to_string();
-            move |source| Error::Delta { table, op, source }
+            move |source| Error::Delta { table, op, source: Box::new(source) }
         };
         let mut table = DeltaTable::try_from_url(url.clone()).await.map_err(delta_err("open"))?;
         if let Some(v) = version {

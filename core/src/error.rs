@@ -1,7 +1,7 @@
 //! The one error type of the core crate. Each variant names what it concerns (table, batch,
 //! offset, path) and says what to do next. Bad records are not errors: they go to quarantine.
 
-use crate::id::{BatchId, OffsetRange};
+use crate::id::BatchId;
 use deltalake::DeltaTableError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -29,7 +29,7 @@ pub enum Error {
         path: String,
         op: &'static str,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 
     #[error(
@@ -49,7 +49,7 @@ pub enum Error {
         table: String,
         op: &'static str,
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 
     #[error(
@@ -60,7 +60,7 @@ pub enum Error {
         batch: BatchId,
         range: String,
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 
     #[error("table {table}: the batch output does not fit the table: {problem}")]
@@ -93,9 +93,6 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
 
-    #[error("{batch} ({range}): offsets are logged but the source cannot replay them: {problem}")]
-    Replay { batch: BatchId, range: OffsetRange, problem: String },
-
     #[error("internal error: {0} (a Tidewater bug; please report it with the log)")]
     Internal(String),
 }
@@ -125,7 +122,6 @@ impl Error {
             Error::Arrow { .. } => "arrow",
             Error::Source { .. } => "source",
             Error::Unsupported(_) => "unsupported",
-            Error::Replay { .. } => "replay",
             Error::Internal(_) => "internal",
         }
     }

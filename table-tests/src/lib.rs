@@ -4,6 +4,9 @@
 //! txn) and reads the live Parquet files with arrow-rs. It shares no code with Tidewater's sink or
 //! sources, so a bug there cannot hide itself here.
 
+// Test support: a table that cannot be read must fail the test loudly, so panics are the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use deltalake::arrow::util::display::array_value_to_string;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;

@@ -100,7 +100,8 @@ impl Checkpoint {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => Err(e),
         };
-        let bytes = bytes.map_err(|source| Error::Store { path: self.display(rel), op: "get", source })?;
+        let bytes =
+            bytes.map_err(|source| Error::Store { path: self.display(rel), op: "get", source: Box::new(source) })?;
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| Error::CorruptCheckpoint { path: self.display(rel), source })
@@ -110,7 +111,7 @@ impl Checkpoint {
     pub async fn create_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         match self.put(rel, value, opts).await {
-            Err(Error::Store { source: object_store::Error::AlreadyExists { .. }, .. }) => {
+            Err(Error::Store { source, .. }) if matches!(*source, object_store::Error::AlreadyExists { .. }) => {
                 Err(Error::ConcurrentQuery { path: self.display(rel) })
             }
             other => other,
@@ -129,7 +130,7 @@ impl Checkpoint {
             .put_opts(&self.path(rel), PutPayload::from(bytes), opts)
             .await
             .map(|_| ())
-            .map_err(|source| Error::Store { path: self.display(rel), op: "put", source })
+            .map_err(|source| Error::Store { path: self.display(rel), op: "put", source: Box::new(source) })
     }
 
     /// The numeric file names directly under `dir`, ascending.
@@ -138,7 +139,7 @@ impl Checkpoint {
         let listed: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(|source| Error::Store {
             path: self.display(dir),
             op: "list",
-            source,
+            source: Box::new(source),
         })?;
         let mut numbers: Vec<u64> =
             listed.iter().filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
@@ -202,7 +203,9 @@ impl Checkpoint {
                 let rel = format!("{dir}/{n}.json");
                 match self.store.delete(&self.path(&rel)).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                    Err(source) => return Err(Error::Store { path: self.display(&rel), op: "delete", source }),
+                    Err(source) => {
+                        return Err(Error::Store { path: self.display(&rel), op: "delete", source: Box::new(source) });
+                    }
                 }
             }
         }

@@ -205,7 +205,7 @@ impl StreamQuery {
             next_watermark_ms: entry.context.watermark_ms,
         };
         self.checkpoint.write_commit(id, &commit).await?;
-        if id.get() % RETAIN_BATCHES == 0 && id.get() >= RETAIN_BATCHES {
+        if id.get().is_multiple_of(RETAIN_BATCHES) && id.get() >= RETAIN_BATCHES {
             self.checkpoint.purge_before(BatchId::new(id.get() - RETAIN_BATCHES)).await?;
         }
         pass(&self.hook, CrashPoint::AfterCommitLog, id);

@@ -68,7 +68,7 @@ impl DeltaSink {
     }
 
     fn delta_err(&self, op: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> Error + '_ {
-        move |source| Error::Delta { table: self.url.to_string(), op, source }
+        move |source| Error::Delta { table: self.url.to_string(), op, source: Box::new(source) }
     }
 
     /// Opens the table, refreshed to its latest version; `None` if it does not exist yet.
@@ -76,7 +76,7 @@ impl DeltaSink {
         let url = self.url.to_string();
         let delta = |op: &'static str| {
             let table = url.clone();
-            move |source| Error::Delta { table, op, source }
+            move |source| Error::Delta { table, op, source: Box::new(source) }
         };
         if self.table.is_none() {
             // Built without loading: loading a location that is not a table yet makes delta-rs
@@ -104,12 +104,15 @@ impl DeltaSink {
         let Some(table) = self.refreshed().await? else {
             return Ok(None);
         };
-        let snapshot =
-            table.snapshot().map_err(|source| Error::Delta { table: url.clone(), op: "snapshot", source })?;
+        let snapshot = table.snapshot().map_err(|source| Error::Delta {
+            table: url.clone(),
+            op: "snapshot",
+            source: Box::new(source),
+        })?;
         snapshot.transaction_version(table.log_store().as_ref(), &app_id).await.map_err(|source| Error::Delta {
             table: url,
             op: "read txn",
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -175,8 +178,12 @@ impl Sink for DeltaSink {
         }
         let batches = to_record_batches(&mut rows)?;
         let url = self.url.to_string();
-        let commit_err =
-            |source| Error::DeltaCommit { table: url.clone(), batch: id, range: range.to_string(), source };
+        let commit_err = |source| Error::DeltaCommit {
+            table: url.clone(),
+            batch: id,
+            range: range.to_string(),
+            source: Box::new(source),
+        };
         let operation = self.operation(id);
         let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
 
