@@ -149,25 +149,32 @@ impl BoundedSource for DeltaSnapshotSource {
                 .bytes()
                 .await
                 .map_err(|e| self.err(format!("{}: {e}", file.path)))?;
-            let df =
-                ParquetReader::new(Cursor::new(bytes)).finish().map_err(|e| self.err(format!("{}: {e}", file.path)))?;
-            let columns: Vec<Expr> = schema
-                .iter()
-                .map(|(name, dtype)| {
-                    if partition_columns.iter().any(|p| p == name.as_str()) {
-                        let value = file.partition_values.get(name.as_str()).cloned().flatten();
-                        match value {
-                            Some(v) => lit(v).cast(dtype.clone()).alias(name.clone()),
-                            None => lit(NULL).cast(dtype.clone()).alias(name.clone()),
+            let what = format!("{}: {}", self.describe, file.path);
+            let (schema, partition_columns, values) =
+                (schema.clone(), partition_columns.clone(), file.partition_values.clone());
+            let df = tidewater_core::compute::blocking("reading a Delta data file", move || {
+                let polars = |e: PolarsError| Error::Source { source_name: what.clone(), problem: e.to_string() };
+                let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars)?;
+                let columns: Vec<Expr> = schema
+                    .iter()
+                    .map(|(name, dtype)| {
+                        if partition_columns.iter().any(|p| p == name.as_str()) {
+                            // Partition values live in the log, as text, typed by the table schema.
+                            match values.get(name.as_str()).cloned().flatten() {
+                                Some(v) => lit(v).cast(dtype.clone()).alias(name.clone()),
+                                None => lit(NULL).cast(dtype.clone()).alias(name.clone()),
+                            }
+                        } else if df.schema().contains(name) {
+                            col(name.clone()).cast(dtype.clone())
+                        } else {
+                            // A column added to the table after this file was written.
+                            lit(NULL).cast(dtype.clone()).alias(name.clone())
                         }
-                    } else if df.schema().contains(name) {
-                        col(name.clone()).cast(dtype.clone())
-                    } else {
-                        lit(NULL).cast(dtype.clone()).alias(name.clone())
-                    }
-                })
-                .collect();
-            let df = df.lazy().select(columns).collect().map_err(|e| self.err(format!("{}: {e}", file.path)))?;
+                    })
+                    .collect();
+                df.lazy().select(columns).collect().map_err(polars)
+            })
+            .await?;
             input_records += df.height() as u64;
             rows.vstack_mut_owned(df).map_err(|e| self.err(format!("{}: {e}", file.path)))?;
         }

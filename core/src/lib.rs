@@ -25,6 +25,7 @@
 pub mod batch;
 pub mod bridge;
 pub mod checkpoint;
+pub mod compute;
 pub mod context;
 pub mod contract;
 pub mod crash;

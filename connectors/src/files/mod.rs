@@ -125,7 +125,11 @@ impl Landing {
         let mut out: Option<SourceBatch> = None;
         for file in files {
             let bytes = self.bytes(file).await?;
-            let mut batch = read_file(&bytes, &self.origin(file), self.spec.format, schema)?;
+            let (origin, format, file_schema) = (self.origin(file), self.spec.format, schema.clone());
+            let mut batch = tidewater_core::compute::blocking("reading a landing file", move || {
+                read_file(&bytes, &origin, format, &file_schema)
+            })
+            .await?;
             match out.as_mut() {
                 None => out = Some(batch),
                 Some(acc) => {

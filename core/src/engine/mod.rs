@@ -75,11 +75,11 @@ impl BatchWriter {
     pub async fn write(&mut self, read: SourceBatch, ctx: &BatchContext, range: &str) -> Result<BatchReport> {
         let id = ctx.batch_id;
         let valid = read.rows.height() as u64;
-        let output = self
-            .transform
-            .apply(read.rows.lazy(), ctx)?
-            .collect()
-            .map_err(|source| Error::Transform { batch: id, source })?;
+        let (transform, rows, context) = (self.transform.clone(), read.rows, ctx.clone());
+        let output = crate::compute::blocking("transform", move || {
+            transform.apply(rows.lazy(), &context)?.collect().map_err(|source| Error::Transform { batch: id, source })
+        })
+        .await?;
         let output_rows = output.height() as u64;
         let quarantined = read.rejected.len() as u64;
         if !read.rejected.is_empty() {

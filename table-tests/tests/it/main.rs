@@ -8,4 +8,5 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod property;
 mod stream_batch;
