@@ -65,3 +65,28 @@ fn csv_values_that_do_not_parse_are_rejected() {
     assert_eq!(batch.rejected[0].reason, "field `user_id`: not a valid int64");
     assert_eq!(batch.rejected[0].raw, "b,zz,2024-03-01T10:15:00Z,x,1.5");
 }
+
+#[test]
+fn parquet_rows_are_typed_and_required_nulls_rejected() {
+    use polars::prelude::*;
+    let mut df = df![
+        "event_id" => [Some("a"), None, Some("c")],
+        "user_id" => [1i64, 2, 3],
+        "event_time" => ["2024-03-01T10:15:00Z", "2024-03-01T10:15:00Z", "2024-03-01T10:15:00.5Z"],
+        "category" => ["x", "y", "z"],
+        "amount" => [1.0f64, 2.0, 3.0],
+    ]
+    .unwrap();
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut df).unwrap();
+    let batch = read_file(&bytes, "f.parquet", FileFormat::Parquet, &events_schema()).unwrap();
+    assert_eq!(batch.input_records, 3);
+    assert_eq!(batch.rows.height(), 2);
+    assert_eq!(batch.rejected.len(), 1);
+    assert_eq!(
+        (batch.rejected[0].position, batch.rejected[0].reason.as_str()),
+        (2, "missing required field `event_id`")
+    );
+    let t = batch.rows.column("event_time").unwrap().datetime().unwrap().physical().clone();
+    assert_eq!(t.get(1), Some(1_709_288_100_500_000));
+}
