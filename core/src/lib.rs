@@ -34,6 +34,7 @@ pub mod error;
 pub mod id;
 pub mod location;
 pub mod pipeline;
+pub mod reconcile;
 pub mod sink;
 pub mod transform;
 

@@ -1,0 +1,140 @@
+//! What a reconciliation found: a typed report, printed for people or as JSON.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The kinds of difference, as the report names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A row (key, or row value in a multiset diff) in LEFT and not in RIGHT.
+    MissingInRight,
+    /// A row in RIGHT and not in LEFT.
+    ExtraInRight,
+    /// A key on both sides with different values.
+    Changed,
+    /// A key that appears more than once on the left.
+    DuplicateKeyLeft,
+    /// A key that appears more than once on the right.
+    DuplicateKeyRight,
+}
+
+impl Kind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::MissingInRight => "only in left",
+            Kind::ExtraInRight => "only in right",
+            Kind::Changed => "changed",
+            Kind::DuplicateKeyLeft => "duplicate key in left",
+            Kind::DuplicateKeyRight => "duplicate key in right",
+        }
+    }
+}
+
+/// A column whose presence or type differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SchemaDifference {
+    pub column: String,
+    /// The left type, `None` when the column is missing on the left.
+    pub left: Option<String>,
+    pub right: Option<String>,
+}
+
+/// One differing value of a changed row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValueDiff {
+    pub column: String,
+    pub left: String,
+    pub right: String,
+}
+
+/// An example difference, with enough to find the row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    pub kind: Kind,
+    /// The key columns (keyed diff) or the whole row (multiset diff), as text.
+    pub row: BTreeMap<String, String>,
+    /// How many times the row is on the side it is extra on (multiset diff), or the number of
+    /// occurrences of a duplicate key.
+    pub count: u64,
+    /// The differing columns of a changed row.
+    pub values: Vec<ValueDiff>,
+}
+
+/// The result of comparing two tables.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub left: String,
+    pub right: String,
+    pub key: Vec<String>,
+    pub columns_compared: Vec<String>,
+    pub left_rows: u64,
+    pub right_rows: u64,
+    /// Schema differences; when there are any, no data is compared.
+    pub schema: Vec<SchemaDifference>,
+    /// Count of differences per kind (rows; for multisets, row occurrences).
+    pub counts: BTreeMap<Kind, u64>,
+    /// The same, per partition (`date=2024-03-01`), when the tables are partitioned.
+    pub by_partition: BTreeMap<String, BTreeMap<Kind, u64>>,
+    /// The first differences found, at most the sample limit per kind.
+    pub samples: Vec<Sample>,
+    /// For changed rows: how many rows differ in each column.
+    pub changed_columns: BTreeMap<String, u64>,
+}
+
+impl Report {
+    pub fn is_identical(&self) -> bool {
+        self.schema.is_empty() && self.counts.values().all(|&n| n == 0)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.key.is_empty() { "multiset".to_string() } else { format!("key ({})", self.key.join(", ")) };
+        writeln!(
+            f,
+            "left   {} ({} rows)\nright  {} ({} rows)\ncompare by {how}",
+            self.left, self.left_rows, self.right, self.right_rows
+        )?;
+        if !self.schema.is_empty() {
+            writeln!(f, "DIFFERENT: schemas differ (no data compared)")?;
+            for d in &self.schema {
+                let show = |t: &Option<String>| t.clone().unwrap_or_else(|| "(missing)".into());
+                writeln!(f, "  column {}: left {}, right {}", d.column, show(&d.left), show(&d.right))?;
+            }
+            return Ok(());
+        }
+        if self.is_identical() {
+            return writeln!(f, "IDENTICAL: {} columns compared", self.columns_compared.len());
+        }
+        writeln!(f, "DIFFERENT:")?;
+        for (kind, n) in self.counts.iter().filter(|(_, n)| **n > 0) {
+            writeln!(f, "  {:<24} {n}", kind.describe())?;
+        }
+        for (column, n) in &self.changed_columns {
+            writeln!(f, "    column {column}: {n} rows")?;
+        }
+        if !self.by_partition.is_empty() {
+            writeln!(f, "by partition:")?;
+            for (partition, counts) in &self.by_partition {
+                let parts: Vec<String> =
+                    counts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{} {n}", k.describe())).collect();
+                writeln!(f, "  {partition}: {}", parts.join(", "))?;
+            }
+        }
+        writeln!(f, "samples:")?;
+        for s in &self.samples {
+            let row: Vec<String> = s.row.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            write!(f, "  {:<22} {}", s.kind.describe(), row.join(" "))?;
+            if s.count > 1 {
+                write!(f, " (x{})", s.count)?;
+            }
+            for v in &s.values {
+                write!(f, "  [{}: {} -> {}]", v.column, v.left, v.right)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
