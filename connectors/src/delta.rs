@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::Cursor;
 use tidewater_core::bridge::polars_dtype;
 use tidewater_core::checkpoint::Checkpoint;
-use tidewater_core::location::table_url;
+use tidewater_core::location::existing_table_url;
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
 /// A Delta table read as a bounded input.
@@ -27,6 +27,70 @@ impl DeltaSnapshotSpec {
     pub fn new(table: impl Into<String>) -> Self {
         DeltaSnapshotSpec { table: table.into(), files_per_chunk: 64 }
     }
+}
+
+/// Which snapshot of a table to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableVersion {
+    Latest,
+    Version(u64),
+    /// The latest version committed at or before this instant.
+    AsOf(chrono::DateTime<chrono::Utc>),
+}
+
+/// A whole table snapshot in memory, for the consistency checker.
+#[derive(Debug)]
+pub struct TableSnapshot {
+    pub url: String,
+    pub version: u64,
+    pub partition_by: Vec<String>,
+    pub rows: DataFrame,
+}
+
+async fn open_at(url: &url::Url, at: TableVersion, describe: &str) -> Result<DeltaTable> {
+    let delta_err = |op: &'static str| {
+        let table = url.to_string();
+        move |source| Error::Delta { table, op, source: Box::new(source) }
+    };
+    let mut table =
+        deltalake::DeltaTableBuilder::from_url(url.clone()).and_then(|b| b.build()).map_err(delta_err("open"))?;
+    if !table.log_store().is_delta_table_location().await.map_err(delta_err("look for _delta_log"))? {
+        return Err(Error::Source {
+            source_name: describe.to_string(),
+            problem: "not a Delta table (no _delta_log)".into(),
+        });
+    }
+    match at {
+        TableVersion::Latest => table.load().await.map_err(delta_err("load"))?,
+        TableVersion::Version(v) => table.load_version(v).await.map_err(delta_err("load version"))?,
+        TableVersion::AsOf(t) => table.load_with_datetime(t).await.map_err(delta_err("load as of"))?,
+    }
+    Ok(table)
+}
+
+/// Reads a table's snapshot whole (every data file, partition values included).
+pub async fn read_snapshot(location: &str, at: TableVersion) -> Result<TableSnapshot> {
+    let url = existing_table_url(location)?;
+    let describe = format!("delta {location}");
+    let table = open_at(&url, at, &describe).await?;
+    let version = table.version().unwrap_or_default();
+    let mut source = DeltaSnapshotSource { table, describe, files_per_chunk: usize::MAX };
+    let partition_by = source.state()?.metadata().partition_columns().to_vec();
+    let mut rows: Option<DataFrame> = None;
+    for chunk in source.plan().await? {
+        let read = source.read_chunk(&chunk).await?.rows;
+        match rows.as_mut() {
+            None => rows = Some(read),
+            Some(acc) => {
+                acc.vstack_mut_owned(read).map_err(Error::polars(format!("{location}: stacking files")))?;
+            }
+        }
+    }
+    let rows = match rows {
+        Some(rows) => rows,
+        None => source.empty_frame()?,
+    };
+    Ok(TableSnapshot { url: url.to_string(), version, partition_by, rows })
 }
 
 pub struct DeltaSourceProvider {
@@ -53,23 +117,29 @@ impl SourceProvider for DeltaSourceProvider {
     }
 
     async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>> {
-        let url = table_url(&self.spec.table)?;
-        let delta_err = |op: &'static str| {
-            let table = url.to_string();
-            move |source| Error::Delta { table, op, source: Box::new(source) }
-        };
-        let mut table = DeltaTable::try_from_url(url.clone()).await.map_err(delta_err("open"))?;
-        if let Some(v) = version {
-            table.load_version(v).await.map_err(delta_err("load version"))?;
-        }
-        if table.version().is_none() {
-            return Err(Error::Source { source_name: self.describe(), problem: "not a Delta table".into() });
-        }
+        let url = existing_table_url(&self.spec.table)?;
+        let at = version.map_or(TableVersion::Latest, TableVersion::Version);
+        let table = open_at(&url, at, &self.describe()).await?;
         Ok(Box::new(DeltaSnapshotSource {
             table,
             describe: self.describe(),
             files_per_chunk: self.spec.files_per_chunk,
         }))
+    }
+}
+
+/// A partition value (text in the log) as a typed literal.
+fn partition_value(text: String, dtype: &DataType) -> Expr {
+    let exact = |format: &str| StrptimeOptions { format: Some(format.into()), strict: true, exact: true, cache: false };
+    match dtype {
+        DataType::Date => lit(text).str().to_date(exact("%Y-%m-%d")),
+        DataType::Datetime(unit, tz) => lit(text).str().to_datetime(
+            Some(*unit),
+            tz.clone(),
+            StrptimeOptions { strict: true, ..Default::default() },
+            lit("raise"),
+        ),
+        other => lit(text).cast(other.clone()),
     }
 }
 
@@ -98,6 +168,20 @@ impl DeltaSnapshotSource {
 
     fn state(&self) -> Result<&deltalake::table::state::DeltaTableState> {
         self.table.snapshot().map_err(|e| self.err(e))
+    }
+
+    /// The table's schema as Polars types.
+    fn polars_schema(&self) -> Result<Schema> {
+        let arrow = self.state()?.snapshot().arrow_schema();
+        let mut schema = Schema::default();
+        for field in arrow.fields() {
+            schema.insert(field.name().as_str().into(), polars_dtype(field)?);
+        }
+        Ok(schema)
+    }
+
+    fn empty_frame(&self) -> Result<DataFrame> {
+        Ok(DataFrame::empty_with_schema(&self.polars_schema()?))
     }
 }
 
@@ -131,12 +215,8 @@ impl BoundedSource for DeltaSnapshotSource {
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
         let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
             .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
-        let arrow = self.state()?.snapshot().arrow_schema();
         let partition_columns: Vec<String> = self.state()?.metadata().partition_columns().to_vec();
-        let mut schema = Schema::default();
-        for field in arrow.fields() {
-            schema.insert(field.name().as_str().into(), polars_dtype(field)?);
-        }
+        let schema = self.polars_schema()?;
         let store = self.table.object_store();
         let mut rows = DataFrame::empty_with_schema(&schema);
         let mut input_records = 0u64;
@@ -161,7 +241,7 @@ impl BoundedSource for DeltaSnapshotSource {
                         if partition_columns.iter().any(|p| p == name.as_str()) {
                             // Partition values live in the log, as text, typed by the table schema.
                             match values.get(name.as_str()).cloned().flatten() {
-                                Some(v) => lit(v).cast(dtype.clone()).alias(name.clone()),
+                                Some(v) => partition_value(v, dtype).alias(name.clone()),
                                 None => lit(NULL).cast(dtype.clone()).alias(name.clone()),
                             }
                         } else if df.schema().contains(name) {

@@ -8,5 +8,5 @@
 pub mod delta;
 pub mod files;
 
-pub use delta::{DeltaSnapshotSpec, DeltaSourceProvider};
+pub use delta::{DeltaSnapshotSpec, DeltaSourceProvider, TableSnapshot, TableVersion, read_snapshot};
 pub use files::{FileFormat, FileSourceProvider, FileSpec, InputSchema};

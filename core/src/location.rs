@@ -54,6 +54,20 @@ pub fn table_url(raw: &str) -> Result<Url> {
     deltalake::ensure_table_uri(location).map_err(|e| invalid(e.to_string()))
 }
 
+/// A table location that must already exist (for reading): nothing is created.
+pub fn existing_table_url(raw: &str) -> Result<Url> {
+    let url = parse_location(raw)?;
+    if url.scheme() == "file" {
+        let path = url
+            .to_file_path()
+            .map_err(|()| Error::InvalidLocation { url: raw.into(), problem: "not a local path".into() })?;
+        if !path.is_dir() {
+            return Err(Error::InvalidLocation { url: raw.into(), problem: "no such table directory".into() });
+        }
+    }
+    table_url(raw)
+}
+
 /// An object store and the root path inside it.
 pub fn object_store_at(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
     let (store, path) = object_store::parse_url(url)

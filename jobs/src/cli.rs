@@ -40,6 +40,13 @@ pub enum Command {
     /// idempotent commit: re-running an interrupted batch resumes it, re-running a finished one
     /// writes nothing and says so.
     Batch(BatchArgs),
+    /// Compare two Delta tables: say they are identical (exit 0) or where they differ (exit 1).
+    ///
+    /// With --key: rows missing on each side, changed rows with the columns that differ, and
+    /// duplicate keys. Without: a multiset diff (rows and multiplicities on one side only). Schema
+    /// differences are reported before any data is compared. Null equals null, NaN equals NaN,
+    /// floats within --tolerance + --rel-tolerance * max(|l|, |r|) are equal (keyed only).
+    Reconcile(ReconcileArgs),
     /// Generate a landing directory of events, stream it into one table and batch it into another.
     Demo(DemoArgs),
     /// Measure a hot path beside a plain-Polars baseline in the same process.
@@ -98,6 +105,39 @@ pub struct BatchArgs {
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The left table: a local path or file:// URL, optionally at a version (path@42) or an
+    /// instant (path@2024-03-01T00:00:00Z).
+    pub left: String,
+    /// The right table, in the same form.
+    pub right: String,
+    /// Key columns, comma separated. Without a key, rows are compared as multisets.
+    #[arg(long, value_delimiter = ',')]
+    pub key: Vec<String>,
+    /// Compare only these columns (and the key), comma separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "ignore")]
+    pub columns: Option<Vec<String>>,
+    /// Never compare these columns, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// Absolute tolerance for floating-point values.
+    #[arg(long, default_value_t = 0.0, value_name = "ABS")]
+    pub tolerance: f64,
+    /// Relative tolerance for floating-point values.
+    #[arg(long, default_value_t = 0.0, value_name = "REL")]
+    pub rel_tolerance: f64,
+    /// Compare only the rows matching this SQL condition, e.g. "date >= '2024-01-01'".
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub filter: Option<String>,
+    /// Also write the report as JSON to this file ("-" for stdout, instead of the summary).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Example differences to show per kind.
+    #[arg(long, default_value_t = 10)]
+    pub samples: usize,
 }
 
 #[derive(Debug, Args)]

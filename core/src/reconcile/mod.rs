@@ -97,6 +97,15 @@ pub fn diff(left: DataFrame, right: DataFrame, names: (&str, &str), opts: &DiffO
     Ok(report)
 }
 
+/// Keeps the rows matching an SQL condition (`date >= '2024-01-01'`).
+pub fn filter_rows(df: DataFrame, condition: &str) -> Result<DataFrame> {
+    let mut ctx = polars::sql::SQLContext::new();
+    ctx.register("t", df.lazy());
+    ctx.execute(&format!("SELECT * FROM t WHERE {condition}"))
+        .and_then(|q| q.collect())
+        .map_err(|source| Error::Polars { what: format!("--where {condition}"), source })
+}
+
 fn selected_columns(left: &DataFrame, right: &DataFrame, opts: &DiffOptions) -> Vec<String> {
     let mut all: Vec<String> = left.get_column_names().iter().map(|s| s.to_string()).collect();
     for name in right.get_column_names() {

@@ -3,6 +3,7 @@
 mod batch;
 mod bench;
 mod demo;
+mod reconcile;
 mod run;
 
 use crate::Registry;
@@ -36,6 +37,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
     match command {
         Command::Run(args) => run::run(args, registry).await,
         Command::Batch(args) => batch::batch(args, registry).await,
+        Command::Reconcile(args) => reconcile::reconcile(args).await,
         Command::Demo(args) => demo::demo(args, registry).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
     }
