@@ -9,4 +9,5 @@ mod cli;
 mod common;
 mod crash;
 mod property;
+mod reconcile;
 mod stream_batch;

@@ -1,0 +1,185 @@
+//! The consistency checker on real tables: two landing directories hold the same events except
+//! for one mutation; each is ingested by a real `tidewater run` (different batch sizes, so
+//! different file layouts and batch boundaries); `tidewater reconcile` must name exactly the
+//! mutation, localised to its key and partition, and exit 1 (0 when there is none).
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+use table_tests::events;
+
+/// Copies `from` into `to`, applying `mutate` to the lines of the first file.
+fn copy_landing(from: &Path, to: &Path, mutate: &dyn Fn(Vec<String>) -> Vec<String>) {
+    std::fs::create_dir_all(to).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(from).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for (i, file) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(file).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if i == 0 {
+            lines = mutate(lines);
+        }
+        std::fs::write(to.join(file.file_name().unwrap()), lines.join("\n") + "\n").unwrap();
+    }
+}
+
+/// Ingests a landing directory into `<dir>/table` with the events job (category optional).
+fn ingest(dir: &Path, landing: &Path, max_files: usize, sql: Option<&str>) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let job = events::job(dir, landing, max_files);
+    let mut text = std::fs::read_to_string(&job).unwrap().replace("category = \"string\"", "category = \"string?\"");
+    if let Some(sql) = sql {
+        let start = text.find("sql = ").unwrap();
+        let end = start + text[start..].find('\n').unwrap();
+        text.replace_range(start..end, &format!("sql = \"{sql}\""));
+    }
+    std::fs::write(&job, text).unwrap();
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    dir.join("table")
+}
+
+fn reconcile(left: &Path, right: &Path, extra: &[&str], code: i32) -> Value {
+    let mut args = vec!["reconcile", path(left), path(right), "--json", "-"];
+    args.extend_from_slice(extra);
+    let out = expect_exit(tidewater(&args), code);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn set_field(line: &str, field: &str, value: &str) -> String {
+    let v: Value = serde_json::from_str(line).unwrap();
+    let mut map = v.as_object().unwrap().clone();
+    map.insert(field.into(), serde_json::from_str(value).unwrap());
+    Value::Object(map).to_string()
+}
+
+fn field(line: &str, name: &str) -> Value {
+    serde_json::from_str::<Value>(line).unwrap()[name].clone()
+}
+
+#[test]
+fn each_kind_of_difference_is_found_and_localised() {
+    let base = tempfile::tempdir().unwrap();
+    let landing = base.path().join("landing");
+    events::write(&landing, "rc", 4, 60, None, 42);
+    let left = ingest(&base.path().join("left"), &landing, 1, None);
+    let first = std::fs::read_to_string(landing.join("rc-0000.json")).unwrap();
+    let lines: Vec<&str> = first.lines().collect();
+    // A line that the job keeps (amount >= 0), so it is in the table.
+    let kept = *lines.iter().find(|l| field(l, "amount").as_f64().unwrap() >= 1.0).unwrap();
+    let id = field(kept, "event_id").as_str().unwrap().to_string();
+    let date = format!("date={}", &field(kept, "event_time").as_str().unwrap()[..10]);
+    let key = ["--key", "event_id"];
+
+    // Identical content in another layout: exit 0, with and without a key.
+    let same = tempfile::tempdir().unwrap();
+    let right = ingest(same.path(), &landing, 3, None);
+    assert_eq!(reconcile(&left, &right, &key, 0)["counts"]["changed"], 0);
+    reconcile(&left, &right, &[], 0);
+
+    let cases: Vec<(&str, Box<dyn Fn(Vec<String>) -> Vec<String>>, Vec<&str>, &str)> = vec![
+        (
+            "missing",
+            Box::new(|l: Vec<String>| l.into_iter().filter(|x| !x.contains(&format!("\"{id}\""))).collect()),
+            key.to_vec(),
+            "missing_in_right",
+        ),
+        (
+            "extra",
+            Box::new(|mut l: Vec<String>| {
+                l.push(set_field(kept, "event_id", "\"new-row\""));
+                l
+            }),
+            key.to_vec(),
+            "extra_in_right",
+        ),
+        (
+            "duplicated",
+            Box::new(|mut l: Vec<String>| {
+                l.push(kept.to_string());
+                l
+            }),
+            vec![],
+            "extra_in_right",
+        ),
+        (
+            "changed",
+            Box::new(|l: Vec<String>| {
+                l.into_iter().map(|x| if x == kept { set_field(&x, "category", "\"other\"") } else { x }).collect()
+            }),
+            key.to_vec(),
+            "changed",
+        ),
+        (
+            "null",
+            Box::new(|l: Vec<String>| {
+                l.into_iter().map(|x| if x == kept { set_field(&x, "category", "null") } else { x }).collect()
+            }),
+            key.to_vec(),
+            "changed",
+        ),
+        (
+            "beyond tolerance",
+            Box::new(|l: Vec<String>| {
+                l.into_iter()
+                    .map(|x| {
+                        if x == kept {
+                            set_field(&x, "amount", &format!("{}", field(&x, "amount").as_f64().unwrap() + 0.5))
+                        } else {
+                            x
+                        }
+                    })
+                    .collect()
+            }),
+            vec!["--key", "event_id", "--tolerance", "1e-6"],
+            "changed",
+        ),
+    ];
+    for (name, mutate, args, kind) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        copy_landing(&landing, &dir.path().join("landing"), &*mutate);
+        let right = ingest(dir.path(), &dir.path().join("landing"), 2, None);
+        let report = reconcile(&left, &right, &args, 1);
+        let counts = report["counts"].as_object().unwrap();
+        let nonzero: Vec<(&String, &Value)> = counts.iter().filter(|(_, n)| n.as_u64() != Some(0)).collect();
+        assert_eq!(nonzero, vec![(&kind.to_string(), &Value::from(1))], "{name}: {report:#}");
+        let partitions = report["by_partition"].as_object().unwrap();
+        assert_eq!(partitions.keys().collect::<Vec<_>>(), vec![&date], "{name}: localised to one partition");
+        let sample = &report["samples"].as_array().unwrap()[0];
+        let expected_id = if name == "extra" { "new-row" } else { id.as_str() };
+        assert_eq!(sample["row"]["event_id"], expected_id, "{name}: {sample}");
+        if name == "changed" {
+            assert_eq!(sample["values"][0]["column"], "category");
+            assert_eq!(sample["values"][0]["right"], "other");
+        }
+        if name == "null" {
+            assert_eq!(sample["values"][0]["right"], "null");
+        }
+    }
+
+    // A float change within tolerance is not a difference.
+    let dir = tempfile::tempdir().unwrap();
+    copy_landing(&landing, &dir.path().join("landing"), &|l: Vec<String>| {
+        l.into_iter()
+            .map(|x| {
+                if x == kept {
+                    set_field(&x, "amount", &format!("{:?}", field(&x, "amount").as_f64().unwrap() + 1e-9))
+                } else {
+                    x
+                }
+            })
+            .collect()
+    });
+    let right = ingest(dir.path(), &dir.path().join("landing"), 2, None);
+    reconcile(&left, &right, &["--key", "event_id", "--tolerance", "1e-6"], 0);
+    assert_eq!(reconcile(&left, &right, &key, 1)["counts"]["changed"], 1, "exact without --tolerance");
+
+    // A schema difference is reported before any data.
+    let dir = tempfile::tempdir().unwrap();
+    let sql =
+        "SELECT event_id, user_id, event_time, amount, CAST(event_time AS DATE) AS date FROM input WHERE amount >= 0";
+    let right = ingest(dir.path(), &landing, 2, Some(sql));
+    let report = reconcile(&left, &right, &key, 1);
+    assert_eq!(report["schema"][0]["column"], "category");
+    assert_eq!(report["schema"][0]["right"], Value::Null);
+    reconcile(&left, &right, &["--key", "event_id", "--ignore", "category"], 0);
+}
