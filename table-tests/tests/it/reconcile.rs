@@ -76,7 +76,8 @@ fn each_kind_of_difference_is_found_and_localised() {
     assert_eq!(reconcile(&left, &right, &key, 0)["counts"]["changed"], 0);
     reconcile(&left, &right, &[], 0);
 
-    let cases: Vec<(&str, Box<dyn Fn(Vec<String>) -> Vec<String>>, Vec<&str>, &str)> = vec![
+    type Mutation<'a> = Box<dyn Fn(Vec<String>) -> Vec<String> + 'a>;
+    let cases: Vec<(&str, Mutation, Vec<&str>, &str)> = vec![
         (
             "missing",
             Box::new(|l: Vec<String>| l.into_iter().filter(|x| !x.contains(&format!("\"{id}\""))).collect()),
