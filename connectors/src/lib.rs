@@ -3,10 +3,13 @@
 //! Sources that talk to the outside world, each a [`tidewater_core::SourceProvider`]:
 //! - [`files`]: a landing directory of NDJSON, CSV or Parquet files, streamed file by file or read
 //!   whole as a bounded input;
-//! - [`delta`]: a Delta table's snapshot at a version, as a bounded input.
+//! - [`delta`]: a Delta table's snapshot at a version, as a bounded input;
+//! - [`reconcile`]: the consistency checker over two Delta tables ([`Reconciler`]).
 
 pub mod delta;
 pub mod files;
+pub mod reconcile;
 
 pub use delta::{DeltaSnapshotSpec, DeltaSourceProvider, TableSnapshot, TableVersion, read_snapshot};
 pub use files::{FileFormat, FileSourceProvider, FileSpec, InputSchema};
+pub use reconcile::Reconciler;

@@ -3,9 +3,7 @@
 use super::CliError;
 use crate::cli::ReconcileArgs;
 use crate::{EXIT_DIFFERENT, EXIT_OK};
-use tidewater_connectors::{TableVersion, read_snapshot};
-use tidewater_core::compute::blocking;
-use tidewater_core::reconcile::{DiffOptions, diff, filter_rows};
+use tidewater_connectors::{Reconciler, TableVersion};
 
 /// Splits `path@42` or `path@2024-03-01T00:00:00Z` into the location and the version.
 pub(crate) fn parse_table_ref(raw: &str) -> Result<(&str, TableVersion), CliError> {
@@ -22,31 +20,21 @@ pub(crate) fn parse_table_ref(raw: &str) -> Result<(&str, TableVersion), CliErro
 }
 
 pub async fn reconcile(args: ReconcileArgs) -> Result<i32, CliError> {
-    let (left_path, left_at) = parse_table_ref(&args.left)?;
-    let (right_path, right_at) = parse_table_ref(&args.right)?;
-    let (left, right) = tokio::try_join!(read_snapshot(left_path, left_at), read_snapshot(right_path, right_at))?;
-    let names = (format!("{}@{}", left.url, left.version), format!("{}@{}", right.url, right.version));
-    let mut partition_by = left.partition_by.clone();
-    partition_by.extend(right.partition_by.iter().filter(|p| !left.partition_by.contains(p)).cloned());
-    let options = DiffOptions {
-        key: args.key,
-        columns: args.columns,
-        ignore: args.ignore,
-        abs_tolerance: args.tolerance,
-        rel_tolerance: args.rel_tolerance,
-        samples: args.samples,
-        partition_by,
-    };
-    let filter = args.filter.clone();
-    let report = blocking("reconcile", move || {
-        let (mut l, mut r) = (left.rows, right.rows);
-        if let Some(condition) = &filter {
-            l = filter_rows(l, condition)?;
-            r = filter_rows(r, condition)?;
-        }
-        diff(l, r, (&names.0, &names.1), &options)
-    })
-    .await?;
+    let (left, left_at) = parse_table_ref(&args.left)?;
+    let (right, right_at) = parse_table_ref(&args.right)?;
+    let mut reconciler = Reconciler::new(left, right)
+        .at(left_at, right_at)
+        .key(args.key)
+        .ignore(args.ignore)
+        .tolerance(args.tolerance, args.rel_tolerance)
+        .samples(args.samples);
+    if let Some(columns) = args.columns {
+        reconciler = reconciler.columns(columns);
+    }
+    if let Some(condition) = args.filter {
+        reconciler = reconciler.filter(condition);
+    }
+    let report = reconciler.run().await?;
     let json = serde_json::to_string_pretty(&report).unwrap_or_default();
     match args.json.as_deref() {
         Some(path) if path.as_os_str() == "-" => println!("{json}"),
