@@ -1,0 +1,178 @@
+//! Order-independent content fingerprints of sets of rows.
+//!
+//! A row's hash is xxh3 over its values, column by column in name order, with a fixed encoding
+//! per type (so the same rows give the same hash whatever the file layout or column order). A
+//! set's fingerprint is its row count and the wrapping sum of its row hashes: adding rows adds
+//! fingerprints, so the fingerprint of a partition is the sum of its files'. The sink records each
+//! data file's fingerprint in its Delta `add.tags` (`tidewater.rows`, `tidewater.fingerprint`),
+//! so two tables whose partitions agree can be compared from their logs alone.
+//!
+//! Equal fingerprints mean equal multisets of rows (up to a 2^-64 collision); different
+//! fingerprints only say "look here", never "different": with a float tolerance the rows may
+//! still be equal.
+
+use crate::error::{Error, Result};
+use polars::prelude::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+pub const ROWS_TAG: &str = "tidewater.rows";
+pub const HASH_TAG: &str = "tidewater.fingerprint";
+
+/// Row count and order-independent content hash of a set of rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Fingerprint {
+    pub rows: u64,
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    pub fn combine(self, other: Fingerprint) -> Fingerprint {
+        Fingerprint { rows: self.rows + other.rows, hash: self.hash.wrapping_add(other.hash) }
+    }
+
+    /// The Delta `add.tags` entries recording it.
+    pub fn to_tags(self) -> [(String, Option<String>); 2] {
+        [(ROWS_TAG.into(), Some(self.rows.to_string())), (HASH_TAG.into(), Some(format!("{:016x}", self.hash)))]
+    }
+
+    /// Reads it back from `add.tags`; `None` when the file was written without one.
+    pub fn from_tags(tags: &std::collections::HashMap<String, Option<String>>) -> Option<Fingerprint> {
+        let rows = tags.get(ROWS_TAG)?.as_deref()?.parse().ok()?;
+        let hash = u64::from_str_radix(tags.get(HASH_TAG)?.as_deref()?, 16).ok()?;
+        Some(Fingerprint { rows, hash })
+    }
+}
+
+/// Partition values as Delta writes them in `add.partitionValues`.
+pub type PartitionValues = BTreeMap<String, Option<String>>;
+
+/// Whether a partition column's type renders as Delta renders partition values, so sink-side
+/// fingerprints can be matched to the files Delta writes.
+pub fn partition_type_supported(dtype: &DataType) -> bool {
+    matches!(dtype, DataType::String | DataType::Int32 | DataType::Int64 | DataType::Date | DataType::Boolean)
+}
+
+fn mix(h: u64, cell: u64) -> u64 {
+    (h.rotate_left(23) ^ cell).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// One hash per row of `df`, over `columns` (in name order).
+pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
+    let err = |e: PolarsError| Error::Polars { what: "fingerprint".into(), source: e };
+    let mut names = columns.to_vec();
+    names.sort();
+    let mut hashes = vec![0x5EED_u64; df.height()];
+    const NULL: &[u8] = b"\0tidewater-null\0";
+    for (ci, name) in names.iter().enumerate() {
+        let seed = ci as u64;
+        let series = df.column(name).map_err(err)?.as_materialized_series().rechunk();
+        let mut put = |i: usize, bytes: Option<&[u8]>| {
+            hashes[i] = mix(hashes[i], xxh3_64_with_seed(bytes.unwrap_or(NULL), seed));
+        };
+        match series.dtype() {
+            DataType::Int64 | DataType::Datetime(_, _) | DataType::Duration(_) => {
+                let phys = series.to_physical_repr();
+                for (i, v) in phys.i64().map_err(err)?.iter().enumerate() {
+                    put(i, v.map(i64::to_le_bytes).as_ref().map(|b| &b[..]));
+                }
+            }
+            DataType::Int32 | DataType::Date => {
+                let phys = series.to_physical_repr();
+                for (i, v) in phys.i32().map_err(err)?.iter().enumerate() {
+                    put(i, v.map(|v| i64::from(v).to_le_bytes()).as_ref().map(|b| &b[..]));
+                }
+            }
+            DataType::Float64 | DataType::Float32 => {
+                let f = series.cast(&DataType::Float64).map_err(err)?;
+                for (i, v) in f.f64().map_err(err)?.iter().enumerate() {
+                    // One encoding for every NaN, and for 0.0 and -0.0.
+                    let canon = v.map(|v| if v.is_nan() { f64::NAN } else if v == 0.0 { 0.0 } else { v });
+                    put(i, canon.map(|v| v.to_bits().to_le_bytes()).as_ref().map(|b| &b[..]));
+                }
+            }
+            DataType::Boolean => {
+                for (i, v) in series.bool().map_err(err)?.iter().enumerate() {
+                    put(i, v.map(|b| [u8::from(b)]).as_ref().map(|b| &b[..]));
+                }
+            }
+            DataType::String => {
+                for (i, v) in series.str().map_err(err)?.iter().enumerate() {
+                    put(i, v.map(str::as_bytes));
+                }
+            }
+            _ => {
+                let text = series.cast(&DataType::String).map_err(err)?;
+                for (i, v) in text.str().map_err(err)?.iter().enumerate() {
+                    put(i, v.map(str::as_bytes));
+                }
+            }
+        }
+    }
+    Ok(hashes.into_iter().map(|h| xxh3_64(&h.to_le_bytes())).collect())
+}
+
+/// The fingerprint of every partition of `df`: partitions by `partition_by` (values rendered as
+/// Delta renders them), content over every other column.
+pub fn partition_fingerprints(df: &DataFrame, partition_by: &[String]) -> Result<BTreeMap<PartitionValues, Fingerprint>> {
+    let err = |e: PolarsError| Error::Polars { what: "fingerprint partitions".into(), source: e };
+    let content: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|c| !partition_by.contains(c))
+        .collect();
+    let hashes = row_hashes(df, &content)?;
+    let mut texts = Vec::with_capacity(partition_by.len());
+    for p in partition_by {
+        let s = df.column(p).map_err(err)?.as_materialized_series().cast(&DataType::String).map_err(err)?;
+        texts.push(s);
+    }
+    let mut out: BTreeMap<PartitionValues, Fingerprint> = BTreeMap::new();
+    for (i, h) in hashes.into_iter().enumerate() {
+        let mut key = PartitionValues::new();
+        for (p, s) in partition_by.iter().zip(&texts) {
+            key.insert(p.clone(), s.str().map_err(err)?.get(i).map(str::to_owned));
+        }
+        let fp = out.entry(key).or_default();
+        *fp = fp.combine(Fingerprint { rows: 1, hash: h });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> DataFrame {
+        df!["id" => [1i64, 2, 3], "x" => [Some(0.0f64), Some(f64::NAN), None], "d" => ["a", "a", "b"]].unwrap()
+    }
+
+    #[test]
+    fn same_rows_in_any_order_and_column_order_give_the_same_fingerprint() {
+        let df = frame();
+        let reordered = df.reverse().select(["x", "d", "id"]).unwrap();
+        let a = partition_fingerprints(&df, &["d".into()]).unwrap();
+        let b = partition_fingerprints(&reordered, &["d".into()]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.values().map(|f| f.rows).sum::<u64>(), 3);
+        let neg_zero = df!["id" => [1i64, 2, 3], "x" => [Some(-0.0f64), Some(-f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
+        assert_eq!(a, partition_fingerprints(&neg_zero, &["d".into()]).unwrap(), "0.0 = -0.0, NaN = NaN");
+    }
+
+    #[test]
+    fn any_changed_value_changes_its_partition_only() {
+        let changed = df!["id" => [1i64, 2, 4], "x" => [Some(0.0f64), Some(f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
+        let a = partition_fingerprints(&frame(), &["d".into()]).unwrap();
+        let b = partition_fingerprints(&changed, &["d".into()]).unwrap();
+        let key = |v: &str| PartitionValues::from([("d".to_string(), Some(v.to_string()))]);
+        assert_eq!(a[&key("a")], b[&key("a")]);
+        assert_ne!(a[&key("b")], b[&key("b")]);
+        let null_vs_value = df!["id" => [1i64, 2, 3], "x" => [Some(0.0f64), Some(f64::NAN), Some(0.0)], "d" => ["a", "a", "b"]].unwrap();
+        assert_ne!(a[&key("b")], partition_fingerprints(&null_vs_value, &["d".into()]).unwrap()[&key("b")]);
+        let fp = a[&key("a")];
+        let tags: std::collections::HashMap<_, _> = fp.to_tags().into_iter().collect();
+        assert_eq!(Fingerprint::from_tags(&tags), Some(fp));
+    }
+}
