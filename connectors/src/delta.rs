@@ -13,6 +13,7 @@ use std::io::Cursor;
 use tidewater_core::bridge::polars_dtype;
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
+use tidewater_core::reconcile::fingerprint::Fingerprint;
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
 /// A Delta table read as a bounded input.
@@ -68,13 +69,19 @@ async fn open_at(url: &url::Url, at: TableVersion, describe: &str) -> Result<Del
     Ok(table)
 }
 
-/// Reads a table's snapshot whole (every data file, partition values included).
-pub async fn read_snapshot(location: &str, at: TableVersion) -> Result<TableSnapshot> {
+/// Opens a table's snapshot for listing and reading its files.
+pub(crate) async fn open_snapshot(location: &str, at: TableVersion) -> Result<DeltaSnapshotSource> {
     let url = existing_table_url(location)?;
     let describe = format!("delta {location}");
     let table = open_at(&url, at, &describe).await?;
-    let version = table.version().unwrap_or_default();
-    let mut source = DeltaSnapshotSource { table, describe, files_per_chunk: usize::MAX };
+    Ok(DeltaSnapshotSource { table, describe, files_per_chunk: usize::MAX })
+}
+
+/// Reads a table's snapshot whole (every data file, partition values included).
+pub async fn read_snapshot(location: &str, at: TableVersion) -> Result<TableSnapshot> {
+    let url = existing_table_url(location)?;
+    let mut source = open_snapshot(location, at).await?;
+    let version = source.version();
     let partition_by = source.state()?.metadata().partition_columns().to_vec();
     let mut rows: Option<DataFrame> = None;
     for chunk in source.plan().await? {
@@ -143,16 +150,16 @@ fn partition_value(text: String, dtype: &DataType) -> Expr {
     }
 }
 
-struct DeltaSnapshotSource {
+pub(crate) struct DeltaSnapshotSource {
     table: DeltaTable,
     describe: String,
     files_per_chunk: usize,
 }
 
-#[derive(Serialize, Deserialize)]
-struct DataFile {
-    path: String,
-    partition_values: HashMap<String, Option<String>>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct DataFile {
+    pub(crate) path: String,
+    pub(crate) partition_values: HashMap<String, Option<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -171,7 +178,7 @@ impl DeltaSnapshotSource {
     }
 
     /// The table's schema as Polars types.
-    fn polars_schema(&self) -> Result<Schema> {
+    pub(crate) fn polars_schema(&self) -> Result<Schema> {
         let arrow = self.state()?.snapshot().arrow_schema();
         let mut schema = Schema::default();
         for field in arrow.fields() {
@@ -180,47 +187,14 @@ impl DeltaSnapshotSource {
         Ok(schema)
     }
 
-    fn empty_frame(&self) -> Result<DataFrame> {
-        Ok(DataFrame::empty_with_schema(&self.polars_schema()?))
-    }
-}
-
-#[async_trait]
-impl BoundedSource for DeltaSnapshotSource {
-    async fn plan(&mut self) -> Result<Vec<Chunk>> {
-        let state = self.state()?;
-        let version = self.table.version().unwrap_or_default();
-        let mut files: Vec<DataFile> = state
-            .snapshot()
-            .log_data()
-            .iter()
-            .map(|f| DataFile { path: f.path().into_owned(), partition_values: f.partition_values_map() })
-            .collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        let total = files.len();
-        let mut chunks = Vec::new();
-        let mut first = 0;
-        let mut rest = files.into_iter().peekable();
-        while rest.peek().is_some() {
-            let group: Vec<DataFile> = rest.by_ref().take(self.files_per_chunk).collect();
-            let describe = format!("version {version}, files {first}..{} of {total}", first + group.len());
-            first += group.len();
-            let spec = serde_json::to_value(SnapshotChunk { version, files: group })
-                .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
-            chunks.push(Chunk { describe, spec });
-        }
-        Ok(chunks)
-    }
-
-    async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
-        let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
-            .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
+    /// Reads data files of this snapshot, with their partition values, in the table's schema.
+    pub(crate) async fn read_files(&self, files: &[DataFile]) -> Result<SourceBatch> {
         let partition_columns: Vec<String> = self.state()?.metadata().partition_columns().to_vec();
         let schema = self.polars_schema()?;
         let store = self.table.object_store();
         let mut rows = DataFrame::empty_with_schema(&schema);
         let mut input_records = 0u64;
-        for file in &chunk.files {
+        for file in files {
             let path = Path::from_url_path(&file.path).map_err(|e| self.err(format!("{}: {e}", file.path)))?;
             let bytes = store
                 .get(&path)
@@ -259,5 +233,68 @@ impl BoundedSource for DeltaSnapshotSource {
             rows.vstack_mut_owned(df).map_err(|e| self.err(format!("{}: {e}", file.path)))?;
         }
         Ok(SourceBatch { rows, rejected: Vec::new(), input_records })
+    }
+
+    /// The snapshot's data files in path order, each with the fingerprint the writer recorded
+    /// in its `add.tags`, if any.
+    pub(crate) fn files(&self) -> Result<Vec<(DataFile, Option<Fingerprint>)>> {
+        let state = self.state()?;
+        let mut files: Vec<(DataFile, Option<Fingerprint>)> = state
+            .snapshot()
+            .log_data()
+            .iter()
+            .map(|f| {
+                // delta-rs exposes `tags` only through the deprecated `add_action()`.
+                #[allow(deprecated)]
+                let tags = f.add_action().tags;
+                let fingerprint = tags.as_ref().and_then(Fingerprint::from_tags);
+                (DataFile { path: f.path().into_owned(), partition_values: f.partition_values_map() }, fingerprint)
+            })
+            .collect();
+        files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        Ok(files)
+    }
+
+    pub(crate) fn partition_by(&self) -> Result<Vec<String>> {
+        Ok(self.state()?.metadata().partition_columns().to_vec())
+    }
+
+    pub(crate) fn url(&self) -> String {
+        self.table.table_url().to_string()
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.table.version().unwrap_or_default()
+    }
+
+    pub(crate) fn empty_frame(&self) -> Result<DataFrame> {
+        Ok(DataFrame::empty_with_schema(&self.polars_schema()?))
+    }
+}
+
+#[async_trait]
+impl BoundedSource for DeltaSnapshotSource {
+    async fn plan(&mut self) -> Result<Vec<Chunk>> {
+        let version = self.table.version().unwrap_or_default();
+        let files: Vec<DataFile> = self.files()?.into_iter().map(|(f, _)| f).collect();
+        let total = files.len();
+        let mut chunks = Vec::new();
+        let mut first = 0;
+        let mut rest = files.into_iter().peekable();
+        while rest.peek().is_some() {
+            let group: Vec<DataFile> = rest.by_ref().take(self.files_per_chunk).collect();
+            let describe = format!("version {version}, files {first}..{} of {total}", first + group.len());
+            first += group.len();
+            let spec = serde_json::to_value(SnapshotChunk { version, files: group })
+                .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
+            chunks.push(Chunk { describe, spec });
+        }
+        Ok(chunks)
+    }
+
+    async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
+        let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
+            .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
+        self.read_files(&chunk.files).await
     }
 }

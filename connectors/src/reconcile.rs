@@ -13,9 +13,11 @@
 //! # Ok(()) }
 //! ```
 
-use crate::delta::{TableVersion, read_snapshot};
+use crate::delta::{DataFile, TableVersion, open_snapshot, read_snapshot};
+use std::collections::BTreeMap;
 use tidewater_core::Result;
 use tidewater_core::compute::blocking;
+use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
 use tidewater_core::reconcile::{DiffOptions, Report, diff, filter_rows};
 
 /// Compares two Delta tables.
@@ -79,7 +81,60 @@ impl Reconciler {
         self
     }
 
+    /// Compares the tables. Without column selection or a row filter, partitions whose
+    /// fingerprints (recorded by the writer in the Delta log) agree on both sides are settled
+    /// from the logs; only the other partitions' files are read and compared row by row.
     pub async fn run(self) -> Result<Report> {
+        if self.options.columns.is_none() && self.options.ignore.is_empty() && self.filter.is_none() {
+            return self.run_by_partition().await;
+        }
+        self.run_whole().await
+    }
+
+    async fn run_by_partition(self) -> Result<Report> {
+        let (left, right) =
+            tokio::try_join!(open_snapshot(&self.left.0, self.left.1), open_snapshot(&self.right.0, self.right.1))?;
+        let names = (format!("{}@{}", left.url(), left.version()), format!("{}@{}", right.url(), right.version()));
+        let partition_by = left.partition_by()?;
+        let mut options = self.options.clone();
+        options.partition_by = partition_by.clone();
+        let (left_schema, right_schema) = (left.polars_schema()?, right.polars_schema()?);
+        if left_schema != right_schema || partition_by != right.partition_by()? {
+            if left_schema == right_schema {
+                // Same columns, partitioned differently: partitions cannot be paired.
+                return self.run_whole().await;
+            }
+            let (l, r) = (left.empty_frame()?, right.empty_frame()?);
+            return blocking("reconcile", move || diff(l, r, (&names.0, &names.1), &options)).await;
+        }
+        let (left_parts, right_parts) = (partitions(left.files()?), partitions(right.files()?));
+        let mut keys: Vec<&PartitionValues> = left_parts.keys().chain(right_parts.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let (mut matched, mut matched_rows) = (0u64, 0u64);
+        let (mut left_read, mut right_read) = (Vec::new(), Vec::new());
+        for key in keys {
+            let (l, r) = (left_parts.get(key), right_parts.get(key));
+            match (l.and_then(|p| p.1), r.and_then(|p| p.1)) {
+                (Some(a), Some(b)) if a == b => {
+                    matched += 1;
+                    matched_rows += a.rows;
+                }
+                _ => {
+                    left_read.extend(l.map(|p| p.0.clone()).unwrap_or_default());
+                    right_read.extend(r.map(|p| p.0.clone()).unwrap_or_default());
+                }
+            }
+        }
+        let (l, r) = tokio::try_join!(left.read_files(&left_read), right.read_files(&right_read))?;
+        let mut report = blocking("reconcile", move || diff(l.rows, r.rows, (&names.0, &names.1), &options)).await?;
+        report.partitions_matched_by_fingerprint = matched;
+        report.left_rows += matched_rows;
+        report.right_rows += matched_rows;
+        Ok(report)
+    }
+
+    async fn run_whole(self) -> Result<Report> {
         let (left, right) =
             tokio::try_join!(read_snapshot(&self.left.0, self.left.1), read_snapshot(&self.right.0, self.right.1))?;
         let names = (format!("{}@{}", left.url, left.version), format!("{}@{}", right.url, right.version));
@@ -97,4 +152,21 @@ impl Reconciler {
         })
         .await
     }
+}
+
+/// Groups files by partition, with the partition's fingerprint when every file carries one.
+fn partitions(
+    files: Vec<(DataFile, Option<Fingerprint>)>,
+) -> BTreeMap<PartitionValues, (Vec<DataFile>, Option<Fingerprint>)> {
+    let mut out: BTreeMap<PartitionValues, (Vec<DataFile>, Option<Fingerprint>)> = BTreeMap::new();
+    for (file, fingerprint) in files {
+        let key: PartitionValues = file.partition_values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let entry = out.entry(key).or_insert_with(|| (Vec::new(), Some(Fingerprint::default())));
+        entry.1 = match (entry.1, fingerprint) {
+            (Some(acc), Some(fp)) => Some(acc.combine(fp)),
+            _ => None,
+        };
+        entry.0.push(file);
+    }
+    out
 }

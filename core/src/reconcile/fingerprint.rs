@@ -67,7 +67,13 @@ pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
     const NULL: &[u8] = b"\0tidewater-null\0";
     for (ci, name) in names.iter().enumerate() {
         let seed = ci as u64;
-        let series = df.column(name).map_err(err)?.as_materialized_series().rechunk();
+        let mut series = df.column(name).map_err(err)?.as_materialized_series().rechunk();
+        if let DataType::Datetime(unit, tz) = series.dtype()
+            && *unit != TimeUnit::Microseconds
+        {
+            // Delta stores microseconds: hash what a reader will read back.
+            series = series.cast(&DataType::Datetime(TimeUnit::Microseconds, tz.clone())).map_err(err)?;
+        }
         let mut put = |i: usize, bytes: Option<&[u8]>| {
             hashes[i] = mix(hashes[i], xxh3_64_with_seed(bytes.unwrap_or(NULL), seed));
         };
@@ -88,7 +94,15 @@ pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
                 let f = series.cast(&DataType::Float64).map_err(err)?;
                 for (i, v) in f.f64().map_err(err)?.iter().enumerate() {
                     // One encoding for every NaN, and for 0.0 and -0.0.
-                    let canon = v.map(|v| if v.is_nan() { f64::NAN } else if v == 0.0 { 0.0 } else { v });
+                    let canon = v.map(|v| {
+                        if v.is_nan() {
+                            f64::NAN
+                        } else if v == 0.0 {
+                            0.0
+                        } else {
+                            v
+                        }
+                    });
                     put(i, canon.map(|v| v.to_bits().to_le_bytes()).as_ref().map(|b| &b[..]));
                 }
             }
@@ -115,14 +129,13 @@ pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
 
 /// The fingerprint of every partition of `df`: partitions by `partition_by` (values rendered as
 /// Delta renders them), content over every other column.
-pub fn partition_fingerprints(df: &DataFrame, partition_by: &[String]) -> Result<BTreeMap<PartitionValues, Fingerprint>> {
+pub fn partition_fingerprints(
+    df: &DataFrame,
+    partition_by: &[String],
+) -> Result<BTreeMap<PartitionValues, Fingerprint>> {
     let err = |e: PolarsError| Error::Polars { what: "fingerprint partitions".into(), source: e };
-    let content: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .map(|s| s.to_string())
-        .filter(|c| !partition_by.contains(c))
-        .collect();
+    let content: Vec<String> =
+        df.get_column_names().iter().map(|s| s.to_string()).filter(|c| !partition_by.contains(c)).collect();
     let hashes = row_hashes(df, &content)?;
     let mut texts = Vec::with_capacity(partition_by.len());
     for p in partition_by {
@@ -157,19 +170,23 @@ mod tests {
         let b = partition_fingerprints(&reordered, &["d".into()]).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.values().map(|f| f.rows).sum::<u64>(), 3);
-        let neg_zero = df!["id" => [1i64, 2, 3], "x" => [Some(-0.0f64), Some(-f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
+        let neg_zero =
+            df!["id" => [1i64, 2, 3], "x" => [Some(-0.0f64), Some(-f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
         assert_eq!(a, partition_fingerprints(&neg_zero, &["d".into()]).unwrap(), "0.0 = -0.0, NaN = NaN");
     }
 
     #[test]
     fn any_changed_value_changes_its_partition_only() {
-        let changed = df!["id" => [1i64, 2, 4], "x" => [Some(0.0f64), Some(f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
+        let changed =
+            df!["id" => [1i64, 2, 4], "x" => [Some(0.0f64), Some(f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
         let a = partition_fingerprints(&frame(), &["d".into()]).unwrap();
         let b = partition_fingerprints(&changed, &["d".into()]).unwrap();
         let key = |v: &str| PartitionValues::from([("d".to_string(), Some(v.to_string()))]);
         assert_eq!(a[&key("a")], b[&key("a")]);
         assert_ne!(a[&key("b")], b[&key("b")]);
-        let null_vs_value = df!["id" => [1i64, 2, 3], "x" => [Some(0.0f64), Some(f64::NAN), Some(0.0)], "d" => ["a", "a", "b"]].unwrap();
+        let null_vs_value =
+            df!["id" => [1i64, 2, 3], "x" => [Some(0.0f64), Some(f64::NAN), Some(0.0)], "d" => ["a", "a", "b"]]
+                .unwrap();
         assert_ne!(a[&key("b")], partition_fingerprints(&null_vs_value, &["d".into()]).unwrap()[&key("b")]);
         let fp = a[&key("a")];
         let tags: std::collections::HashMap<_, _> = fp.to_tags().into_iter().collect();

@@ -67,6 +67,7 @@ pub fn diff(left: DataFrame, right: DataFrame, names: (&str, &str), opts: &DiffO
         key: opts.key.clone(),
         left_rows: left.height() as u64,
         right_rows: right.height() as u64,
+        rows_read: (left.height() + right.height()) as u64,
         ..Report::default()
     };
     let columns = selected_columns(&left, &right, opts);

@@ -81,6 +81,10 @@ pub struct Report {
     pub samples: Vec<Sample>,
     /// For changed rows: how many rows differ in each column.
     pub changed_columns: BTreeMap<String, u64>,
+    /// Partitions found equal from the fingerprints in the two Delta logs, without reading data.
+    pub partitions_matched_by_fingerprint: u64,
+    /// Rows read from data files to compare (both sides).
+    pub rows_read: u64,
 }
 
 impl Report {
@@ -104,6 +108,13 @@ impl fmt::Display for Report {
                 writeln!(f, "  column {}: left {}, right {}", d.column, show(&d.left), show(&d.right))?;
             }
             return Ok(());
+        }
+        if self.partitions_matched_by_fingerprint > 0 {
+            writeln!(
+                f,
+                "{} partitions equal by their fingerprints in the Delta logs; {} rows read",
+                self.partitions_matched_by_fingerprint, self.rows_read
+            )?;
         }
         if self.is_identical() {
             return writeln!(f, "IDENTICAL: {} columns compared", self.columns_compared.len());

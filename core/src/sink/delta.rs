@@ -12,8 +12,10 @@ use crate::contract::{Sink, SinkCommit};
 use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
+use crate::reconcile::fingerprint;
 use async_trait::async_trait;
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
+use deltalake::kernel::Add;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, StructType, Transaction};
@@ -21,6 +23,7 @@ use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use polars::prelude::DataFrame;
+use std::collections::BTreeMap;
 use url::Url;
 
 /// How commits are recorded in the table history.
@@ -163,6 +166,50 @@ impl DeltaSink {
     }
 }
 
+impl DeltaSink {
+    /// Starts computing the batch's per-partition fingerprints on the blocking pool, concurrently
+    /// with the Parquet write; `None` when a partition column's type cannot be matched to Delta's
+    /// rendering of partition values (the files are then written untagged).
+    fn start_fingerprints(&self, rows: &DataFrame) -> Option<tokio::task::JoinHandle<Result<Fingerprints>>> {
+        let partition_by: Vec<String> = self.table.as_ref()?.snapshot().ok()?.metadata().partition_columns().to_vec();
+        let supported = partition_by
+            .iter()
+            .all(|p| rows.schema().get(p.as_str()).is_some_and(fingerprint::partition_type_supported));
+        if !supported {
+            return None;
+        }
+        let rows = rows.clone();
+        Some(tokio::task::spawn_blocking(move || fingerprint::partition_fingerprints(&rows, &partition_by)))
+    }
+}
+
+type Fingerprints = BTreeMap<fingerprint::PartitionValues, fingerprint::Fingerprint>;
+
+/// Records each data file's fingerprint in its `add.tags`, where the file is its partition's only
+/// one in this commit (so the partition's fingerprint is the file's).
+fn tag_fingerprints(adds: &mut [Add], fingerprints: std::result::Result<Result<Fingerprints>, tokio::task::JoinError>) {
+    let fingerprints = match fingerprints {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return tracing::warn!("files written without fingerprints: {e}"),
+        Err(e) => return tracing::warn!("files written without fingerprints: {e}"),
+    };
+    let key = |add: &Add| -> fingerprint::PartitionValues {
+        add.partition_values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let mut per_partition: BTreeMap<fingerprint::PartitionValues, usize> = BTreeMap::new();
+    for add in adds.iter() {
+        *per_partition.entry(key(add)).or_default() += 1;
+    }
+    for add in adds.iter_mut() {
+        let k = key(add);
+        if per_partition.get(&k) == Some(&1)
+            && let Some(fp) = fingerprints.get(&k)
+        {
+            add.tags.get_or_insert_with(Default::default).extend(fp.to_tags());
+        }
+    }
+}
+
 #[async_trait]
 impl Sink for DeltaSink {
     async fn add_batch(&mut self, id: BatchId, mut rows: DataFrame, range: &str) -> Result<SinkCommit> {
@@ -176,6 +223,7 @@ impl Sink for DeltaSink {
             let schema = arrow_schema(&rows)?;
             self.create(&schema).await?;
         }
+        let fingerprints = self.start_fingerprints(&rows);
         let batches = to_record_batches(&mut rows)?;
         let url = self.url.to_string();
         let commit_err = |source| Error::DeltaCommit {
@@ -200,7 +248,10 @@ impl Sink for DeltaSink {
                 })?;
             }
         }
-        let adds = writer.flush().await.map_err(commit_err)?;
+        let mut adds = writer.flush().await.map_err(commit_err)?;
+        if let Some(fingerprints) = fingerprints {
+            tag_fingerprints(&mut adds, fingerprints.await);
+        }
         let files = adds.len() as u64;
         pass(&self.hook, CrashPoint::AfterDataFiles, id);
 

@@ -73,8 +73,14 @@ fn each_kind_of_difference_is_found_and_localised() {
     // Identical content in another layout: exit 0, with and without a key.
     let same = tempfile::tempdir().unwrap();
     let right = ingest(same.path(), &landing, 3, None);
-    assert_eq!(reconcile(&left, &right, &key, 0)["counts"]["changed"], 0);
+    let report = reconcile(&left, &right, &key, 0);
+    assert_eq!(report["counts"]["changed"], 0);
+    assert_eq!(report["rows_read"], 0, "equal fingerprints in both logs: no data file read");
+    assert!(report["partitions_matched_by_fingerprint"].as_u64().unwrap() >= 2, "{report:#}");
     reconcile(&left, &right, &[], 0);
+    // Column selection bypasses the fingerprints: rows are read and still found equal.
+    let report = reconcile(&left, &right, &["--key", "event_id", "--ignore", "category"], 0);
+    assert_eq!(report["rows_read"], report["left_rows"].as_u64().unwrap() * 2);
 
     type Mutation<'a> = Box<dyn Fn(Vec<String>) -> Vec<String> + 'a>;
     let cases: Vec<(&str, Mutation, Vec<&str>, &str)> = vec![
@@ -143,6 +149,8 @@ fn each_kind_of_difference_is_found_and_localised() {
         let counts = report["counts"].as_object().unwrap();
         let nonzero: Vec<(&String, &Value)> = counts.iter().filter(|(_, n)| n.as_u64() != Some(0)).collect();
         assert_eq!(nonzero, vec![(&kind.to_string(), &Value::from(1))], "{name}: {report:#}");
+        let total = report["left_rows"].as_u64().unwrap() + report["right_rows"].as_u64().unwrap();
+        assert!(report["rows_read"].as_u64().unwrap() < total / 2, "{name}: only the differing partition is read");
         let partitions = report["by_partition"].as_object().unwrap();
         assert_eq!(partitions.keys().collect::<Vec<_>>(), vec![&date], "{name}: localised to one partition");
         let sample = &report["samples"].as_array().unwrap()[0];
