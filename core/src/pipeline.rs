@@ -50,6 +50,10 @@ pub struct BatchOptions {
     pub version: Option<u64>,
     /// Plan again, with a new app id, even if a plan is recorded.
     pub replan: bool,
+    /// The quarantine table of this run. Default: the job's when writing the job's table;
+    /// `<into>_quarantine` when writing another table (so a reprocessing run never adds to the
+    /// stream's quarantine).
+    pub quarantine: Option<String>,
 }
 
 impl Pipeline {
@@ -125,16 +129,16 @@ impl Pipeline {
         Checkpoint::open(location)
     }
 
-    /// The quarantine table for `table`: the configured one, or `<table>_quarantine`.
-    fn quarantine_url(&self, table: &Url) -> Result<Url> {
-        match &self.quarantine {
+    /// The quarantine table for `table`: `explicit`, or `<table>_quarantine`.
+    fn quarantine_url(explicit: Option<&str>, table: &Url) -> Result<Url> {
+        match explicit {
             Some(q) => table_url(q),
             None => table_url(&format!("{}_quarantine", table.as_str().trim_end_matches('/'))),
         }
     }
 
-    fn writer(&self, table: Url, app_id: &str, kind: WriteKind) -> Result<BatchWriter> {
-        let quarantine = DeltaSink::new(self.quarantine_url(&table)?, app_id, kind);
+    fn writer(&self, table: Url, quarantine: Url, app_id: &str, kind: WriteKind) -> Result<BatchWriter> {
+        let quarantine = DeltaSink::new(quarantine, app_id, kind);
         let sink = DeltaSink::new(table, app_id, kind)
             .with_partition_by(self.partition_by.clone())
             .with_hook(self.hook.clone());
@@ -150,7 +154,12 @@ impl Pipeline {
         let mut query = StreamQuery {
             query: meta.id,
             source: self.source.open_stream(checkpoint.child("sources/0")).await?,
-            writer: self.writer(table, &meta.id.app_id(), WriteKind::Stream)?,
+            writer: self.writer(
+                table.clone(),
+                Self::quarantine_url(self.quarantine.as_deref(), &table)?,
+                &meta.id.app_id(),
+                WriteKind::Stream,
+            )?,
             checkpoint,
             hook: self.hook.clone(),
             stop: self.stop.clone(),
@@ -175,7 +184,12 @@ impl Pipeline {
             self.clock.as_ref(),
         )
         .await?;
-        let mut writer = self.writer(target, &plan.app_id, WriteKind::Batch)?;
+        let quarantine = match (&options.quarantine, &options.into) {
+            (Some(q), _) => table_url(q)?,
+            (None, Some(_)) => Self::quarantine_url(None, &target)?,
+            (None, None) => Self::quarantine_url(self.quarantine.as_deref(), &target)?,
+        };
+        let mut writer = self.writer(target, quarantine, &plan.app_id, WriteKind::Batch)?;
         run_plan(&plan, source.as_mut(), &mut writer, format!("{}/plan.json", state.url()), progress).await
     }
 }

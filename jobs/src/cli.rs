@@ -47,6 +47,9 @@ pub enum Command {
     /// differences are reported before any data is compared. Null equals null, NaN equals NaN,
     /// floats within --tolerance + --rel-tolerance * max(|l|, |r|) are equal (keyed only).
     Reconcile(ReconcileArgs),
+    /// Recompute a job in batch from its source into a scratch table and reconcile it with the
+    /// job's sink table: exit 0 when the stream wrote exactly what a batch run writes, 1 if not.
+    Verify(VerifyArgs),
     /// Generate a landing directory of events, stream it into one table and batch it into another.
     Demo(DemoArgs),
     /// Measure a hot path beside a plain-Polars baseline in the same process.
@@ -138,6 +141,27 @@ pub struct ReconcileArgs {
     /// Example differences to show per kind.
     #[arg(long, default_value_t = 10)]
     pub samples: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    /// Compare only the rows matching this SQL condition.
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub filter: Option<String>,
+    /// Absolute tolerance for floating-point values.
+    #[arg(long, default_value_t = 0.0, value_name = "ABS")]
+    pub tolerance: f64,
+    /// Never compare these columns, comma separated (e.g. a batch-time stamp).
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// Also write the report as JSON to this file ("-" for stdout, instead of the summary).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Keep the scratch table even when the tables are identical.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod reconcile;
 mod run;
+mod verify;
 
 use crate::Registry;
 use crate::cli::{BenchCommand, Command};
@@ -38,6 +39,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
         Command::Run(args) => run::run(args, registry).await,
         Command::Batch(args) => batch::batch(args, registry).await,
         Command::Reconcile(args) => reconcile::reconcile(args).await,
+        Command::Verify(args) => verify::verify(args, registry).await,
         Command::Demo(args) => demo::demo(args, registry).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
     }

@@ -4,6 +4,7 @@ use super::CliError;
 use crate::cli::ReconcileArgs;
 use crate::{EXIT_DIFFERENT, EXIT_OK};
 use tidewater_connectors::{Reconciler, TableVersion};
+use tidewater_core::reconcile::Report;
 
 /// Splits `path@42` or `path@2024-03-01T00:00:00Z` into the location and the version.
 pub(crate) fn parse_table_ref(raw: &str) -> Result<(&str, TableVersion), CliError> {
@@ -35,14 +36,20 @@ pub async fn reconcile(args: ReconcileArgs) -> Result<i32, CliError> {
         reconciler = reconciler.filter(condition);
     }
     let report = reconciler.run().await?;
-    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-    match args.json.as_deref() {
-        Some(path) if path.as_os_str() == "-" => println!("{json}"),
+    print_report(&report, args.json.as_deref())?;
+    Ok(if report.is_identical() { EXIT_OK } else { EXIT_DIFFERENT })
+}
+
+/// Prints the summary, and the JSON where `json` says (`-`: stdout, instead of the summary).
+pub(crate) fn print_report(report: &Report, json: Option<&std::path::Path>) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    match json {
+        Some(path) if path.as_os_str() == "-" => println!("{text}"),
         Some(path) => {
-            std::fs::write(path, &json).map_err(CliError::io(path.display()))?;
+            std::fs::write(path, &text).map_err(CliError::io(path.display()))?;
             print!("{report}");
         }
         None => print!("{report}"),
     }
-    Ok(if report.is_identical() { EXIT_OK } else { EXIT_DIFFERENT })
+    Ok(())
 }

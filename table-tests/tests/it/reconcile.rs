@@ -192,3 +192,39 @@ fn each_kind_of_difference_is_found_and_localised() {
     assert_eq!(report["schema"][0]["right"], Value::Null);
     reconcile(&left, &right, &["--key", "event_id", "--ignore", "category"], 0);
 }
+
+#[test]
+fn verify_recomputes_a_streamed_job_and_finds_what_the_stream_has_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    events::write(&landing, "v", 3, 80, Some(9), 8);
+    let job = events::job(dir.path(), &landing, 1);
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    events::write(&landing, "w", 2, 80, Some(9), 9);
+    expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), "after-delta-commit:3");
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+
+    let out = expect_exit(tidewater(&["verify", path(&job)]), 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("IDENTICAL"), "{text}");
+    let quarantined = events::write(&dir.path().join("unused"), "v", 3, 80, Some(9), 8)
+        .into_iter()
+        .chain(events::write(&dir.path().join("unused"), "w", 2, 80, Some(9), 9))
+        .filter(|l| l.fate == events::Fate::Quarantined)
+        .count();
+    assert!(text.contains(&format!("quarantined: stream {quarantined}, recomputation {quarantined}")), "{text}");
+
+    // A file the stream has not processed yet: verify names its rows.
+    std::fs::write(
+        landing.join("late.json"),
+        r#"{"event_id":"not-streamed","user_id":1,"event_time":"2024-03-02T00:00:00Z","category":"c","amount":1}"#
+            .to_string()
+            + "\n",
+    )
+    .unwrap();
+    let out = expect_exit(tidewater(&["verify", path(&job), "--json", "-"]), 1);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["counts"]["extra_in_right"], 1);
+    assert_eq!(report["samples"][0]["row"]["event_id"], "not-streamed");
+    assert_eq!(report["by_partition"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["date=2024-03-02"]);
+}
