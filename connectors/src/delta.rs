@@ -14,6 +14,7 @@ use tidewater_core::bridge::polars_dtype;
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
+use tidewater_core::reconcile::partition_name;
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
 /// A Delta table read as a bounded input.
@@ -253,6 +254,26 @@ impl DeltaSnapshotSource {
             .collect();
         files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         Ok(files)
+    }
+
+    /// Remove actions (data change) for the files of the named partitions (all files when the
+    /// table is not partitioned).
+    pub(crate) fn removes(
+        &self,
+        partitions: &std::collections::BTreeSet<String>,
+    ) -> Result<Vec<deltalake::kernel::Remove>> {
+        let partition_by = self.partition_by()?;
+        Ok(self
+            .state()?
+            .snapshot()
+            .log_data()
+            .iter()
+            .filter(|f| {
+                partition_by.is_empty()
+                    || partitions.contains(&partition_name(&partition_by, &f.partition_values_map()))
+            })
+            .map(|f| f.remove_action(true))
+            .collect())
     }
 
     pub(crate) fn partition_by(&self) -> Result<Vec<String>> {

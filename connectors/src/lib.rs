@@ -12,4 +12,4 @@ pub mod reconcile;
 
 pub use delta::{DeltaSnapshotSpec, DeltaSourceProvider, TableSnapshot, TableVersion, read_snapshot};
 pub use files::{FileFormat, FileSourceProvider, FileSpec, InputSchema};
-pub use reconcile::Reconciler;
+pub use reconcile::{Reconciler, RepairReport};

@@ -14,11 +14,14 @@
 //! ```
 
 use crate::delta::{DataFile, TableVersion, open_snapshot, read_snapshot};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use tidewater_core::BatchId;
 use tidewater_core::Result;
 use tidewater_core::compute::blocking;
 use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
+use tidewater_core::reconcile::partition_name;
 use tidewater_core::reconcile::{DiffOptions, Report, diff, filter_rows};
+use tidewater_core::sink::{DeltaSink, WriteKind};
 
 /// Compares two Delta tables.
 #[derive(Clone, Debug)]
@@ -152,6 +155,87 @@ impl Reconciler {
         })
         .await
     }
+}
+
+/// What a repair did (or, dry, would do).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RepairReport {
+    /// The comparison before the repair.
+    pub before: Report,
+    /// Partitions replaced in the target (`["*"]`: the whole unpartitioned table).
+    pub partitions: Vec<String>,
+    pub files_removed: usize,
+    pub rows_written: u64,
+    /// The target's version holding the repair; `None` for a dry run, an identical table, or a
+    /// repeat the table already records.
+    pub committed_version: Option<u64>,
+    /// The comparison after the repair (`None` for a dry run or when nothing was to repair).
+    pub after: Option<Report>,
+}
+
+impl Reconciler {
+    /// Makes RIGHT equal to LEFT (the source of truth): replaces exactly the partitions that
+    /// differ (the whole table when it is not partitioned) with LEFT's rows, in one Delta commit
+    /// carrying txn {app id: `tidewater-repair-<left+right>`, version: LEFT's version}, then
+    /// compares again. A repeated repair finds the tables identical, or the txn already recorded,
+    /// and commits nothing.
+    pub async fn repair(self, dry_run: bool) -> Result<RepairReport> {
+        let before = self.clone().run().await?;
+        let mut report = RepairReport {
+            before,
+            partitions: Vec::new(),
+            files_removed: 0,
+            rows_written: 0,
+            committed_version: None,
+            after: None,
+        };
+        if report.before.is_identical() {
+            return Ok(report);
+        }
+        if !report.before.schema.is_empty() {
+            return Err(tidewater_core::Error::Unsupported(format!(
+                "{}: schemas differ; a repair replaces rows, not schemas",
+                report.before.right
+            )));
+        }
+        let (truth, target) =
+            tokio::try_join!(open_snapshot(&self.left.0, self.left.1), open_snapshot(&self.right.0, self.right.1))?;
+        let partition_by = target.partition_by()?;
+        if partition_by != truth.partition_by()? {
+            return Err(tidewater_core::Error::Unsupported(
+                "the tables are partitioned differently; a repair replaces whole partitions".into(),
+            ));
+        }
+        let names: BTreeSet<String> = report.before.by_partition.keys().cloned().collect();
+        report.partitions = if partition_by.is_empty() { vec!["*".into()] } else { names.iter().cloned().collect() };
+        let removes = target.removes(&names)?;
+        let wanted: Vec<DataFile> = truth
+            .files()?
+            .into_iter()
+            .map(|(f, _)| f)
+            .filter(|f| partition_by.is_empty() || names.contains(&partition_name(&partition_by, &f.partition_values)))
+            .collect();
+        report.files_removed = removes.len();
+        let rows = truth.read_files(&wanted).await?.rows;
+        report.rows_written = rows.height() as u64;
+        if dry_run {
+            return Ok(report);
+        }
+        let target_url = tidewater_core::location::existing_table_url(&self.right.0)?;
+        let key = format!("{}|{}", truth.url(), target.url());
+        let app_id = format!("tidewater-repair-{}", repair_key(&key));
+        let predicate = if partition_by.is_empty() { "true".to_string() } else { report.partitions.join(" OR ") };
+        let mut sink = DeltaSink::new(target_url, app_id, WriteKind::Batch);
+        let commit = sink.replace(BatchId::new(truth.version()), rows, removes, predicate).await?;
+        report.committed_version = commit.version();
+        report.after = Some(self.run().await?);
+        Ok(report)
+    }
+}
+
+fn repair_key(text: &str) -> String {
+    // A stable id for a (truth, target) pair, so a repeated repair is recognised by its txn.
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
 }
 
 /// Groups files by partition, with the partition's fingerprint when every file carries one.

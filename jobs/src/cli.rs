@@ -141,6 +141,13 @@ pub struct ReconcileArgs {
     /// Example differences to show per kind.
     #[arg(long, default_value_t = 10)]
     pub samples: usize,
+    /// Make RIGHT equal to LEFT (the source of truth): replace exactly the differing partitions
+    /// of RIGHT with LEFT's rows in one Delta commit, then compare again.
+    #[arg(long)]
+    pub repair: bool,
+    /// With --repair: say what would be replaced, change nothing.
+    #[arg(long, requires = "repair")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +169,12 @@ pub struct VerifyArgs {
     /// Keep the scratch table even when the tables are identical.
     #[arg(long)]
     pub keep: bool,
+    /// Replace the sink table's differing partitions with the recomputed rows, in one commit.
+    #[arg(long)]
+    pub repair: bool,
+    /// With --repair: say what would be replaced, change nothing.
+    #[arg(long, requires = "repair")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -142,6 +142,16 @@ fn partition_label(partition_by: &[String], suffixed: &[String]) -> Expr {
     if parts.is_empty() { lit("") } else { concat_str(parts, "/", false) }
 }
 
+/// The report's name of a partition (`date=2024-03-01`), from a data file's partition values as
+/// Delta records them; the same text `diff` gives its rows.
+pub fn partition_name(partition_by: &[String], values: &std::collections::HashMap<String, Option<String>>) -> String {
+    partition_by
+        .iter()
+        .map(|p| format!("{p}={}", values.get(p).cloned().flatten().unwrap_or_else(|| "null".into())))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Whether two values count as equal under the rules in the module doc.
 fn equal(l: Expr, r: Expr, dtype: &DataType, opts: &DiffOptions) -> Expr {
     let both_null = l.clone().is_null().and(r.clone().is_null());

@@ -15,10 +15,10 @@ use crate::id::BatchId;
 use crate::reconcile::fingerprint;
 use async_trait::async_trait;
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
-use deltalake::kernel::Add;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::kernel::{Add, Remove};
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder};
@@ -153,16 +153,16 @@ impl DeltaSink {
                 query_id: self.app_id.clone(),
                 epoch_id: id.txn_version(),
             },
-            WriteKind::Batch => {
-                let partition_by = self
-                    .table
-                    .as_ref()
-                    .and_then(|t| t.snapshot().ok())
-                    .map(|s| s.metadata().partition_columns().to_vec())
-                    .filter(|p| !p.is_empty());
-                DeltaOperation::Write { mode: SaveMode::Append, partition_by, predicate: None }
-            }
+            WriteKind::Batch => DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: self.partition_columns().filter(|p| !p.is_empty()),
+                predicate: None,
+            },
         }
+    }
+
+    fn partition_columns(&self) -> Option<Vec<String>> {
+        Some(self.table.as_ref()?.snapshot().ok()?.metadata().partition_columns().to_vec())
     }
 }
 
@@ -212,7 +212,34 @@ fn tag_fingerprints(adds: &mut [Add], fingerprints: std::result::Result<Result<F
 
 #[async_trait]
 impl Sink for DeltaSink {
-    async fn add_batch(&mut self, id: BatchId, mut rows: DataFrame, range: &str) -> Result<SinkCommit> {
+    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
+        self.write_commit(id, rows, range, Vec::new(), None).await
+    }
+}
+
+impl DeltaSink {
+    /// Replaces rows in one commit: removes `files` and adds `rows`, with the txn (app id, `id`),
+    /// recorded as an overwrite with `predicate` (a repair). Skipped, like a batch, when the table
+    /// already records `id` for the app id.
+    pub async fn replace(
+        &mut self,
+        id: BatchId,
+        rows: DataFrame,
+        files: Vec<Remove>,
+        predicate: String,
+    ) -> Result<SinkCommit> {
+        let what = format!("replace where {predicate}");
+        self.write_commit(id, rows, &what, files, Some(predicate)).await
+    }
+
+    async fn write_commit(
+        &mut self,
+        id: BatchId,
+        mut rows: DataFrame,
+        range: &str,
+        removes: Vec<Remove>,
+        predicate: Option<String>,
+    ) -> Result<SinkCommit> {
         if let Some(recorded) = self.committed_version().await?
             && recorded >= id.txn_version()
         {
@@ -232,7 +259,14 @@ impl Sink for DeltaSink {
             range: range.to_string(),
             source: Box::new(source),
         };
-        let operation = self.operation(id);
+        let operation = match predicate {
+            None => self.operation(id),
+            Some(predicate) => DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: self.partition_columns().filter(|p| !p.is_empty()),
+                predicate: Some(predicate),
+            },
+        };
         let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
 
         let mut writer = RecordBatchWriter::for_table(table).map_err(commit_err)?;
@@ -262,7 +296,7 @@ impl Sink for DeltaSink {
         );
         let snapshot = table.snapshot().map_err(commit_err)?;
         let committed = CommitBuilder::from(CommitProperties::default().with_application_transaction(txn))
-            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .with_actions(adds.into_iter().map(Action::Add).chain(removes.into_iter().map(Action::Remove)).collect())
             .build(Some(snapshot), table.log_store(), operation)
             .await;
         match committed {

@@ -35,9 +35,51 @@ pub async fn reconcile(args: ReconcileArgs) -> Result<i32, CliError> {
     if let Some(condition) = args.filter {
         reconciler = reconciler.filter(condition);
     }
+    if args.repair {
+        return repair(reconciler, args.dry_run, args.json.as_deref()).await;
+    }
     let report = reconciler.run().await?;
     print_report(&report, args.json.as_deref())?;
     Ok(if report.is_identical() { EXIT_OK } else { EXIT_DIFFERENT })
+}
+
+/// Repairs RIGHT from LEFT and prints what happened; exit 0 when RIGHT ends identical.
+pub(crate) async fn repair(
+    reconciler: Reconciler,
+    dry_run: bool,
+    json: Option<&std::path::Path>,
+) -> Result<i32, CliError> {
+    let repaired = reconciler.repair(dry_run).await?;
+    let text = serde_json::to_string_pretty(&repaired).unwrap_or_default();
+    if let Some(path) = json.filter(|p| p.as_os_str() != "-") {
+        std::fs::write(path, &text).map_err(CliError::io(path.display()))?;
+    }
+    if json.is_some_and(|p| p.as_os_str() == "-") {
+        println!("{text}");
+    } else {
+        print!("{}", repaired.before);
+        if repaired.before.is_identical() {
+            println!("nothing to repair");
+        } else {
+            println!(
+                "{} {} partition(s) [{}]: {} file(s) removed, {} row(s) written{}",
+                if dry_run { "would replace" } else { "replaced" },
+                repaired.partitions.len(),
+                repaired.partitions.join(", "),
+                repaired.files_removed,
+                repaired.rows_written,
+                repaired.committed_version.map_or_else(
+                    || if dry_run { String::new() } else { " (already recorded: no new commit)".into() },
+                    |v| format!(", committed as version {v}")
+                ),
+            );
+        }
+        if let Some(after) = &repaired.after {
+            print!("after the repair:\n{after}");
+        }
+    }
+    let ok = repaired.after.as_ref().map_or(repaired.before.is_identical(), Report::is_identical);
+    Ok(if ok { EXIT_OK } else { EXIT_DIFFERENT })
 }
 
 /// Prints the summary, and the JSON where `json` says (`-`: stdout, instead of the summary).

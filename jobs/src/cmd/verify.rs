@@ -24,6 +24,18 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     let batch = pipeline.batch(&options, &super::batch::progress_printer()).await?;
     let batch_quarantined = batch.total(|c| c.quarantined);
 
+    if args.repair {
+        // The recomputation is the truth; the sink table is repaired.
+        let mut reconciler = Reconciler::new(table.clone(), job.sink.table.clone())
+            .key(job.sink.key.clone())
+            .ignore(args.ignore.clone());
+        if let Some(condition) = args.filter.clone() {
+            reconciler = reconciler.filter(condition);
+        }
+        let code = super::reconcile::repair(reconciler, args.dry_run, args.json.as_deref()).await?;
+        println!("recomputed table kept at {table}");
+        return Ok(code);
+    }
     let mut reconciler = Reconciler::new(job.sink.table.clone(), table.clone())
         .key(job.sink.key.clone())
         .ignore(args.ignore)

@@ -228,3 +228,42 @@ fn verify_recomputes_a_streamed_job_and_finds_what_the_stream_has_not_written() 
     assert_eq!(report["samples"][0]["row"]["event_id"], "not-streamed");
     assert_eq!(report["by_partition"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["date=2024-03-02"]);
 }
+
+#[test]
+fn repair_makes_a_damaged_table_identical_in_one_commit_and_twice_commits_once() {
+    let base = tempfile::tempdir().unwrap();
+    let landing = base.path().join("landing");
+    events::write(&landing, "rp", 3, 50, None, 77);
+    let truth = ingest(&base.path().join("truth"), &landing, 3, None);
+    let dir = tempfile::tempdir().unwrap();
+    copy_landing(&landing, &dir.path().join("landing"), &|l: Vec<String>| {
+        let mut l: Vec<String> = l.into_iter().skip(2).collect(); // two rows missing
+        l.push(set_field(&l[0], "event_id", "\"intruder\"")); // one extra
+        l
+    });
+    let damaged = ingest(dir.path(), &dir.path().join("landing"), 1, None);
+    reconcile(&truth, &damaged, &["--key", "event_id"], 1);
+
+    let versions = table_tests::read_log(&damaged).len();
+    let dry = reconcile(&truth, &damaged, &["--key", "event_id", "--repair", "--dry-run"], 1);
+    assert_eq!(dry["committed_version"], Value::Null);
+    assert_eq!(table_tests::read_log(&damaged).len(), versions, "a dry run commits nothing");
+
+    let repaired = reconcile(&truth, &damaged, &["--key", "event_id", "--repair"], 0);
+    assert!(repaired["after"]["counts"].as_object().unwrap().values().all(|n| n == 0), "{repaired:#}");
+    let log = table_tests::read_log(&damaged);
+    assert_eq!(log.len(), versions + 1, "one commit");
+    let repair = log.last().unwrap();
+    assert!(!repair.removes.is_empty() && !repair.adds.is_empty(), "removes and adds in the same commit");
+    assert_eq!(repair.txns.len(), 1);
+    assert!(repair.txns[0].0.starts_with("tidewater-repair-"));
+    assert!(
+        table_tests::multiset(&table_tests::read_rows(&truth))
+            == table_tests::multiset(&table_tests::read_rows(&damaged)),
+        "the independent reader sees the repaired table equal to the truth"
+    );
+
+    let again = reconcile(&truth, &damaged, &["--key", "event_id", "--repair"], 0);
+    assert_eq!(again["committed_version"], Value::Null);
+    assert_eq!(table_tests::read_log(&damaged).len(), versions + 1, "a repeated repair commits nothing");
+}
