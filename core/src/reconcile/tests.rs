@@ -89,3 +89,85 @@ fn schema_differences_come_before_data_and_ignored_columns_do_not_count() {
     retyped.replace("x", Series::new("x".into(), [1.0f32, 2.0, f32::NAN, 4.0]).into_column()).unwrap();
     assert_eq!(run(base(), retyped, &keyed_opts()).schema[0].column, "x");
 }
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        Remove(usize),
+        Duplicate(usize),
+        Change(usize),
+        Null(usize),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            any::<usize>().prop_map(Mutation::Remove),
+            any::<usize>().prop_map(Mutation::Duplicate),
+            any::<usize>().prop_map(Mutation::Change),
+            any::<usize>().prop_map(Mutation::Null),
+        ]
+    }
+
+    fn frame(rows: &[(i64, i32, Option<f64>)]) -> DataFrame {
+        df![
+            "id" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "part" => rows.iter().map(|r| format!("p{}", r.1)).collect::<Vec<_>>(),
+            "x" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+        ]
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Random rows, split into random pieces stacked in another order (another file layout),
+        /// with one random mutation: always detected, by key and as a multiset, and localised to
+        /// the mutated row's key and partition.
+        #[test]
+        fn a_single_mutation_is_always_found_and_localised(
+            values in prop::collection::vec((0i32..4, prop::option::of(-1e6f64..1e6)), 1..60),
+            cut in any::<prop::sample::Index>(),
+            m in mutation(),
+        ) {
+            let rows: Vec<(i64, i32, Option<f64>)> = values.iter().enumerate().map(|(i, (p, x))| (i as i64, *p, *x)).collect();
+            let cut = cut.index(rows.len() + 1);
+            let mut right_rows = [&rows[cut..], &rows[..cut]].concat();
+            let (idx, expected) = match m {
+                Mutation::Remove(i) => { let i = i % right_rows.len(); (right_rows.remove(i), Kind::MissingInRight) }
+                Mutation::Duplicate(i) => { let r = right_rows[i % right_rows.len()]; right_rows.push(r); (r, Kind::DuplicateKeyRight) }
+                Mutation::Change(i) => {
+                    let i = i % right_rows.len();
+                    right_rows[i].2 = Some(right_rows[i].2.map_or(1.0, |x| x + 1.0));
+                    (right_rows[i], Kind::Changed)
+                }
+                Mutation::Null(i) => {
+                    let i = i % right_rows.len();
+                    right_rows[i].2 = if right_rows[i].2.is_some() { None } else { Some(0.5) };
+                    (right_rows[i], Kind::Changed)
+                }
+            };
+            let (left, right) = (frame(&rows), frame(&right_rows));
+            let opts = DiffOptions { key: vec!["id".into()], partition_by: vec!["part".into()], ..DiffOptions::default() };
+            let keyed = diff(left.clone(), right.clone(), ("l", "r"), &opts).unwrap();
+            prop_assert!(!keyed.is_identical());
+            let nonzero: Vec<Kind> = keyed.counts.iter().filter(|(_, n)| **n > 0).map(|(k, _)| *k).collect();
+            prop_assert_eq!(nonzero, vec![expected]);
+            let sample = keyed.samples.iter().find(|s| s.kind == expected).unwrap();
+            prop_assert_eq!(&sample.row["id"], &idx.0.to_string());
+            let partition = format!("part=p{}", idx.1);
+            let localised: Vec<&String> = keyed.by_partition.keys().collect();
+            if expected == Kind::DuplicateKeyRight {
+                prop_assert!(localised.is_empty(), "a duplicate key is not a row difference");
+            } else {
+                prop_assert_eq!(localised, vec![&partition]);
+            }
+            let multiset_opts = DiffOptions { partition_by: vec!["part".into()], ..DiffOptions::default() };
+            let unkeyed = diff(left, right, ("l", "r"), &multiset_opts).unwrap();
+            prop_assert!(!unkeyed.is_identical());
+            prop_assert_eq!(unkeyed.by_partition.keys().collect::<Vec<_>>(), vec![&partition]);
+        }
+    }
+}
