@@ -196,6 +196,22 @@ pub enum BenchCommand {
     /// Stream generated NDJSON into Delta; baseline: plain Polars reading the same files and
     /// writing Parquet. Also the median latency of tiny batches (one 1,000-row file each).
     Ingest(BenchIngestArgs),
+    /// Reconcile two identical tables and two differing by 10 changed rows; baseline: a plain
+    /// Polars full outer join on the key over the same files.
+    Reconcile(BenchReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchReconcileArgs {
+    /// Rows per table.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: usize,
+    /// Rows changed in the differing table.
+    #[arg(long, default_value_t = 10)]
+    pub changed: usize,
+    /// Working directory (default: a fresh temporary directory, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

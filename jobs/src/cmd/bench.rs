@@ -72,7 +72,7 @@ fn polars_baseline(landing: &Path, out: &Path) -> Result<usize, CliError> {
     Ok(rows)
 }
 
-fn rate(n: f64, d: Duration) -> f64 {
+pub(crate) fn rate(n: f64, d: Duration) -> f64 {
     n / d.as_secs_f64().max(1e-9)
 }
 
@@ -150,7 +150,7 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
 }
 
 /// A scratch directory: the one given (kept), or a temporary one (removed on drop).
-fn tempfile_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, CliError> {
+pub(crate) fn tempfile_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, CliError> {
     match dir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(CliError::io(d.display()))?;

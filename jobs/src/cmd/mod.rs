@@ -2,6 +2,7 @@
 
 mod batch;
 mod bench;
+mod bench_reconcile;
 mod demo;
 mod reconcile;
 mod run;
@@ -42,6 +43,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
         Command::Verify(args) => verify::verify(args, registry).await,
         Command::Demo(args) => demo::demo(args, registry).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
+        Command::Bench(BenchCommand::Reconcile(args)) => bench_reconcile::reconcile(args).await,
     }
 }
 
