@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidewater/target}"
 CACHE="$HOME/.cache/tidewater"
 mkdir -p "$CACHE"
 
-echo "== build (first build on a fresh machine: ~10 minutes)"
+echo "== build (first build on a fresh machine: ~30 minutes on 2 cores)"
 cargo build --workspace --all-targets --locked
 export TIDEWATER_BIN="$CARGO_TARGET_DIR/debug/tidewater"
 
