@@ -221,6 +221,13 @@ fn add_partition_counts(
     Ok(())
 }
 
+/// A full outer join on equal keys, nulls matching nulls, key columns coalesced.
+fn full_join_args() -> JoinArgs {
+    let mut args = JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns);
+    args.nulls_equal = true;
+    args
+}
+
 fn keyed(
     left: DataFrame,
     right: DataFrame,
@@ -260,8 +267,7 @@ fn keyed(
     let mut right_cols: Vec<Expr> = opts.key.iter().map(|k| col(k.as_str())).collect();
     right_cols.extend(values.iter().map(|v| col(v.as_str()).alias(format!("{v}{SUFFIX}"))));
     let r = right.lazy().select(right_cols).with_column(lit(true).alias(RIGHT));
-    let mut args = JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns);
-    args.nulls_equal = true;
+    let args = full_join_args();
     let mut flags = vec![
         col(RIGHT).is_null().alias("__tw_only_left"),
         col(LEFT).is_null().alias("__tw_only_right"),
@@ -336,8 +342,7 @@ fn multiset(
     let cols: Vec<Expr> = columns.iter().map(|c| col(c.as_str())).collect();
     let l = left.lazy().group_by(cols.clone()).agg([len().cast(DataType::Int64).alias(N_LEFT)]);
     let r = right.lazy().group_by(cols.clone()).agg([len().cast(DataType::Int64).alias(N_RIGHT)]);
-    let mut args = JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns);
-    args.nulls_equal = true;
+    let args = full_join_args();
     let surplus_left = (col(N_LEFT).fill_null(lit(0i64)) - col(N_RIGHT).fill_null(lit(0i64))).alias("__tw_surplus");
     let joined = l
         .join(r, cols.clone(), cols, args)
