@@ -264,10 +264,12 @@ fn conform(
         .collect()
         .map_err(|e| Error::Polars { what: "checking records against the schema".into(), source: e })?;
     let bad_mask = checked.column(REASON).map_err(Error::polars("reason column"))?.is_not_null();
-    let rows = checked
-        .filter(&!bad_mask.clone())
-        .map(|df| df.drop_many([ROW, REASON]))
-        .map_err(Error::polars("keeping valid rows"))?;
+    let rows = if bad_mask.any() {
+        checked.filter(&!bad_mask.clone()).map_err(Error::polars("keeping valid rows"))?
+    } else {
+        checked.clone() // every row is valid: no copy through a filter
+    }
+    .drop_many([ROW, REASON]);
     let mut rejected = Vec::new();
     if bad_mask.any() {
         let bad = checked.filter(&bad_mask).map_err(Error::polars("collecting rejected rows"))?;
