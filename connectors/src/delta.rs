@@ -50,10 +50,7 @@ pub struct TableSnapshot {
 }
 
 async fn open_at(url: &url::Url, at: TableVersion, describe: &str) -> Result<DeltaTable> {
-    let delta_err = |op: &'static str| {
-        let table = url.to_string();
-        move |source| Error::Delta { table, op, source: Box::new(source) }
-    };
+    let delta_err = |op| Error::delta(url, op);
     let mut table =
         deltalake::DeltaTableBuilder::from_url(url.clone()).and_then(|b| b.build()).map_err(delta_err("open"))?;
     if !table.log_store().is_delta_table_location().await.map_err(delta_err("look for _delta_log"))? {

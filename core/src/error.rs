@@ -126,6 +126,12 @@ impl Error {
         }
     }
 
+    /// A `map_err` adapter for a delta-rs call on `table`.
+    pub fn delta(table: impl ToString, op: &'static str) -> impl FnOnce(DeltaTableError) -> Error {
+        let table = table.to_string();
+        move |source| Error::Delta { table, op, source: Box::new(source) }
+    }
+
     /// A `map_err` adapter that names what Polars was doing.
     pub fn polars(what: impl Into<String>) -> impl FnOnce(polars::error::PolarsError) -> Error {
         let what = what.into();

@@ -41,6 +41,11 @@ pub struct Pipeline {
     clock: Arc<dyn Clock>,
 }
 
+/// The quarantine table beside `table` when none is configured: `<table>_quarantine`.
+pub fn default_quarantine(table: &str) -> String {
+    format!("{}_quarantine", table.trim_end_matches('/'))
+}
+
 /// Options of a bounded run.
 #[derive(Clone, Debug, Default)]
 pub struct BatchOptions {
@@ -133,7 +138,7 @@ impl Pipeline {
     fn quarantine_url(explicit: Option<&str>, table: &Url) -> Result<Url> {
         match explicit {
             Some(q) => table_url(q),
-            None => table_url(&format!("{}_quarantine", table.as_str().trim_end_matches('/'))),
+            None => table_url(&default_quarantine(table.as_str())),
         }
     }
 

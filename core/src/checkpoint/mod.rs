@@ -211,17 +211,6 @@ impl Checkpoint {
         }
         Ok(deleted)
     }
-
-    /// Reads every retained committed batch's entry.
-    pub async fn commits(&self) -> Result<Vec<(BatchId, CommitEntry)>> {
-        let mut out = Vec::new();
-        for n in self.list_numbered("commits").await? {
-            if let Some(entry) = self.get_json(&format!("commits/{n}.json")).await? {
-                out.push((BatchId::new(n), entry));
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]

@@ -70,17 +70,10 @@ impl DeltaSink {
         &self.app_id
     }
 
-    fn delta_err(&self, op: &'static str) -> impl FnOnce(deltalake::DeltaTableError) -> Error + '_ {
-        move |source| Error::Delta { table: self.url.to_string(), op, source: Box::new(source) }
-    }
-
     /// Opens the table, refreshed to its latest version; `None` if it does not exist yet.
     async fn refreshed(&mut self) -> Result<Option<&mut DeltaTable>> {
-        let url = self.url.to_string();
-        let delta = |op: &'static str| {
-            let table = url.clone();
-            move |source| Error::Delta { table, op, source: Box::new(source) }
-        };
+        let url = self.url.clone();
+        let delta = |op| Error::delta(&url, op);
         if self.table.is_none() {
             // Built without loading: loading a location that is not a table yet makes delta-rs
             // log an error, and a table that does not exist yet is the normal first run.
@@ -107,16 +100,8 @@ impl DeltaSink {
         let Some(table) = self.refreshed().await? else {
             return Ok(None);
         };
-        let snapshot = table.snapshot().map_err(|source| Error::Delta {
-            table: url.clone(),
-            op: "snapshot",
-            source: Box::new(source),
-        })?;
-        snapshot.transaction_version(table.log_store().as_ref(), &app_id).await.map_err(|source| Error::Delta {
-            table: url,
-            op: "read txn",
-            source: Box::new(source),
-        })
+        let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
+        snapshot.transaction_version(table.log_store().as_ref(), &app_id).await.map_err(Error::delta(&url, "read txn"))
     }
 
     async fn create(&mut self, schema: &ArrowSchema) -> Result<()> {
@@ -132,15 +117,16 @@ impl DeltaSink {
             table: self.url.to_string(),
             problem: format!("output schema has no Delta equivalent: {e}"),
         })?;
-        let table =
-            DeltaTableBuilder::from_url(self.url.clone()).and_then(|b| b.build()).map_err(self.delta_err("open"))?;
+        let table = DeltaTableBuilder::from_url(self.url.clone())
+            .and_then(|b| b.build())
+            .map_err(Error::delta(&self.url, "open"))?;
         let created = table
             .create()
             .with_columns(kernel.fields().cloned())
             .with_partition_columns(self.partition_by.clone())
             .with_save_mode(SaveMode::Ignore)
             .await
-            .map_err(self.delta_err("create"))?;
+            .map_err(Error::delta(&self.url, "create"))?;
         tracing::info!(table = %self.url, "created Delta table");
         self.table = Some(created);
         Ok(())

@@ -72,7 +72,7 @@ fn polars_baseline(landing: &Path, out: &Path) -> Result<usize, CliError> {
     Ok(rows)
 }
 
-pub(crate) fn rate(n: f64, d: Duration) -> f64 {
+fn rate(n: f64, d: Duration) -> f64 {
     n / d.as_secs_f64().max(1e-9)
 }
 

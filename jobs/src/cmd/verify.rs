@@ -8,6 +8,7 @@ use crate::spec::load;
 use crate::{EXIT_DIFFERENT, EXIT_OK, Registry, pipeline_for};
 use tidewater_connectors::{Reconciler, TableVersion, read_snapshot};
 use tidewater_core::BatchOptions;
+use tidewater_core::pipeline::default_quarantine;
 
 pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliError> {
     let job = load(&args.job)?;
@@ -47,11 +48,12 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     print_report(&report, args.json.as_deref())?;
 
     // What the stream set aside: its quarantine table; late rows need a watermark (none yet).
-    let stream_quarantine =
-        job.sink.quarantine.clone().unwrap_or_else(|| format!("{}_quarantine", job.sink.table.trim_end_matches('/')));
+    let stream_quarantine = job.sink.quarantine.clone().unwrap_or_else(|| default_quarantine(&job.sink.table));
     let stream_quarantined = match read_snapshot(&stream_quarantine, TableVersion::Latest).await {
         Ok(snapshot) => snapshot.rows.height() as u64,
-        Err(_) => 0,
+        // No record was ever quarantined: the table was never created.
+        Err(tidewater_core::Error::InvalidLocation { .. } | tidewater_core::Error::Source { .. }) => 0,
+        Err(e) => return Err(e.into()),
     };
     if args.json.as_deref().is_none_or(|p| p.as_os_str() != "-") {
         println!(
