@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the end-to-end table tests (real `tidewater` processes on real Delta
-# tables, killed and restarted), then an interop check that reads the demo's tables with the
+# tables, killed and restarted; some on an S3-compatible server this script installs and starts,
+# and stops at the end), then an interop check that reads the demo's tables with the
 # Python `deltalake` and `polars` packages (installed here into a cached venv).
 #
 # Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default ~/.cache/tidewater/target)
@@ -14,12 +15,16 @@ echo "== build (first build on a fresh machine: ~30 minutes on 2 cores)"
 cargo build --workspace --all-targets --locked
 export TIDEWATER_BIN="$CARGO_TARGET_DIR/debug/tidewater"
 
-echo "== tests"
+echo "== tests (with an S3 server for the object-store tests)"
+source scripts/s3-server.sh
+trap 's3_stop' EXIT
+s3_start
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+s3_stop
 
 echo "== doctests and the Rust example"
 cargo test --workspace --locked --doc
@@ -35,6 +40,6 @@ if ! "$VENV/bin/python" -c 'import deltalake, polars' 2>/dev/null; then
   "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow
 fi
 DEMO=$(mktemp -d)
-trap 'rm -rf "$DEMO"' EXIT
+trap 'rm -rf "$DEMO"; s3_stop' EXIT
 "$TIDEWATER_BIN" -q demo --dir "$DEMO/demo" --files 6 --rows-per-file 500 >/dev/null
 "$VENV/bin/python" scripts/interop_check.py "$DEMO/demo"

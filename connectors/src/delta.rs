@@ -158,6 +158,9 @@ pub(crate) struct DeltaSnapshotSource {
 pub(crate) struct DataFile {
     pub(crate) path: String,
     pub(crate) partition_values: HashMap<String, Option<String>>,
+    /// Bytes, as the Delta log records them.
+    #[serde(default)]
+    pub(crate) size: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -246,7 +249,9 @@ impl DeltaSnapshotSource {
                 #[allow(deprecated)]
                 let tags = f.add_action().tags;
                 let fingerprint = tags.as_ref().and_then(Fingerprint::from_tags);
-                (DataFile { path: f.path().into_owned(), partition_values: f.partition_values_map() }, fingerprint)
+                let size = u64::try_from(f.size()).unwrap_or_default();
+                let file = DataFile { path: f.path().into_owned(), partition_values: f.partition_values_map(), size };
+                (file, fingerprint)
             })
             .collect();
         files.sort_by(|a, b| a.0.path.cmp(&b.0.path));

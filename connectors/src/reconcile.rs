@@ -13,15 +13,20 @@
 //! # Ok(()) }
 //! ```
 
-use crate::delta::{DataFile, TableVersion, open_snapshot, read_snapshot};
+use crate::delta::{DataFile, DeltaSnapshotSource, TableVersion, open_snapshot};
+use polars::prelude::Schema;
 use std::collections::{BTreeMap, BTreeSet};
-use tidewater_core::BatchId;
-use tidewater_core::Result;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use tidewater_core::compute::blocking;
 use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
-use tidewater_core::reconcile::partition_name;
-use tidewater_core::reconcile::{DiffOptions, Report, diff, filter_rows};
+use tidewater_core::reconcile::spill::{Side, Spill, buckets_for, fingerprint};
+use tidewater_core::reconcile::{DiffOptions, Report, compared_columns, diff, filter_rows, partition_name};
 use tidewater_core::sink::{DeltaSink, WriteKind};
+use tidewater_core::{BatchId, Error, Result};
+
+/// Memory the comparison aims to stay under unless told otherwise: 1 GiB.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
 
 /// Compares two Delta tables.
 #[derive(Clone, Debug)]
@@ -30,6 +35,8 @@ pub struct Reconciler {
     right: (String, TableVersion),
     options: DiffOptions,
     filter: Option<String>,
+    memory: u64,
+    spill_dir: Option<PathBuf>,
 }
 
 impl Reconciler {
@@ -39,6 +46,8 @@ impl Reconciler {
             right: (right.into(), TableVersion::Latest),
             options: DiffOptions::default(),
             filter: None,
+            memory: DEFAULT_MEMORY,
+            spill_dir: None,
         }
     }
 
@@ -84,69 +93,94 @@ impl Reconciler {
         self
     }
 
-    /// Compares the tables. Without column selection or a row filter, partitions whose
-    /// fingerprints (recorded by the writer in the Delta log) agree on both sides are settled
-    /// from the logs; only the other partitions' files are read and compared row by row.
-    pub async fn run(self) -> Result<Report> {
-        if self.options.columns.is_none() && self.options.ignore.is_empty() && self.filter.is_none() {
-            return self.run_by_partition().await;
-        }
-        self.run_whole().await
+    /// The memory the comparison aims to stay under, in bytes (default [`DEFAULT_MEMORY`]).
+    /// When the data to compare would not fit, its rows are spilled to disk in key-hash buckets
+    /// and compared one bucket at a time.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory = bytes;
+        self
     }
 
-    async fn run_by_partition(self) -> Result<Report> {
+    /// Where to spill (default: the system's temporary directory). The spill is deleted at the end.
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Compares the tables: schemas first; then, without column selection or a row filter,
+    /// partitions whose fingerprints (recorded by the writer in the Delta log) agree on both
+    /// sides are settled from the logs. The other partitions' files are read: in memory when they
+    /// fit the memory limit, else spilled to disk by key-hash bucket, each bucket pair compared by
+    /// fingerprint and joined row by row only when the fingerprints differ.
+    pub async fn run(self) -> Result<Report> {
         let (left, right) =
             tokio::try_join!(open_snapshot(&self.left.0, self.left.1), open_snapshot(&self.right.0, self.right.1))?;
         let names = (format!("{}@{}", left.url(), left.version()), format!("{}@{}", right.url(), right.version()));
-        let partition_by = left.partition_by()?;
+        let (left_by, right_by) = (left.partition_by()?, right.partition_by()?);
         let mut options = self.options.clone();
-        options.partition_by = partition_by.clone();
+        options.partition_by = left_by.clone();
+        options.partition_by.extend(right_by.iter().filter(|p| !left_by.contains(p)).cloned());
         let (left_schema, right_schema) = (left.polars_schema()?, right.polars_schema()?);
-        if left_schema != right_schema || partition_by != right.partition_by()? {
-            if left_schema == right_schema {
-                // Same columns, partitioned differently: partitions cannot be paired.
-                return self.run_whole().await;
-            }
-            let (l, r) = (left.empty_frame()?, right.empty_frame()?);
-            return blocking("reconcile", move || diff(l, r, (&names.0, &names.1), &options)).await;
+        let (l, r) = (left.empty_frame()?, right.empty_frame()?);
+        let (n, o) = (names.clone(), options.clone());
+        let schemas = blocking("reconcile", move || diff(l, r, (&n.0, &n.1), &o)).await?;
+        if !schemas.schema.is_empty() {
+            return Ok(schemas);
         }
-        let (left_parts, right_parts) = (partitions(left.files()?), partitions(right.files()?));
-        let mut keys: Vec<&PartitionValues> = left_parts.keys().chain(right_parts.keys()).collect();
-        keys.sort();
-        keys.dedup();
+        let by_fingerprint = options.columns.is_none()
+            && options.ignore.is_empty()
+            && self.filter.is_none()
+            && left_by == right_by
+            && left_schema == right_schema;
+        let (left_files, right_files) = (left.files()?, right.files()?);
         let (mut matched, mut matched_rows) = (0u64, 0u64);
         let (mut left_read, mut right_read) = (Vec::new(), Vec::new());
-        for key in keys {
-            let (l, r) = (left_parts.get(key), right_parts.get(key));
-            match (l.and_then(|p| p.1), r.and_then(|p| p.1)) {
-                (Some(a), Some(b)) if a == b => {
-                    matched += 1;
-                    matched_rows += a.rows;
-                }
-                _ => {
-                    left_read.extend(l.map(|p| p.0.clone()).unwrap_or_default());
-                    right_read.extend(r.map(|p| p.0.clone()).unwrap_or_default());
+        if by_fingerprint {
+            let (left_parts, right_parts) = (partitions(left_files), partitions(right_files));
+            let mut keys: Vec<&PartitionValues> = left_parts.keys().chain(right_parts.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let (l, r) = (left_parts.get(key), right_parts.get(key));
+                match (l.and_then(|p| p.1), r.and_then(|p| p.1)) {
+                    (Some(a), Some(b)) if a == b => {
+                        matched += 1;
+                        matched_rows += a.rows;
+                    }
+                    _ => {
+                        left_read.extend(l.map(|p| p.0.clone()).unwrap_or_default());
+                        right_read.extend(r.map(|p| p.0.clone()).unwrap_or_default());
+                    }
                 }
             }
+        } else {
+            left_read = left_files.into_iter().map(|(f, _)| f).collect();
+            right_read = right_files.into_iter().map(|(f, _)| f).collect();
         }
-        let (l, r) = tokio::try_join!(left.read_files(&left_read), right.read_files(&right_read))?;
-        let mut report = blocking("reconcile", move || diff(l.rows, r.rows, (&names.0, &names.1), &options)).await?;
+        let bytes: u64 = left_read.iter().chain(&right_read).map(|f| f.size).sum();
+        let buckets = buckets_for(bytes, self.memory);
+        let sides = [(&left, left_read), (&right, right_read)];
+        let mut report = if buckets <= 1 {
+            self.compare_in_memory(sides, names, options).await?
+        } else {
+            self.compare_in_buckets(sides, buckets, (left_schema, right_schema), names, options).await?
+        };
         report.partitions_matched_by_fingerprint = matched;
         report.left_rows += matched_rows;
         report.right_rows += matched_rows;
         Ok(report)
     }
 
-    async fn run_whole(self) -> Result<Report> {
-        let (left, right) =
-            tokio::try_join!(read_snapshot(&self.left.0, self.left.1), read_snapshot(&self.right.0, self.right.1))?;
-        let names = (format!("{}@{}", left.url, left.version), format!("{}@{}", right.url, right.version));
-        let mut options = self.options;
-        options.partition_by = left.partition_by.clone();
-        options.partition_by.extend(right.partition_by.iter().filter(|p| !left.partition_by.contains(p)).cloned());
-        let filter = self.filter;
+    async fn compare_in_memory(
+        &self,
+        [(left, left_files), (right, right_files)]: [(&DeltaSnapshotSource, Vec<DataFile>); 2],
+        names: (String, String),
+        options: DiffOptions,
+    ) -> Result<Report> {
+        let (l, r) = tokio::try_join!(left.read_files(&left_files), right.read_files(&right_files))?;
+        let filter = self.filter.clone();
         blocking("reconcile", move || {
-            let (mut l, mut r) = (left.rows, right.rows);
+            let (mut l, mut r) = (l.rows, r.rows);
             if let Some(condition) = &filter {
                 l = filter_rows(l, condition)?;
                 r = filter_rows(r, condition)?;
@@ -154,6 +188,85 @@ impl Reconciler {
             diff(l, r, (&names.0, &names.1), &options)
         })
         .await
+    }
+
+    async fn compare_in_buckets(
+        &self,
+        sides: [(&DeltaSnapshotSource, Vec<DataFile>); 2],
+        buckets: u32,
+        schemas: (Schema, Schema),
+        names: (String, String),
+        options: DiffOptions,
+    ) -> Result<Report> {
+        let parent = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&parent).map_err(Error::io(&parent, "create spill directory"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("tidewater-reconcile-")
+            .tempdir_in(&parent)
+            .map_err(Error::io(&parent, "create spill directory"))?;
+        let columns = compared_columns(&schemas.0, &schemas.1, &options);
+        let hash_columns = if options.key.is_empty() { columns.clone() } else { options.key.clone() };
+        let spill = Arc::new(Mutex::new(Spill::new(dir.path(), buckets, hash_columns)));
+        tracing::info!(buckets, spill = %dir.path().display(), "reconcile: the rows to compare exceed the memory limit; spilling by key hash");
+        // Read files in groups of about a quarter of the memory limit (Parquet bytes), spill each.
+        let group_bytes = (self.memory / (4 * 12)).max(1);
+        for ((snapshot, files), side) in sides.into_iter().zip([Side::Left, Side::Right]) {
+            let mut start = 0;
+            while start < files.len() {
+                let mut end = start + 1;
+                let mut size = files[start].size;
+                while end < files.len() && size + files[end].size <= group_bytes {
+                    size += files[end].size;
+                    end += 1;
+                }
+                let rows = snapshot.read_files(&files[start..end]).await?.rows;
+                let (spill, filter) = (spill.clone(), self.filter.clone());
+                blocking("reconcile spill", move || {
+                    let rows = match &filter {
+                        Some(condition) => filter_rows(rows, condition)?,
+                        None => rows,
+                    };
+                    spill.lock().map_err(|_| Error::Internal("spill lock poisoned".into()))?.add(side, &rows)
+                })
+                .await?;
+                start = end;
+            }
+        }
+        let mut report = Report {
+            left: names.0.clone(),
+            right: names.1.clone(),
+            key: options.key.clone(),
+            columns_compared: columns.clone(),
+            buckets: u64::from(buckets),
+            ..Report::default()
+        };
+        for bucket in 0..buckets {
+            let (spill, names, opts, columns, schemas) =
+                (spill.clone(), names.clone(), options.clone(), columns.clone(), schemas.clone());
+            let part = blocking("reconcile bucket", move || {
+                let spill = spill.lock().map_err(|_| Error::Internal("spill lock poisoned".into()))?;
+                let (l, r) =
+                    (spill.read(Side::Left, bucket, &schemas.0)?, spill.read(Side::Right, bucket, &schemas.1)?);
+                spill.drop_bucket(bucket);
+                if fingerprint(&l, &columns)? == fingerprint(&r, &columns)? {
+                    // Equal rows: identical under any tolerance; no join needed.
+                    let rows = l.height() as u64;
+                    let rows_read = 2 * rows;
+                    return Ok(Report {
+                        left_rows: rows,
+                        right_rows: rows,
+                        rows_read,
+                        buckets: 1,
+                        ..Report::default()
+                    });
+                }
+                diff(l, r, (&names.0, &names.1), &opts)
+            })
+            .await?;
+            report.buckets_matched_by_fingerprint += part.buckets;
+            report.absorb(part, options.samples);
+        }
+        Ok(report)
     }
 }
 

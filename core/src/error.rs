@@ -18,7 +18,9 @@ pub enum Retry {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{url}: unsupported table or checkpoint URL scheme `{scheme}`; use a local path or a file:// URL{hint}")]
+    #[error(
+        "{url}: unsupported table or checkpoint URL scheme `{scheme}`; use a local path, a file:// or an s3:// URL{hint}"
+    )]
     UnsupportedScheme { url: String, scheme: String, hint: &'static str },
 
     #[error("{url}: not a valid location: {problem}")]
@@ -90,6 +92,14 @@ pub enum Error {
     #[error("source {source_name}: {problem}")]
     Source { source_name: String, problem: String },
 
+    #[error("{path}: {op} failed: {source}")]
+    Io {
+        path: String,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{0}")]
     Unsupported(String),
 
@@ -121,6 +131,7 @@ impl Error {
             Error::Polars { .. } => "polars",
             Error::Arrow { .. } => "arrow",
             Error::Source { .. } => "source",
+            Error::Io { .. } => "io",
             Error::Unsupported(_) => "unsupported",
             Error::Internal(_) => "internal",
         }
@@ -130,6 +141,12 @@ impl Error {
     pub fn delta(table: impl ToString, op: &'static str) -> impl FnOnce(DeltaTableError) -> Error {
         let table = table.to_string();
         move |source| Error::Delta { table, op, source: Box::new(source) }
+    }
+
+    /// A `map_err` adapter for a local file operation on `path`.
+    pub fn io(path: &std::path::Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.display().to_string();
+        move |source| Error::Io { path, op, source }
     }
 
     /// A `map_err` adapter that names what Polars was doing.

@@ -37,6 +37,7 @@ pub mod pipeline;
 pub mod reconcile;
 pub mod sink;
 pub mod transform;
+pub mod watermark;
 
 pub use batch::{BatchPlan, BatchRunReport};
 pub use checkpoint::Checkpoint;
@@ -48,3 +49,4 @@ pub use error::{Error, Result, Retry};
 pub use id::{BatchId, Offset, OffsetRange, QueryId};
 pub use pipeline::{BatchOptions, Pipeline};
 pub use transform::SqlTransform;
+pub use watermark::{LateRule, Watermark};

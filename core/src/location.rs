@@ -1,5 +1,11 @@
-//! Where tables and checkpoints live: a local path or a URL, refused clearly when the scheme is
-//! unknown. All bytes go through `object_store`.
+//! Where tables and checkpoints live: a local path, a `file://` URL or an `s3://` URL, refused
+//! clearly when the scheme is unknown. All bytes go through `object_store`.
+//!
+//! S3 (and S3-compatible servers) take their settings from the standard environment variables:
+//! `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL` (for a server
+//! other than AWS), `AWS_ALLOW_HTTP=true` (for a plain-http endpoint). Delta commits rely on the
+//! store's conditional put (`If-None-Match: *`), which S3 and the usual compatible servers have;
+//! no locking provider is needed.
 
 use crate::error::{Error, Result};
 use object_store::ObjectStore;
@@ -16,8 +22,8 @@ pub fn parse_location(raw: &str) -> Result<Url> {
     }
     match Url::parse(raw) {
         Ok(url) if url.scheme().len() > 1 => match url.scheme() {
-            "file" | "memory" => Ok(url),
-            "s3" | "s3a" | "gs" | "az" | "abfss" => Err(Error::UnsupportedScheme {
+            "file" | "memory" | "s3" | "s3a" => Ok(url),
+            "gs" | "az" | "abfss" => Err(Error::UnsupportedScheme {
                 url: raw.into(),
                 scheme: url.scheme().into(),
                 hint: " (object stores other than local disk are not compiled into this build yet)",
@@ -44,6 +50,8 @@ pub fn parse_location(raw: &str) -> Result<Url> {
 
 /// A table location as a URL delta-rs accepts (local directories are created).
 pub fn table_url(raw: &str) -> Result<Url> {
+    static S3: std::sync::Once = std::sync::Once::new();
+    S3.call_once(|| deltalake::aws::register_handlers(None));
     let url = parse_location(raw)?;
     let invalid = |problem: String| Error::InvalidLocation { url: raw.into(), problem };
     let location = match url.scheme() {
@@ -70,8 +78,16 @@ pub fn existing_table_url(raw: &str) -> Result<Url> {
 
 /// An object store and the root path inside it.
 pub fn object_store_at(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path)> {
-    let (store, path) = object_store::parse_url(url)
-        .map_err(|e| Error::InvalidLocation { url: url.to_string(), problem: e.to_string() })?;
+    let invalid = |problem: String| Error::InvalidLocation { url: url.to_string(), problem };
+    if matches!(url.scheme(), "s3" | "s3a") {
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(url.as_str())
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        let path = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        return Ok((Arc::new(store), path));
+    }
+    let (store, path) = object_store::parse_url(url).map_err(|e| invalid(e.to_string()))?;
     Ok((Arc::from(store), path))
 }
 
@@ -83,13 +99,14 @@ mod tests {
     #[rstest]
     #[case::absolute_path("/data/t", "file:///data/t/")]
     #[case::file_url("file:///data/t", "file:///data/t")]
+    #[case::s3("s3://bucket/tables/t", "s3://bucket/tables/t")]
     fn accepts_local_locations(#[case] raw: &str, #[case] url: &str) {
         assert_eq!(parse_location(raw).unwrap().as_str(), url);
     }
 
     #[rstest]
     #[case::unknown("hdfs://nn/t", "unsupported table or checkpoint URL scheme `hdfs`")]
-    #[case::not_compiled("s3://bucket/t", "not compiled into this build")]
+    #[case::not_compiled("gs://bucket/t", "not compiled into this build")]
     #[case::empty("", "the location is empty")]
     fn refuses_others_and_says_why(#[case] raw: &str, #[case] says: &str) {
         let err = parse_location(raw).unwrap_err().to_string();

@@ -9,6 +9,8 @@ use crate::engine::{BatchWriter, Clock, RunReport, Stop, StreamQuery, SystemCloc
 use crate::error::{Error, Result};
 use crate::location::table_url;
 use crate::sink::{DeltaSink, WriteKind};
+use crate::watermark::{LateRule, Watermark};
+use polars::prelude::DataFrame;
 use std::sync::Arc;
 use url::Url;
 
@@ -35,6 +37,8 @@ pub struct Pipeline {
     table: Option<String>,
     partition_by: Vec<String>,
     quarantine: Option<String>,
+    watermark: Option<Watermark>,
+    late: Option<String>,
     checkpoint: Option<String>,
     hook: Option<StepHook>,
     stop: Stop,
@@ -44,6 +48,11 @@ pub struct Pipeline {
 /// The quarantine table beside `table` when none is configured: `<table>_quarantine`.
 pub fn default_quarantine(table: &str) -> String {
     format!("{}_quarantine", table.trim_end_matches('/'))
+}
+
+/// The late table beside `table` when none is configured: `<table>_late`.
+pub fn default_late(table: &str) -> String {
+    format!("{}_late", table.trim_end_matches('/'))
 }
 
 /// Options of a bounded run.
@@ -59,6 +68,9 @@ pub struct BatchOptions {
     /// `<into>_quarantine` when writing another table (so a reprocessing run never adds to the
     /// stream's quarantine).
     pub quarantine: Option<String>,
+    /// Input rows to leave out, counted as late: a stream's late-table rows (without the
+    /// bookkeeping columns), so a recomputation matches what the stream wrote.
+    pub exclude_late: Option<Arc<DataFrame>>,
 }
 
 impl Pipeline {
@@ -71,6 +83,8 @@ impl Pipeline {
             table: None,
             partition_by: Vec::new(),
             quarantine: None,
+            watermark: None,
+            late: None,
             checkpoint: None,
             hook: None,
             stop: Stop::default(),
@@ -142,12 +156,44 @@ impl Pipeline {
         }
     }
 
-    fn writer(&self, table: Url, quarantine: Url, app_id: &str, kind: WriteKind) -> Result<BatchWriter> {
+    /// Sets rows whose `column` is older than the watermark (the largest event time seen in
+    /// earlier batches minus `delay`) aside in streaming runs: see [`crate::watermark`].
+    pub fn with_watermark(mut self, column: impl Into<String>, delay: std::time::Duration) -> Self {
+        self.watermark = Some(Watermark::new(column, delay));
+        self
+    }
+
+    /// Where late rows go (default `<table>_late`).
+    pub fn with_late_table(mut self, table: impl Into<String>) -> Self {
+        self.late = Some(table.into());
+        self
+    }
+
+    /// The late table of this pipeline's sink table, when it has a watermark.
+    pub fn late_table(&self) -> Result<Option<String>> {
+        if self.watermark.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(match &self.late {
+            Some(late) => late.clone(),
+            None => default_late(self.table()?),
+        }))
+    }
+
+    fn writer(
+        &self,
+        table: Url,
+        quarantine: Url,
+        late: (LateRule, Option<Url>),
+        app_id: &str,
+        kind: WriteKind,
+    ) -> Result<BatchWriter> {
         let quarantine = DeltaSink::new(quarantine, app_id, kind);
         let sink = DeltaSink::new(table, app_id, kind)
             .with_partition_by(self.partition_by.clone())
             .with_hook(self.hook.clone());
-        Ok(BatchWriter { transform: self.transform.clone(), sink, quarantine })
+        let late = (late.0, late.1.map(|url| DeltaSink::new(url, app_id, kind)));
+        Ok(BatchWriter { transform: self.transform.clone(), sink, quarantine, late })
     }
 
     /// Streams the source into the table under `trigger` until it is done or stopped.
@@ -162,6 +208,10 @@ impl Pipeline {
             writer: self.writer(
                 table.clone(),
                 Self::quarantine_url(self.quarantine.as_deref(), &table)?,
+                match (&self.watermark, self.late_table()?) {
+                    (Some(wm), Some(late)) => (LateRule::Watermark(wm.clone()), Some(table_url(&late)?)),
+                    _ => (LateRule::None, None),
+                },
                 &meta.id.app_id(),
                 WriteKind::Stream,
             )?,
@@ -169,6 +219,7 @@ impl Pipeline {
             hook: self.hook.clone(),
             stop: self.stop.clone(),
             clock: self.clock.clone(),
+            watermark_ms: None,
         };
         query.run(trigger).await
     }
@@ -194,7 +245,11 @@ impl Pipeline {
             (None, Some(_)) => Self::quarantine_url(None, &target)?,
             (None, None) => Self::quarantine_url(self.quarantine.as_deref(), &target)?,
         };
-        let mut writer = self.writer(target, quarantine, &plan.app_id, WriteKind::Batch)?;
+        let late = match &options.exclude_late {
+            Some(rows) => LateRule::Exclude(rows.clone()),
+            None => LateRule::None,
+        };
+        let mut writer = self.writer(target, quarantine, (late, None), &plan.app_id, WriteKind::Batch)?;
         run_plan(&plan, source.as_mut(), &mut writer, format!("{}/plan.json", state.url()), progress).await
     }
 }

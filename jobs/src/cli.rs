@@ -112,7 +112,7 @@ pub struct BatchArgs {
 
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// The left table: a local path or file:// URL, optionally at a version (path@42) or an
+    /// The left table: a local path, file:// or s3:// URL, optionally at a version (path@42) or an
     /// instant (path@2024-03-01T00:00:00Z).
     pub left: String,
     /// The right table, in the same form.
@@ -148,6 +148,30 @@ pub struct ReconcileArgs {
     /// With --repair: say what would be replaced, change nothing.
     #[arg(long, requires = "repair")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+/// How much memory a comparison may use, and where it spills beyond that.
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Memory to stay under, such as 512MiB or 4GiB. Beyond it the rows to compare are spilled to
+    /// disk in key-hash buckets and compared one bucket at a time.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub memory: bytesize::ByteSize,
+    /// Where to spill (default: the system's temporary directory; deleted at the end).
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+}
+
+impl MemoryArgs {
+    pub fn apply(self, reconciler: tidewater_connectors::Reconciler) -> tidewater_connectors::Reconciler {
+        let reconciler = reconciler.memory_limit(self.memory.as_u64());
+        match self.spill_dir {
+            Some(dir) => reconciler.spill_dir(dir),
+            None => reconciler,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +199,8 @@ pub struct VerifyArgs {
     /// With --repair: say what would be replaced, change nothing.
     #[arg(long, requires = "repair")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +235,9 @@ pub struct BenchReconcileArgs {
     /// Rows changed in the differing table.
     #[arg(long, default_value_t = 10)]
     pub changed: usize,
+    /// Also compare the changed table under this memory limit (spilling to key-hash buckets).
+    #[arg(long, value_name = "SIZE", default_value = "128MiB")]
+    pub memory: bytesize::ByteSize,
     /// Working directory (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,

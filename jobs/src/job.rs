@@ -87,6 +87,12 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         .with_table(&job.sink.table)
         .with_partition_by(job.sink.partition_by.clone())
         .with_checkpoint(&job.checkpoint);
+    if let Some((column, delay)) = &job.watermark {
+        pipeline = pipeline.with_watermark(column, *delay);
+    }
+    if let Some(late) = &job.sink.late {
+        pipeline = pipeline.with_late_table(late);
+    }
     if let Some(q) = &job.sink.quarantine {
         pipeline = pipeline.with_quarantine(q);
     }

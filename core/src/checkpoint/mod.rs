@@ -60,6 +60,9 @@ pub struct CommitEntry {
     pub output_rows: u64,
     pub filtered: u64,
     pub quarantined: u64,
+    /// Rows set aside as late (entries written before watermarks existed read as 0).
+    #[serde(default)]
+    pub late: u64,
     pub next_watermark_ms: Option<i64>,
 }
 
@@ -245,6 +248,7 @@ mod tests {
                 output_rows: 1,
                 filtered: 0,
                 quarantined: 0,
+                late: 0,
                 next_watermark_ms: None,
             },
         )

@@ -21,6 +21,7 @@ use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::{BatchId, Offset, OffsetRange, QueryId};
 use crate::sink::{DeltaSink, quarantine_frame};
+use crate::watermark::{LateRule, late_frame};
 use polars::prelude::IntoLazy;
 use serde::Serialize;
 use std::sync::Arc;
@@ -30,8 +31,8 @@ use std::time::Instant;
 /// ones are deleted every this many batches.
 pub const RETAIN_BATCHES: u64 = 100;
 
-/// What one batch (or chunk) did. `input_records = output_rows + filtered + quarantined` for a
-/// row-wise transform.
+/// What one batch (or chunk) did. `input_records = output_rows + filtered + quarantined + late`
+/// for a row-wise transform.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BatchReport {
     pub batch: BatchId,
@@ -40,6 +41,9 @@ pub struct BatchReport {
     pub output_rows: u64,
     pub filtered: u64,
     pub quarantined: u64,
+    /// Rows set aside as late (older than the batch's watermark; in a recomputation, the rows
+    /// the stream set aside), never given to the transform.
+    pub late: u64,
     /// Table version of the batch's commit; `None` when it was already committed (replay).
     pub table_version: Option<u64>,
     pub replayed: bool,
@@ -53,6 +57,8 @@ pub struct RunReport {
     pub query: QueryId,
     pub table: String,
     pub quarantine: String,
+    /// The late table, when the job has a watermark.
+    pub late: Option<String>,
     pub batches: Vec<BatchReport>,
 }
 
@@ -67,37 +73,58 @@ pub(crate) struct BatchWriter {
     pub transform: Arc<dyn Transform>,
     pub sink: DeltaSink,
     pub quarantine: DeltaSink,
+    /// What is late, and the table late rows go to (`None`: they are only counted).
+    pub late: (LateRule, Option<DeltaSink>),
 }
 
 impl BatchWriter {
-    /// Transforms a read batch and commits it (quarantine first, then the sink), both keyed by
-    /// `ctx.batch_id`. Returns the report minus timing.
-    pub async fn write(&mut self, read: SourceBatch, ctx: &BatchContext, range: &str) -> Result<BatchReport> {
+    /// Sets late rows aside, transforms the rest and commits (quarantine, late table, then the
+    /// sink), all keyed by `ctx.batch_id`. Returns the report minus timing, and the largest event
+    /// time of the on-time rows (for the next watermark).
+    pub async fn write(
+        &mut self,
+        read: SourceBatch,
+        ctx: &BatchContext,
+        range: &str,
+    ) -> Result<(BatchReport, Option<i64>)> {
         let id = ctx.batch_id;
-        let valid = read.rows.height() as u64;
-        let (transform, rows, context) = (self.transform.clone(), read.rows, ctx.clone());
-        let output = crate::compute::blocking("transform", move || {
-            transform.apply(rows.lazy(), &context)?.collect().map_err(|source| Error::Transform { batch: id, source })
+        let (transform, rows, context, rule) = (self.transform.clone(), read.rows, ctx.clone(), self.late.0.clone());
+        let (output, split) = crate::compute::blocking("transform", move || {
+            let mut split = rule.split(rows, context.watermark_ms)?;
+            let rows = std::mem::take(&mut split.on_time);
+            let valid = rows.height() as u64;
+            let output = transform
+                .apply(rows.lazy(), &context)?
+                .collect()
+                .map_err(|source| Error::Transform { batch: id, source })?;
+            Ok((output, (valid, split.late, split.max_event_ms)))
         })
         .await?;
+        let (valid, late, max_event_ms) = split;
         let output_rows = output.height() as u64;
         let quarantined = read.rejected.len() as u64;
         if !read.rejected.is_empty() {
             let rows = quarantine_frame(&read.rejected, ctx)?;
             self.quarantine.add_batch(id, rows, range).await?;
         }
+        let late_rows = late.height() as u64;
+        if let (Some(sink), Some(watermark)) = (self.late.1.as_mut(), ctx.watermark_ms.filter(|_| late_rows > 0)) {
+            sink.add_batch(id, late_frame(late, id.get() as i64, watermark)?, range).await?;
+        }
         let commit = self.sink.add_batch(id, output, range).await?;
-        Ok(BatchReport {
+        let report = BatchReport {
             batch: id,
             range: range.to_string(),
             input_records: read.input_records,
             output_rows,
             filtered: valid.saturating_sub(output_rows),
             quarantined,
+            late: late_rows,
             table_version: commit.version(),
             replayed: matches!(commit, SinkCommit::Skipped { .. }),
             duration_us: 0,
-        })
+        };
+        Ok((report, max_event_ms))
     }
 }
 
@@ -110,6 +137,8 @@ pub struct StreamQuery {
     pub(crate) hook: Option<StepHook>,
     pub(crate) stop: Stop,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The watermark the next planned batch runs with (from the last commit-log entry).
+    pub(crate) watermark_ms: Option<i64>,
 }
 
 impl StreamQuery {
@@ -119,6 +148,7 @@ impl StreamQuery {
             query: self.query,
             table: self.writer.sink.url().to_string(),
             quarantine: self.writer.quarantine.url().to_string(),
+            late: self.writer.late.1.as_ref().map(|s| s.url().to_string()),
             batches: Vec::new(),
         };
         let (mut next, mut start, pending) = self.recover().await?;
@@ -167,11 +197,13 @@ impl StreamQuery {
     }
 
     /// The recovery rule: the next batch id, where it starts, and the logged batch to replay.
-    async fn recover(&self) -> Result<(BatchId, Option<Offset>, Option<OffsetEntry>)> {
+    async fn recover(&mut self) -> Result<(BatchId, Option<Offset>, Option<OffsetEntry>)> {
         let Some((last, entry)) = self.checkpoint.latest_offsets().await? else {
             return Ok((BatchId::FIRST, None, None));
         };
-        let committed = self.checkpoint.latest_commit().await?.map(|(id, _)| id);
+        let latest_commit = self.checkpoint.latest_commit().await?;
+        let committed = latest_commit.as_ref().map(|(id, _)| *id);
+        self.watermark_ms = latest_commit.and_then(|(_, c)| c.next_watermark_ms);
         if committed == Some(last) {
             Ok((last.next(), Some(entry.range.end), None))
         } else {
@@ -183,7 +215,10 @@ impl StreamQuery {
         OffsetEntry {
             v: 1,
             range: OffsetRange { start, end },
-            context: BatchContext::new(id, Mode::Stream, self.clock.now_ms()),
+            context: BatchContext {
+                watermark_ms: self.watermark_ms,
+                ..BatchContext::new(id, Mode::Stream, self.clock.now_ms())
+            },
         }
     }
 
@@ -194,7 +229,11 @@ impl StreamQuery {
         let id = entry.context.batch_id;
         let range = entry.range.to_string();
         let read = self.source.read(&entry.range).await?;
-        let mut report = self.writer.write(read, &entry.context, &range).await?;
+        let (mut report, max_event_ms) = self.writer.write(read, &entry.context, &range).await?;
+        let next_watermark_ms = match &self.writer.late.0 {
+            LateRule::Watermark(wm) => wm.advance(entry.context.watermark_ms, max_event_ms),
+            _ => entry.context.watermark_ms,
+        };
         let commit = CommitEntry {
             v: 1,
             table_version: report.table_version,
@@ -202,9 +241,11 @@ impl StreamQuery {
             output_rows: report.output_rows,
             filtered: report.filtered,
             quarantined: report.quarantined,
-            next_watermark_ms: entry.context.watermark_ms,
+            late: report.late,
+            next_watermark_ms,
         };
         self.checkpoint.write_commit(id, &commit).await?;
+        self.watermark_ms = next_watermark_ms;
         if id.get().is_multiple_of(RETAIN_BATCHES) && id.get() >= RETAIN_BATCHES {
             self.checkpoint.purge_before(BatchId::new(id.get() - RETAIN_BATCHES)).await?;
         }
@@ -218,6 +259,8 @@ impl StreamQuery {
             rows_out = report.output_rows,
             filtered = report.filtered,
             quarantined = report.quarantined,
+            late = report.late,
+            watermark_ms = ?entry.context.watermark_ms,
             version = ?report.table_version,
             duration_ms = report.duration_us / 1000,
             "{}",

@@ -14,6 +14,7 @@
 
 pub mod fingerprint;
 mod report;
+pub mod spill;
 
 pub use report::{Kind, Report, Sample, SchemaDifference, ValueDiff};
 
@@ -70,7 +71,7 @@ pub fn diff(left: DataFrame, right: DataFrame, names: (&str, &str), opts: &DiffO
         rows_read: (left.height() + right.height()) as u64,
         ..Report::default()
     };
-    let columns = selected_columns(&left, &right, opts);
+    let columns = compared_columns(left.schema(), right.schema(), opts);
     for name in &columns {
         let (l, r) = (left.schema().get(name.as_str()), right.schema().get(name.as_str()));
         if l != r {
@@ -108,9 +109,11 @@ pub fn filter_rows(df: DataFrame, condition: &str) -> Result<DataFrame> {
         .map_err(|source| Error::Polars { what: format!("--where {condition}"), source })
 }
 
-fn selected_columns(left: &DataFrame, right: &DataFrame, opts: &DiffOptions) -> Vec<String> {
-    let mut all: Vec<String> = left.get_column_names().iter().map(|s| s.to_string()).collect();
-    for name in right.get_column_names() {
+/// The columns a comparison looks at: every column of either side, less `ignore`, or only
+/// `columns` and the key.
+pub fn compared_columns(left: &Schema, right: &Schema, opts: &DiffOptions) -> Vec<String> {
+    let mut all: Vec<String> = left.iter_names().map(|s| s.to_string()).collect();
+    for name in right.iter_names() {
         if !all.iter().any(|c| c == name.as_str()) {
             all.push(name.to_string());
         }

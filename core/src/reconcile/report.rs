@@ -85,11 +85,41 @@ pub struct Report {
     pub partitions_matched_by_fingerprint: u64,
     /// Rows read from data files to compare (both sides).
     pub rows_read: u64,
+    /// Key-hash buckets the rows read were spilled into to bound memory (0: compared in memory).
+    pub buckets: u64,
+    /// Of those, buckets found equal by fingerprint without a row-level join.
+    pub buckets_matched_by_fingerprint: u64,
 }
 
 impl Report {
     pub fn is_identical(&self) -> bool {
         self.schema.is_empty() && self.counts.values().all(|&n| n == 0)
+    }
+
+    /// Adds the findings of a comparison of another part of the same two tables (a bucket),
+    /// keeping at most `samples` samples per kind.
+    pub fn absorb(&mut self, part: Report, samples: usize) {
+        self.left_rows += part.left_rows;
+        self.right_rows += part.right_rows;
+        self.rows_read += part.rows_read;
+        for (kind, n) in part.counts {
+            *self.counts.entry(kind).or_default() += n;
+        }
+        for (partition, counts) in part.by_partition {
+            let mine = self.by_partition.entry(partition).or_default();
+            for (kind, n) in counts {
+                *mine.entry(kind).or_default() += n;
+            }
+        }
+        for (column, n) in part.changed_columns {
+            *self.changed_columns.entry(column).or_default() += n;
+        }
+        for sample in part.samples {
+            if self.samples.iter().filter(|s| s.kind == sample.kind).count() < samples {
+                self.samples.push(sample);
+            }
+        }
+        self.samples.sort_by_key(|s| s.kind);
     }
 }
 
@@ -114,6 +144,13 @@ impl fmt::Display for Report {
                 f,
                 "{} partitions equal by their fingerprints in the Delta logs; {} rows read",
                 self.partitions_matched_by_fingerprint, self.rows_read
+            )?;
+        }
+        if self.buckets > 0 {
+            writeln!(
+                f,
+                "{} rows read, spilled into {} key-hash buckets to bound memory; {} buckets equal by fingerprint",
+                self.rows_read, self.buckets, self.buckets_matched_by_fingerprint
             )?;
         }
         if self.is_identical() {

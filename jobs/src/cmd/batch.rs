@@ -10,7 +10,8 @@ use tidewater_core::{BatchOptions, BatchReport, BatchRunReport};
 pub async fn batch(args: BatchArgs, registry: &Registry) -> Result<i32, CliError> {
     let job = load(&args.job)?;
     let pipeline = pipeline_for(&job, registry)?;
-    let options = BatchOptions { into: args.into, version: args.version, replan: args.replan, quarantine: None };
+    let options =
+        BatchOptions { into: args.into, version: args.version, replan: args.replan, ..BatchOptions::default() };
     let report = pipeline.batch(&options, &progress_printer()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());

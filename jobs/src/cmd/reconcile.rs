@@ -23,7 +23,9 @@ pub(crate) fn parse_table_ref(raw: &str) -> Result<(&str, TableVersion), CliErro
 pub async fn reconcile(args: ReconcileArgs) -> Result<i32, CliError> {
     let (left, left_at) = parse_table_ref(&args.left)?;
     let (right, right_at) = parse_table_ref(&args.right)?;
-    let mut reconciler = Reconciler::new(left, right)
+    let mut reconciler = args
+        .memory
+        .apply(Reconciler::new(left, right))
         .at(left_at, right_at)
         .key(args.key)
         .ignore(args.ignore)

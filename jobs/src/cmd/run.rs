@@ -27,8 +27,10 @@ pub async fn run(args: RunArgs, registry: &Registry) -> Result<i32, CliError> {
 pub(crate) fn summary(name: &str, report: &RunReport) -> String {
     let t = |f: fn(&BatchReport) -> u64| thousands(report.total(f));
     let version = report.batches.iter().rev().find_map(|b| b.table_version);
+    let late = report.late.as_ref().map_or_else(String::new, |_| format!(", {} late", t(|b| b.late)));
+    let late_table = report.late.as_ref().map_or_else(String::new, |l| format!("\n  late       {l}"));
     format!(
-        "{name}: {} batches ({}), {} records in: {} rows written, {} filtered, {} quarantined\n  table      {} (version {})\n  quarantine {}\n  query id   {}",
+        "{name}: {} batches ({}), {} records in: {} rows written, {} filtered, {} quarantined{late}\n  table      {} (version {})\n  quarantine {}{late_table}\n  query id   {}",
         report.batches.len(),
         match (report.batches.first(), report.batches.last()) {
             (Some(a), Some(b)) => format!("{} to {}", a.batch, b.batch),

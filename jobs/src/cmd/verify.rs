@@ -6,9 +6,20 @@ use super::reconcile::print_report;
 use crate::cli::VerifyArgs;
 use crate::spec::load;
 use crate::{EXIT_DIFFERENT, EXIT_OK, Registry, pipeline_for};
+use polars::prelude::DataFrame;
 use tidewater_connectors::{Reconciler, TableVersion, read_snapshot};
 use tidewater_core::BatchOptions;
 use tidewater_core::pipeline::default_quarantine;
+use tidewater_core::watermark::{LATE_BATCH_COLUMN, LATE_WATERMARK_COLUMN};
+
+/// A side table's rows (quarantine, late), `None` when it was never created (nothing set aside).
+async fn table_rows(location: &str) -> Result<Option<DataFrame>, CliError> {
+    match read_snapshot(location, TableVersion::Latest).await {
+        Ok(snapshot) => Ok(Some(snapshot.rows)),
+        Err(tidewater_core::Error::InvalidLocation { .. } | tidewater_core::Error::Source { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliError> {
     let job = load(&args.job)?;
@@ -16,18 +27,33 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     let scratch =
         format!("{}/verify/{}", job.checkpoint.trim_end_matches('/'), chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let table = format!("{scratch}/table");
+    // Rows the stream set aside as late (older than its watermark) are in its late table: the
+    // recomputation leaves exactly those input rows out, and counts them.
+    let late_table = pipeline.late_table()?;
+    let stream_late = match &late_table {
+        Some(late) => table_rows(late).await?,
+        None => None,
+    };
+    let exclude_late = stream_late
+        .as_ref()
+        .map(|rows| rows.drop_many([LATE_BATCH_COLUMN, LATE_WATERMARK_COLUMN]))
+        .map(std::sync::Arc::new);
     let options = BatchOptions {
         into: Some(table.clone()),
         replan: true,
         quarantine: Some(format!("{scratch}/quarantine")),
+        exclude_late,
         ..BatchOptions::default()
     };
     let batch = pipeline.batch(&options, &super::batch::progress_printer()).await?;
     let batch_quarantined = batch.total(|c| c.quarantined);
+    let batch_late = batch.total(|c| c.late);
 
     if args.repair {
         // The recomputation is the truth; the sink table is repaired.
-        let mut reconciler = Reconciler::new(table.clone(), job.sink.table.clone())
+        let mut reconciler = args
+            .memory
+            .apply(Reconciler::new(table.clone(), job.sink.table.clone()))
             .key(job.sink.key.clone())
             .ignore(args.ignore.clone());
         if let Some(condition) = args.filter.clone() {
@@ -37,7 +63,9 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
         println!("recomputed table kept at {table}");
         return Ok(code);
     }
-    let mut reconciler = Reconciler::new(job.sink.table.clone(), table.clone())
+    let mut reconciler = args
+        .memory
+        .apply(Reconciler::new(job.sink.table.clone(), table.clone()))
         .key(job.sink.key.clone())
         .ignore(args.ignore)
         .tolerance(args.tolerance, 0.0);
@@ -47,23 +75,25 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     let report = reconciler.run().await?;
     print_report(&report, args.json.as_deref())?;
 
-    // What the stream set aside: its quarantine table; late rows need a watermark (none yet).
+    // What the stream set aside: its quarantine table and its late table.
     let stream_quarantine = job.sink.quarantine.clone().unwrap_or_else(|| default_quarantine(&job.sink.table));
-    let stream_quarantined = match read_snapshot(&stream_quarantine, TableVersion::Latest).await {
-        Ok(snapshot) => snapshot.rows.height() as u64,
-        // No record was ever quarantined: the table was never created.
-        Err(tidewater_core::Error::InvalidLocation { .. } | tidewater_core::Error::Source { .. }) => 0,
-        Err(e) => return Err(e.into()),
-    };
+    let stream_quarantined = table_rows(&stream_quarantine).await?.map_or(0, |rows| rows.height() as u64);
     if args.json.as_deref().is_none_or(|p| p.as_os_str() != "-") {
         println!(
-            "quarantined: stream {stream_quarantined}, recomputation {batch_quarantined}{}\nlate (dropped by watermark): 0 (this job has no watermark)",
+            "quarantined: stream {stream_quarantined}, recomputation {batch_quarantined}{}",
             if stream_quarantined == batch_quarantined {
                 ""
             } else {
                 " (they differ: has the stream processed every file?)"
             }
         );
+        match (&late_table, &stream_late) {
+            (None, _) => println!("late (set aside by the watermark): none (this job has no watermark)"),
+            (Some(late), rows) => println!(
+                "late (set aside by the watermark): stream {} in {late}, left out of the recomputation {batch_late}",
+                rows.as_ref().map_or(0, |r| r.height()),
+            ),
+        }
     }
     let scratch_dir = tidewater_core::location::parse_location(&scratch)?.to_file_path().ok();
     if let Some(dir) = scratch_dir.filter(|_| report.is_identical() && !args.keep) {

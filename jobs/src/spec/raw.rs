@@ -15,6 +15,14 @@ pub struct RawJob {
     pub sink: RawSink,
     #[serde(default)]
     pub trigger: RawTrigger,
+    pub watermark: Option<RawWatermark>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatermark {
+    pub column: Option<String>,
+    pub delay: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +54,7 @@ pub struct RawSink {
     #[serde(default)]
     pub key: Vec<String>,
     pub quarantine: Option<String>,
+    pub late: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -37,6 +37,8 @@ pub struct SinkSpec {
     pub partition_by: Vec<String>,
     pub key: Vec<String>,
     pub quarantine: Option<String>,
+    /// Where late rows go (jobs with a watermark; default `<table>_late`).
+    pub late: Option<String>,
 }
 
 /// A validated job.
@@ -49,6 +51,8 @@ pub struct JobSpec {
     pub transform: TransformSpec,
     pub sink: SinkSpec,
     pub trigger: Trigger,
+    /// `[watermark]`: the event-time column and the delay.
+    pub watermark: Option<(String, std::time::Duration)>,
 }
 
 /// Reads and validates a job file.
@@ -113,10 +117,34 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
         partition_by: raw.sink.partition_by.clone(),
         key: raw.sink.key.clone(),
         quarantine: raw.sink.quarantine.as_deref().map(|q| location("sink.quarantine", q)).transpose()?,
+        late: raw.sink.late.as_deref().map(|q| location("sink.late", q)).transpose()?,
+    };
+    let watermark = match &raw.watermark {
+        None if sink.late.is_some() => {
+            return Err(err("sink.late", "late rows need a watermark: add a [watermark] section".into()));
+        }
+        None => None,
+        Some(w) => {
+            let column = w
+                .column
+                .clone()
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| err("watermark.column", "missing: the event-time column".into()))?;
+            if let SourceSpec::Files(files) = &source
+                && let Some(schema) = &files.schema
+                && !schema.columns.iter().any(|c| c.name == column)
+            {
+                return Err(err("watermark.column", format!("`{column}` is not a column of source.schema")));
+            }
+            let delay = w.delay.as_deref().ok_or_else(|| err("watermark.delay", "missing: such as \"10m\"".into()))?;
+            let delay =
+                humantime::parse_duration(delay).map_err(|e| err("watermark.delay", format!("`{delay}`: {e}")))?;
+            Some((column, delay))
+        }
     };
     let trigger = parse_trigger(raw.trigger.kind.as_deref(), raw.trigger.interval.as_deref())
         .map_err(|(key, problem)| err(&format!("trigger.{key}"), problem))?;
-    Ok(JobSpec { file: file.to_path_buf(), name: raw.name, checkpoint, source, transform, sink, trigger })
+    Ok(JobSpec { file: file.to_path_buf(), name: raw.name, checkpoint, source, transform, sink, trigger, watermark })
 }
 
 fn resolve(base: &Path, value: &str) -> String {
@@ -261,6 +289,14 @@ interval = "2s"
             (ISSUE_JOB.replace("\"2s\"", "\"soon\""), "trigger.interval: `soon`"),
             (ISSUE_JOB.replace("mode = \"append\"", "mode = \"append\"\ncolour = 1"), "unknown field `colour`"),
             (ISSUE_JOB.replace("checkpoint = \"/data/checkpoints/events\"", ""), "checkpoint: missing"),
+            (
+                format!("{ISSUE_JOB}\n[watermark]\ncolumn = \"ts\"\ndelay = \"1h\"\n"),
+                "watermark.column: `ts` is not a column",
+            ),
+            (
+                format!("{ISSUE_JOB}\n[watermark]\ncolumn = \"event_time\"\ndelay = \"an hour\"\n"),
+                "watermark.delay: `an hour`",
+            ),
         ];
         for (text, expected) in cases {
             let e = load_text(&text).unwrap_err().to_string();

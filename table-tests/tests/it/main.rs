@@ -10,4 +10,5 @@ mod common;
 mod crash;
 mod property;
 mod reconcile;
+mod s3;
 mod stream_batch;

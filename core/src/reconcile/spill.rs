@@ -1,0 +1,168 @@
+//! Bounded memory: rows spilled to Parquet files by key-hash bucket, so two tables larger than
+//! memory are compared one bucket at a time.
+//!
+//! A row's bucket is a hash of its key columns (keyed comparison) or of every compared column
+//! (multiset comparison), so a key, or an equal row, lands in the same bucket on both sides and
+//! in the same bucket whatever partition it sits in: a bucket pair holds everything needed to
+//! find the key's differences, its duplicates and a key that moved between partitions. Each bucket
+//! pair is first compared by fingerprint (row count plus order-independent row hash); only
+//! buckets whose fingerprints differ are joined row by row.
+
+use super::fingerprint::{Fingerprint, row_hashes};
+use crate::error::{Error, Result};
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Which table a spilled piece belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+impl Side {
+    fn dir(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+}
+
+/// Rows of both sides, spread over `buckets` directories of Parquet files.
+#[derive(Debug)]
+pub struct Spill {
+    dir: PathBuf,
+    buckets: u32,
+    hash_columns: Vec<String>,
+    pieces: u64,
+}
+
+impl Spill {
+    /// Spills into `dir` (which must exist and be empty), hashing `hash_columns` to pick a bucket.
+    pub fn new(dir: &Path, buckets: u32, hash_columns: Vec<String>) -> Self {
+        Spill { dir: dir.to_path_buf(), buckets: buckets.max(1), hash_columns, pieces: 0 }
+    }
+
+    pub fn buckets(&self) -> u32 {
+        self.buckets
+    }
+
+    fn bucket_dir(&self, side: Side, bucket: u32) -> PathBuf {
+        self.dir.join(side.dir()).join(format!("{bucket:05}"))
+    }
+
+    /// Writes `rows` of one side to their buckets, one Parquet file per non-empty bucket.
+    pub fn add(&mut self, side: Side, rows: &DataFrame) -> Result<()> {
+        if rows.height() == 0 {
+            return Ok(());
+        }
+        let hashes = row_hashes(rows, &self.hash_columns)?;
+        let mut members: Vec<Vec<IdxSize>> = vec![Vec::new(); self.buckets as usize];
+        for (i, h) in hashes.into_iter().enumerate() {
+            members[bucket_of(h, self.buckets) as usize].push(i as IdxSize);
+        }
+        self.pieces += 1;
+        for (bucket, idx) in members.into_iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let dir = self.bucket_dir(side, bucket as u32);
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir, "create spill directory"))?;
+            let mut part = rows
+                .take(&IdxCa::from_vec("idx".into(), idx))
+                .map_err(Error::polars(format!("reconcile spill: bucket {bucket}")))?;
+            let path = dir.join(format!("{:08}.parquet", self.pieces));
+            let file = std::fs::File::create(&path).map_err(Error::io(&path, "create spill file"))?;
+            ParquetWriter::new(file)
+                .with_compression(ParquetCompression::Lz4Raw)
+                .finish(&mut part)
+                .map_err(Error::polars(format!("reconcile spill: write {}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// One side's rows of one bucket (an empty frame of `schema` when it has none).
+    pub fn read(&self, side: Side, bucket: u32, schema: &Schema) -> Result<DataFrame> {
+        let dir = self.bucket_dir(side, bucket);
+        let mut out = DataFrame::empty_with_schema(schema);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(out);
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            let file = std::fs::File::open(&path).map_err(Error::io(&path, "open spill file"))?;
+            let what = || format!("reconcile spill: read {}", path.display());
+            let part = ParquetReader::new(file).finish().map_err(Error::polars(what()))?;
+            out.vstack_mut_owned(part).map_err(Error::polars(what()))?;
+        }
+        out.rechunk_mut();
+        Ok(out)
+    }
+
+    /// Deletes one bucket's files (both sides) once compared, so the spill shrinks as it goes.
+    pub fn drop_bucket(&self, bucket: u32) {
+        for side in [Side::Left, Side::Right] {
+            let _ = std::fs::remove_dir_all(self.bucket_dir(side, bucket));
+        }
+    }
+}
+
+/// The bucket of a row hash: the high bits, scaled (so any bucket count splits evenly).
+pub fn bucket_of(hash: u64, buckets: u32) -> u32 {
+    (((hash >> 32) * u64::from(buckets)) >> 32) as u32
+}
+
+/// The fingerprint of `df` over `columns`.
+pub fn fingerprint(df: &DataFrame, columns: &[String]) -> Result<Fingerprint> {
+    let hashes = row_hashes(df, columns)?;
+    Ok(Fingerprint { rows: hashes.len() as u64, hash: hashes.into_iter().fold(0u64, u64::wrapping_add) })
+}
+
+/// How many buckets keep one bucket pair's working set under `memory` bytes, given the Parquet
+/// bytes to compare. In memory, rows take several times their Parquet size and a join several
+/// times that again: the factor below is measured on the reconcile bench (see
+/// docs/performance.md), and errs on the side of more buckets.
+pub fn buckets_for(parquet_bytes: u64, memory: u64) -> u32 {
+    const EXPANSION: u64 = 12;
+    let need = parquet_bytes.saturating_mul(EXPANSION);
+    need.div_ceil(memory.max(1)).clamp(1, 1 << 16) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_keys_meet_in_one_bucket_and_every_row_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spill = Spill::new(dir.path(), 7, vec!["id".into()]);
+        let left =
+            df!["id" => (0i64..1000).collect::<Vec<_>>(), "v" => (0i64..1000).map(|i| i * 2).collect::<Vec<_>>()]
+                .unwrap();
+        let right = left.reverse();
+        spill.add(Side::Left, &left.slice(0, 400)).unwrap();
+        spill.add(Side::Left, &left.slice(400, 600)).unwrap();
+        spill.add(Side::Right, &right).unwrap();
+        let schema = left.schema().as_ref().clone();
+        let (mut total, mut non_empty) = (0, 0);
+        for b in 0..spill.buckets() {
+            let (l, r) = (spill.read(Side::Left, b, &schema).unwrap(), spill.read(Side::Right, b, &schema).unwrap());
+            let cols = ["id".to_string(), "v".to_string()];
+            assert_eq!(fingerprint(&l, &cols).unwrap(), fingerprint(&r, &cols).unwrap(), "bucket {b}");
+            total += l.height();
+            non_empty += usize::from(l.height() > 0);
+        }
+        assert_eq!(total, 1000);
+        assert_eq!(non_empty, 7, "rows spread over every bucket");
+    }
+
+    #[test]
+    fn bucket_count_grows_with_the_data_and_shrinks_with_memory() {
+        assert_eq!(buckets_for(1 << 20, 1 << 30), 1);
+        assert!(buckets_for(1 << 30, 1 << 30) > 1);
+        assert!(buckets_for(1 << 30, 1 << 28) > buckets_for(1 << 30, 1 << 30));
+        assert!((0..1000u64).all(|h| bucket_of(h.wrapping_mul(0x9E37_79B9_7F4A_7C15), 5) < 5));
+    }
+}
