@@ -14,7 +14,6 @@ use tidewater_core::bridge::polars_dtype;
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
-use tidewater_core::reconcile::partition_name;
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
 /// A Delta table read as a bounded input.
@@ -154,6 +153,9 @@ pub(crate) struct DeltaSnapshotSource {
     files_per_chunk: usize,
 }
 
+/// A data file's partition values, as `add.partitionValues` holds them.
+pub(crate) type PartitionMap = HashMap<String, Option<String>>;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct DataFile {
     pub(crate) path: String,
@@ -258,22 +260,17 @@ impl DeltaSnapshotSource {
         Ok(files)
     }
 
-    /// Remove actions (data change) for the files of the named partitions (all files when the
-    /// table is not partitioned).
+    /// Remove actions (data change) for the files `pick(path, partition values)` selects.
     pub(crate) fn removes(
         &self,
-        partitions: &std::collections::BTreeSet<String>,
+        pick: &dyn Fn(&str, &PartitionMap) -> bool,
     ) -> Result<Vec<deltalake::kernel::Remove>> {
-        let partition_by = self.partition_by()?;
         Ok(self
             .state()?
             .snapshot()
             .log_data()
             .iter()
-            .filter(|f| {
-                partition_by.is_empty()
-                    || partitions.contains(&partition_name(&partition_by, &f.partition_values_map()))
-            })
+            .filter(|f| pick(&f.path(), &f.partition_values_map()))
             .map(|f| f.remove_action(true))
             .collect())
     }

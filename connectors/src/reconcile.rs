@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use tidewater_core::compute::blocking;
 use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
 use tidewater_core::reconcile::spill::{Side, Spill, buckets_for, fingerprint};
-use tidewater_core::reconcile::{DiffOptions, Report, compared_columns, diff, filter_rows, partition_name};
+use tidewater_core::reconcile::{
+    DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
+};
 use tidewater_core::sink::{DeltaSink, WriteKind};
 use tidewater_core::{BatchId, Error, Result};
 
@@ -275,8 +277,11 @@ impl Reconciler {
 pub struct RepairReport {
     /// The comparison before the repair.
     pub before: Report,
-    /// Partitions replaced in the target (`["*"]`: the whole unpartitioned table).
+    /// Partitions replaced in the target (`["*"]`: the whole unpartitioned table; empty for a
+    /// repair by key).
     pub partitions: Vec<String>,
+    /// Keys whose rows were replaced (an unpartitioned table compared by key), `None` otherwise.
+    pub keys: Option<u64>,
     pub files_removed: usize,
     pub rows_written: u64,
     /// The target's version holding the repair; `None` for a dry run, an identical table, or a
@@ -288,7 +293,9 @@ pub struct RepairReport {
 
 impl Reconciler {
     /// Makes RIGHT equal to LEFT (the source of truth): replaces exactly the partitions that
-    /// differ (the whole table when it is not partitioned) with LEFT's rows, in one Delta commit
+    /// differ with LEFT's rows (an unpartitioned table compared by key: exactly the differing
+    /// keys' rows, rewriting only the files that hold them; without a key, the whole table), in
+    /// one Delta commit
     /// carrying txn {app id: `tidewater-repair-<left+right>`, version: LEFT's version}, then
     /// compares again. A repeated repair finds the tables identical, or the txn already recorded,
     /// and commits nothing.
@@ -297,6 +304,7 @@ impl Reconciler {
         let mut report = RepairReport {
             before,
             partitions: Vec::new(),
+            keys: None,
             files_removed: 0,
             rows_written: 0,
             committed_version: None,
@@ -319,17 +327,28 @@ impl Reconciler {
                 "the tables are partitioned differently; a repair replaces whole partitions".into(),
             ));
         }
-        let names: BTreeSet<String> = report.before.by_partition.keys().cloned().collect();
-        report.partitions = if partition_by.is_empty() { vec!["*".into()] } else { names.iter().cloned().collect() };
-        let removes = target.removes(&names)?;
-        let wanted: Vec<DataFile> = truth
-            .files()?
-            .into_iter()
-            .map(|(f, _)| f)
-            .filter(|f| partition_by.is_empty() || names.contains(&partition_name(&partition_by, &f.partition_values)))
-            .collect();
+        let (rows, removes, predicate) = if partition_by.is_empty() && !self.options.key.is_empty() {
+            self.by_key(&truth, &target, &mut report).await?
+        } else {
+            let names: BTreeSet<String> = report.before.by_partition.keys().cloned().collect();
+            report.partitions =
+                if partition_by.is_empty() { vec!["*".into()] } else { names.iter().cloned().collect() };
+            let removes = target.removes(&|_, values| {
+                partition_by.is_empty() || names.contains(&partition_name(&partition_by, values))
+            })?;
+            let wanted: Vec<DataFile> = truth
+                .files()?
+                .into_iter()
+                .map(|(f, _)| f)
+                .filter(|f| {
+                    partition_by.is_empty() || names.contains(&partition_name(&partition_by, &f.partition_values))
+                })
+                .collect();
+            let rows = truth.read_files(&wanted).await?.rows;
+            let predicate = if partition_by.is_empty() { "true".to_string() } else { report.partitions.join(" OR ") };
+            (rows, removes, predicate)
+        };
         report.files_removed = removes.len();
-        let rows = truth.read_files(&wanted).await?.rows;
         report.rows_written = rows.height() as u64;
         if dry_run {
             return Ok(report);
@@ -337,12 +356,59 @@ impl Reconciler {
         let target_url = tidewater_core::location::existing_table_url(&self.right.0)?;
         let key = format!("{}|{}", truth.url(), target.url());
         let app_id = format!("tidewater-repair-{}", repair_key(&key));
-        let predicate = if partition_by.is_empty() { "true".to_string() } else { report.partitions.join(" OR ") };
         let mut sink = DeltaSink::new(target_url, app_id, WriteKind::Batch);
         let commit = sink.replace(BatchId::new(truth.version()), rows, removes, predicate).await?;
         report.committed_version = commit.version();
         report.after = Some(self.run().await?);
         Ok(report)
+    }
+}
+
+impl Reconciler {
+    /// An unpartitioned table compared by key: the keys whose rows differ, the target's files
+    /// holding any of them (removed), and what replaces them: those files' other rows plus the
+    /// truth's rows for the differing keys. Both tables are read into memory.
+    async fn by_key(
+        &self,
+        truth: &DeltaSnapshotSource,
+        target: &DeltaSnapshotSource,
+        report: &mut RepairReport,
+    ) -> Result<(polars::prelude::DataFrame, Vec<deltalake::kernel::Remove>, String)> {
+        let truth_files: Vec<DataFile> = truth.files()?.into_iter().map(|(f, _)| f).collect();
+        let truth_rows = truth.read_files(&truth_files).await?.rows;
+        let mut target_files = Vec::new();
+        for (file, _) in target.files()? {
+            let rows = target.read_files(std::slice::from_ref(&file)).await?.rows;
+            target_files.push((file.path, rows));
+        }
+        let (options, filter) = (self.options.clone(), self.filter.clone());
+        let (keys, rows, affected) = blocking("repair by key", move || {
+            let columns = compared_columns(truth_rows.schema(), truth_rows.schema(), &options);
+            let mut target_rows = truth_rows.clear();
+            for (_, rows) in &target_files {
+                target_rows.vstack_mut(rows).map_err(Error::polars("repair: stacking the target's files"))?;
+            }
+            let (mut l, mut r) = (truth_rows.clone(), target_rows);
+            if let Some(condition) = &filter {
+                l = filter_rows(l, condition)?;
+                r = filter_rows(r, condition)?;
+            }
+            let keys = differing_keys(&l, &r, &options.key, &columns)?;
+            let (mut rows, _) = split_by_keys(truth_rows, &keys, &options.key)?;
+            let mut affected = BTreeSet::new();
+            for (path, file_rows) in target_files {
+                let (replaced, kept) = split_by_keys(file_rows, &keys, &options.key)?;
+                if replaced.height() > 0 {
+                    affected.insert(path);
+                    rows.vstack_mut_owned(kept).map_err(Error::polars("repair: stacking kept rows"))?;
+                }
+            }
+            Ok((keys.height() as u64, rows, affected))
+        })
+        .await?;
+        report.keys = Some(keys);
+        let removes = target.removes(&|path, _| affected.contains(path))?;
+        Ok((rows, removes, format!("{keys} differing keys of ({})", self.options.key.join(", "))))
     }
 }
 

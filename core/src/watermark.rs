@@ -110,34 +110,9 @@ impl LateRule {
                 Ok(Split { on_time, late, max_event_ms })
             }
             LateRule::Exclude(excluded) => {
-                if excluded.height() == 0 || rows.height() == 0 {
-                    return Ok(Split { late: rows.clear(), on_time: rows, max_event_ms: None });
-                }
-                const MARK: &str = "__tw_late";
-                let names: Vec<PlSmallStr> = rows.get_column_names().into_iter().cloned().collect();
-                let cast: Vec<Expr> = rows
-                    .schema()
-                    .iter()
-                    .map(|(name, dtype)| col(name.clone()).cast(dtype.clone()))
-                    .chain([lit(true).alias(MARK)])
-                    .collect();
-                let marks = excluded.as_ref().clone().lazy().select(cast).unique(None, UniqueKeepStrategy::Any);
-                let on: Vec<Expr> = names.iter().map(|n| col(n.clone())).collect();
-                let mut args = JoinArgs::new(JoinType::Left);
-                args.nulls_equal = true;
-                let marked =
-                    rows.lazy().join(marks, on.clone(), on, args).collect().map_err(err("exclude late rows"))?;
-                let pick = |late: bool| {
-                    let is_late = col(MARK).is_not_null();
-                    marked
-                        .clone()
-                        .lazy()
-                        .filter(if late { is_late } else { is_late.not() })
-                        .select(names.iter().map(|n| col(n.clone())).collect::<Vec<_>>())
-                        .collect()
-                        .map_err(err("exclude late rows"))
-                };
-                Ok(Split { on_time: pick(false)?, late: pick(true)?, max_event_ms: None })
+                let columns: Vec<String> = rows.get_column_names().iter().map(|c| c.to_string()).collect();
+                let (late, on_time) = crate::reconcile::split_by_keys(rows, excluded, &columns)?;
+                Ok(Split { on_time, late, max_event_ms: None })
             }
         }
     }

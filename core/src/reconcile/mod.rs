@@ -100,6 +100,67 @@ pub fn diff(left: DataFrame, right: DataFrame, names: (&str, &str), opts: &DiffO
     Ok(report)
 }
 
+/// Splits `rows` into those whose `key` columns equal a row of `keys` (nulls equal) and the rest.
+pub fn split_by_keys(rows: DataFrame, keys: &DataFrame, key: &[String]) -> Result<(DataFrame, DataFrame)> {
+    if keys.height() == 0 || rows.height() == 0 {
+        return Ok((rows.clear(), rows));
+    }
+    const MARK: &str = "__tw_member";
+    let names: Vec<Expr> = rows.get_column_names().into_iter().map(|n| col(n.clone())).collect();
+    let schema = rows.schema().clone();
+    let cast: Vec<Expr> = key
+        .iter()
+        .map(|k| {
+            let dtype = schema.get(k.as_str()).cloned().unwrap_or(DataType::Null);
+            col(k.as_str()).cast(dtype)
+        })
+        .chain([lit(true).alias(MARK)])
+        .collect();
+    let marks = keys.clone().lazy().select(cast).unique(None, UniqueKeepStrategy::Any);
+    let on: Vec<Expr> = key.iter().map(|k| col(k.as_str())).collect();
+    let mut args = JoinArgs::new(JoinType::Left);
+    args.nulls_equal = true;
+    let marked = rows.lazy().join(marks, on.clone(), on, args).collect().map_err(polars_err("split by key"))?;
+    let pick = |member: bool| {
+        let is_member = col(MARK).is_not_null();
+        marked
+            .clone()
+            .lazy()
+            .filter(if member { is_member } else { is_member.not() })
+            .select(names.clone())
+            .collect()
+            .map_err(polars_err("split by key"))
+    };
+    Ok((pick(true)?, pick(false)?))
+}
+
+/// The keys whose rows differ between `left` and `right` over `columns` (a key present on one
+/// side only, a different number of rows, or different values): the key columns, one row each.
+pub fn differing_keys(left: &DataFrame, right: &DataFrame, key: &[String], columns: &[String]) -> Result<DataFrame> {
+    const N: &str = "__tw_n";
+    const H: &str = "__tw_h";
+    let summary = |df: &DataFrame| -> Result<LazyFrame> {
+        // 32-bit row hashes summed per key: no overflow below 2^32 rows per key.
+        let hashes: Vec<u64> = fingerprint::row_hashes(df, columns)?.into_iter().map(|h| h >> 32).collect();
+        let mut df = df.select(key.iter().map(String::as_str)).map_err(polars_err("differing keys"))?;
+        df.with_column(Column::new(H.into(), hashes)).map_err(polars_err("differing keys"))?;
+        Ok(df
+            .lazy()
+            .group_by(key.iter().map(|k| col(k.as_str())).collect::<Vec<_>>())
+            .agg([len().cast(DataType::UInt64).alias(N), col(H).sum().alias(H)]))
+    };
+    let (l, r) =
+        (summary(left)?, summary(right)?.rename([N, H], [format!("{N}{SUFFIX}"), format!("{H}{SUFFIX}")], true));
+    let on: Vec<Expr> = key.iter().map(|k| col(k.as_str())).collect();
+    let side = |name: &str| col(name).fill_null(lit(u64::MAX));
+    let differs = side(N).neq(side(&format!("{N}{SUFFIX}"))).or(side(H).neq(side(&format!("{H}{SUFFIX}"))));
+    l.join(r, on.clone(), on, full_join_args())
+        .filter(differs)
+        .select(key.iter().map(|k| col(k.as_str())).collect::<Vec<_>>())
+        .collect()
+        .map_err(polars_err("differing keys"))
+}
+
 /// Keeps the rows matching an SQL condition (`date >= '2024-01-01'`).
 pub fn filter_rows(df: DataFrame, condition: &str) -> Result<DataFrame> {
     let mut ctx = polars::sql::SQLContext::new();

@@ -63,11 +63,13 @@ pub(crate) async fn repair(
         if repaired.before.is_identical() {
             println!("nothing to repair");
         } else {
+            let what = match repaired.keys {
+                Some(keys) => format!("the rows of {keys} differing key(s)"),
+                None => format!("{} partition(s) [{}]", repaired.partitions.len(), repaired.partitions.join(", ")),
+            };
             println!(
-                "{} {} partition(s) [{}]: {} file(s) removed, {} row(s) written{}",
+                "{} {what}: {} file(s) removed, {} row(s) written{}",
                 if dry_run { "would replace" } else { "replaced" },
-                repaired.partitions.len(),
-                repaired.partitions.join(", "),
                 repaired.files_removed,
                 repaired.rows_written,
                 repaired.committed_version.map_or_else(
