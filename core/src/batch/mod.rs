@@ -121,6 +121,7 @@ pub(crate) async fn run_plan(
             rows_in = chunk_report.input_records,
             rows_out = chunk_report.output_rows,
             quarantined = chunk_report.quarantined,
+            late = chunk_report.late,
             version = ?chunk_report.table_version,
             duration_ms = chunk_report.duration_us / 1000,
             "chunk committed"
