@@ -261,10 +261,7 @@ impl DeltaSnapshotSource {
     }
 
     /// Remove actions (data change) for the files `pick(path, partition values)` selects.
-    pub(crate) fn removes(
-        &self,
-        pick: &dyn Fn(&str, &PartitionMap) -> bool,
-    ) -> Result<Vec<deltalake::kernel::Remove>> {
+    pub(crate) fn removes(&self, pick: &dyn Fn(&str, &PartitionMap) -> bool) -> Result<Vec<deltalake::kernel::Remove>> {
         Ok(self
             .state()?
             .snapshot()

@@ -20,12 +20,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tidewater_core::compute::blocking;
 use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
-use tidewater_core::reconcile::spill::{Side, Spill, buckets_for, fingerprint};
+use tidewater_core::reconcile::spill::{Side, Spill, buckets_for, differing_buckets, fingerprint};
 use tidewater_core::reconcile::{
     DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
 };
 use tidewater_core::sink::{DeltaSink, WriteKind};
 use tidewater_core::{BatchId, Error, Result};
+
+/// Key-hash buckets of an in-memory comparison: only buckets whose fingerprints differ are joined.
+const IN_MEMORY_BUCKETS: u32 = 256;
 
 /// Memory the comparison aims to stay under unless told otherwise: 1 GiB.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
@@ -187,7 +190,22 @@ impl Reconciler {
                 l = filter_rows(l, condition)?;
                 r = filter_rows(r, condition)?;
             }
-            diff(l, r, (&names.0, &names.1), &options)
+            // Fingerprinted on read: rows hashed by key into buckets; only the buckets whose
+            // fingerprints differ are joined.
+            let (rows_l, rows_r) = (l.height() as u64, r.height() as u64);
+            if rows_l + rows_r == 0 {
+                return diff(l, r, (&names.0, &names.1), &options);
+            }
+            let columns = compared_columns(l.schema(), r.schema(), &options);
+            let hash_columns = if options.key.is_empty() { columns.clone() } else { options.key.clone() };
+            let (l, r, equal) = differing_buckets(l, r, &hash_columns, &columns, IN_MEMORY_BUCKETS)?;
+            let mut report = diff(l, r, (&names.0, &names.1), &options)?;
+            report.left_rows = rows_l;
+            report.right_rows = rows_r;
+            report.rows_read = rows_l + rows_r;
+            report.buckets = u64::from(IN_MEMORY_BUCKETS);
+            report.buckets_matched_by_fingerprint = u64::from(equal);
+            Ok(report)
         })
         .await
     }
@@ -240,6 +258,7 @@ impl Reconciler {
             key: options.key.clone(),
             columns_compared: columns.clone(),
             buckets: u64::from(buckets),
+            spilled: true,
             ..Report::default()
         };
         for bucket in 0..buckets {

@@ -85,10 +85,12 @@ pub struct Report {
     pub partitions_matched_by_fingerprint: u64,
     /// Rows read from data files to compare (both sides).
     pub rows_read: u64,
-    /// Key-hash buckets the rows read were spilled into to bound memory (0: compared in memory).
+    /// Key-hash buckets the rows read were compared in (0: no rows read).
     pub buckets: u64,
     /// Of those, buckets found equal by fingerprint without a row-level join.
     pub buckets_matched_by_fingerprint: u64,
+    /// Whether the buckets were spilled to disk to stay under the memory limit.
+    pub spilled: bool,
 }
 
 impl Report {
@@ -149,8 +151,11 @@ impl fmt::Display for Report {
         if self.buckets > 0 {
             writeln!(
                 f,
-                "{} rows read, spilled into {} key-hash buckets to bound memory; {} buckets equal by fingerprint",
-                self.rows_read, self.buckets, self.buckets_matched_by_fingerprint
+                "{} rows read into {} key-hash buckets{}; {} buckets equal by fingerprint, the rest joined",
+                self.rows_read,
+                self.buckets,
+                if self.spilled { " spilled to disk (memory limit)" } else { "" },
+                self.buckets_matched_by_fingerprint
             )?;
         }
         if self.is_identical() {

@@ -114,6 +114,39 @@ pub fn bucket_of(hash: u64, buckets: u32) -> u32 {
     (((hash >> 32) * u64::from(buckets)) >> 32) as u32
 }
 
+/// In-memory bucketing: keeps only the rows of the key-hash buckets whose fingerprints differ
+/// between `left` and `right` (rows hashed into `buckets` by `hash_columns`, fingerprints over
+/// `columns`). Returns the narrowed frames and how many buckets were equal.
+pub fn differing_buckets(
+    left: DataFrame,
+    right: DataFrame,
+    hash_columns: &[String],
+    columns: &[String],
+    buckets: u32,
+) -> Result<(DataFrame, DataFrame, u32)> {
+    let assign = |df: &DataFrame| -> Result<(Vec<u32>, Vec<u64>)> {
+        let keys = row_hashes(df, hash_columns)?;
+        let rows = row_hashes(df, columns)?;
+        Ok((keys.into_iter().map(|h| bucket_of(h, buckets)).collect(), rows))
+    };
+    let (lb, lh) = assign(&left)?;
+    let (rb, rh) = assign(&right)?;
+    let mut acc = vec![(Fingerprint::default(), Fingerprint::default()); buckets as usize];
+    for (b, h) in lb.iter().zip(&lh) {
+        acc[*b as usize].0 = acc[*b as usize].0.combine(Fingerprint { rows: 1, hash: *h });
+    }
+    for (b, h) in rb.iter().zip(&rh) {
+        acc[*b as usize].1 = acc[*b as usize].1.combine(Fingerprint { rows: 1, hash: *h });
+    }
+    let differs: Vec<bool> = acc.iter().map(|(l, r)| l != r).collect();
+    let equal = differs.iter().filter(|d| !**d).count() as u32;
+    let keep = |df: DataFrame, assigned: &[u32]| -> Result<DataFrame> {
+        let mask: BooleanChunked = assigned.iter().map(|b| differs[*b as usize]).collect();
+        df.filter(&mask).map_err(Error::polars("reconcile: narrowing to differing buckets"))
+    };
+    Ok((keep(left, &lb)?, keep(right, &rb)?, equal))
+}
+
 /// The fingerprint of `df` over `columns`.
 pub fn fingerprint(df: &DataFrame, columns: &[String]) -> Result<Fingerprint> {
     let hashes = row_hashes(df, columns)?;
@@ -156,6 +189,19 @@ mod tests {
         }
         assert_eq!(total, 1000);
         assert_eq!(non_empty, 7, "rows spread over every bucket");
+    }
+
+    #[test]
+    fn only_the_bucket_holding_a_difference_is_kept() {
+        let left = df!["id" => (0i64..500).collect::<Vec<_>>(), "v" => (0i64..500).collect::<Vec<_>>()].unwrap();
+        let mut v: Vec<i64> = (0..500).collect();
+        v[42] = -1;
+        let right = df!["id" => (0i64..500).collect::<Vec<_>>(), "v" => v].unwrap().reverse();
+        let cols = ["id".to_string(), "v".to_string()];
+        let (l, r, equal) = differing_buckets(left, right, &cols[..1], &cols, 64).unwrap();
+        assert_eq!(equal, 63);
+        assert!(l.height() < 30 && l.height() == r.height(), "{}", l.height());
+        assert!(l.column("id").unwrap().i64().unwrap().to_vec().contains(&Some(42)));
     }
 
     #[test]

@@ -173,6 +173,12 @@ fn each_kind_of_difference_is_found_and_localised() {
         bounded_args.extend(["--memory", "4KiB"]);
         let bounded = reconcile(&left, &right, &bounded_args, 1);
         assert!(bounded["buckets"].as_u64().unwrap() > 1, "{name}: spilled into buckets: {bounded:#}");
+        assert_eq!((&bounded["spilled"], &report["spilled"]), (&Value::Bool(true), &Value::Bool(false)), "{name}");
+        assert_eq!(
+            report["buckets_matched_by_fingerprint"].as_u64().unwrap(),
+            report["buckets"].as_u64().unwrap() - 1,
+            "{name}: in memory too, only the bucket holding the difference is joined"
+        );
         assert_eq!(
             bounded["buckets_matched_by_fingerprint"].as_u64().unwrap(),
             bounded["buckets"].as_u64().unwrap() - 1,
