@@ -238,6 +238,9 @@ pub struct BenchReconcileArgs {
     /// Also compare the changed table under this memory limit (spilling to key-hash buckets).
     #[arg(long, value_name = "SIZE", default_value = "128MiB")]
     pub memory: bytesize::ByteSize,
+    /// Keep the three tables (left, right, damaged) under --dir for other measurements.
+    #[arg(long, requires = "dir")]
+    pub keep: bool,
     /// Working directory (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -152,6 +152,9 @@ pub async fn reconcile(args: BenchReconcileArgs) -> Result<i32, CliError> {
         report.buckets_matched_by_fingerprint,
         thousands(report.rows_read)
     );
+    if args.keep {
+        println!("tables kept: {}", temp.keep().display());
+    }
     println!(
         "peak RSS: {rss_after_setup:.0} MB after writing the tables; {:.0} MB at the end (the join baseline's)",
         peak_rss_mb()
