@@ -142,7 +142,8 @@ pub struct ReconcileArgs {
     #[arg(long, default_value_t = 10)]
     pub samples: usize,
     /// Make RIGHT equal to LEFT (the source of truth): replace exactly the differing partitions
-    /// of RIGHT with LEFT's rows in one Delta commit, then compare again.
+    /// of RIGHT (of an unpartitioned table compared by --key: the differing keys) with LEFT's
+    /// rows in one Delta commit, then compare again.
     #[arg(long)]
     pub repair: bool,
     /// With --repair: say what would be replaced, change nothing.
@@ -155,8 +156,8 @@ pub struct ReconcileArgs {
 /// How much memory a comparison may use, and where it spills beyond that.
 #[derive(Debug, Args)]
 pub struct MemoryArgs {
-    /// Memory to stay under, such as 512MiB or 4GiB. Beyond it the rows to compare are spilled to
-    /// disk in key-hash buckets and compared one bucket at a time.
+    /// Memory to aim for, such as 512MiB or 4GiB (a target, not a hard cap). Beyond it the rows to
+    /// compare are spilled to disk in key-hash buckets and compared one bucket at a time.
     #[arg(long, value_name = "SIZE", default_value = "1GiB")]
     pub memory: bytesize::ByteSize,
     /// Where to spill (default: the system's temporary directory; deleted at the end).
