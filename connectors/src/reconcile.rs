@@ -17,10 +17,10 @@ use crate::delta::{DataFile, DeltaSnapshotSource, TableVersion, open_snapshot};
 use polars::prelude::Schema;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tidewater_core::compute::blocking;
 use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
-use tidewater_core::reconcile::spill::{Side, Spill, buckets_for, differing_buckets, fingerprint};
+use tidewater_core::reconcile::spill::{EXPANSION, Side, Spill, buckets_for, differing_buckets, fingerprint};
 use tidewater_core::reconcile::{
     DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
 };
@@ -197,8 +197,7 @@ impl Reconciler {
                 return diff(l, r, (&names.0, &names.1), &options);
             }
             let columns = compared_columns(l.schema(), r.schema(), &options);
-            let hash_columns = if options.key.is_empty() { columns.clone() } else { options.key.clone() };
-            let (l, r, equal) = differing_buckets(l, r, &hash_columns, &columns, IN_MEMORY_BUCKETS)?;
+            let (l, r, equal) = differing_buckets(l, r, &bucket_key(&options, &columns), &columns, IN_MEMORY_BUCKETS)?;
             let mut report = diff(l, r, (&names.0, &names.1), &options)?;
             report.left_rows = rows_l;
             report.right_rows = rows_r;
@@ -225,11 +224,10 @@ impl Reconciler {
             .tempdir_in(&parent)
             .map_err(Error::io(&parent, "create spill directory"))?;
         let columns = compared_columns(&schemas.0, &schemas.1, &options);
-        let hash_columns = if options.key.is_empty() { columns.clone() } else { options.key.clone() };
-        let spill = Arc::new(Mutex::new(Spill::new(dir.path(), buckets, hash_columns)));
+        let mut spill = Spill::new(dir.path(), buckets, bucket_key(&options, &columns));
         tracing::info!(buckets, spill = %dir.path().display(), "reconcile: the rows to compare exceed the memory limit; spilling by key hash");
-        // Read files in groups of about a quarter of the memory limit (Parquet bytes), spill each.
-        let group_bytes = (self.memory / (4 * 12)).max(1);
+        // Read files in groups of about a quarter of the memory limit (in memory), spill each.
+        let group_bytes = (self.memory / (4 * EXPANSION)).max(1);
         for ((snapshot, files), side) in sides.into_iter().zip([Side::Left, Side::Right]) {
             let mut start = 0;
             while start < files.len() {
@@ -240,18 +238,20 @@ impl Reconciler {
                     end += 1;
                 }
                 let rows = snapshot.read_files(&files[start..end]).await?.rows;
-                let (spill, filter) = (spill.clone(), self.filter.clone());
-                blocking("reconcile spill", move || {
+                let filter = self.filter.clone();
+                spill = blocking("reconcile spill", move || {
                     let rows = match &filter {
                         Some(condition) => filter_rows(rows, condition)?,
                         None => rows,
                     };
-                    spill.lock().map_err(|_| Error::Internal("spill lock poisoned".into()))?.add(side, &rows)
+                    spill.add(side, &rows)?;
+                    Ok(spill)
                 })
                 .await?;
                 start = end;
             }
         }
+        let spill = Arc::new(spill);
         let mut report = Report {
             left: names.0.clone(),
             right: names.1.clone(),
@@ -264,27 +264,20 @@ impl Reconciler {
         for bucket in 0..buckets {
             let (spill, names, opts, columns, schemas) =
                 (spill.clone(), names.clone(), options.clone(), columns.clone(), schemas.clone());
-            let part = blocking("reconcile bucket", move || {
-                let spill = spill.lock().map_err(|_| Error::Internal("spill lock poisoned".into()))?;
+            let (part, equal) = blocking("reconcile bucket", move || {
                 let (l, r) =
                     (spill.read(Side::Left, bucket, &schemas.0)?, spill.read(Side::Right, bucket, &schemas.1)?);
                 spill.drop_bucket(bucket);
                 if fingerprint(&l, &columns)? == fingerprint(&r, &columns)? {
                     // Equal rows: identical under any tolerance; no join needed.
                     let rows = l.height() as u64;
-                    let rows_read = 2 * rows;
-                    return Ok(Report {
-                        left_rows: rows,
-                        right_rows: rows,
-                        rows_read,
-                        buckets: 1,
-                        ..Report::default()
-                    });
+                    let equal = Report { left_rows: rows, right_rows: rows, rows_read: 2 * rows, ..Report::default() };
+                    return Ok((equal, true));
                 }
-                diff(l, r, (&names.0, &names.1), &opts)
+                Ok((diff(l, r, (&names.0, &names.1), &opts)?, false))
             })
             .await?;
-            report.buckets_matched_by_fingerprint += part.buckets;
+            report.buckets_matched_by_fingerprint += u64::from(equal);
             report.absorb(part, options.samples);
         }
         Ok(report)
@@ -381,9 +374,7 @@ impl Reconciler {
         report.after = Some(self.run().await?);
         Ok(report)
     }
-}
 
-impl Reconciler {
     /// An unpartitioned table compared by key: the keys whose rows differ, the target's files
     /// holding any of them (removed), and what replaces them: those files' other rows plus the
     /// truth's rows for the differing keys. Both tables are read into memory.
@@ -434,6 +425,12 @@ impl Reconciler {
 fn repair_key(text: &str) -> String {
     // A stable id for a (truth, target) pair, so a repeated repair is recognised by its txn.
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+/// The columns that pick a row's bucket: the key, or every compared column without one (so equal
+/// rows meet).
+fn bucket_key(options: &DiffOptions, columns: &[String]) -> Vec<String> {
+    if options.key.is_empty() { columns.to_vec() } else { options.key.clone() }
 }
 
 /// Groups files by partition, with the partition's fingerprint when every file carries one.

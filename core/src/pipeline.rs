@@ -208,9 +208,11 @@ impl Pipeline {
             writer: self.writer(
                 table.clone(),
                 Self::quarantine_url(self.quarantine.as_deref(), &table)?,
-                match (&self.watermark, self.late_table()?) {
-                    (Some(wm), Some(late)) => (LateRule::Watermark(wm.clone()), Some(table_url(&late)?)),
-                    _ => (LateRule::None, None),
+                match &self.watermark {
+                    Some(wm) => {
+                        (LateRule::Watermark(wm.clone()), self.late_table()?.as_deref().map(table_url).transpose()?)
+                    }
+                    None => (LateRule::None, None),
                 },
                 &meta.id.app_id(),
                 WriteKind::Stream,

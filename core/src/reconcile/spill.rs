@@ -153,12 +153,14 @@ pub fn fingerprint(df: &DataFrame, columns: &[String]) -> Result<Fingerprint> {
     Ok(Fingerprint { rows: hashes.len() as u64, hash: hashes.into_iter().fold(0u64, u64::wrapping_add) })
 }
 
+/// How many bytes of memory a comparison needs per byte of Parquet: rows take several times their
+/// Parquet size, and a join several times that again.
+pub const EXPANSION: u64 = 12;
+
 /// How many buckets keep one bucket pair's working set under `memory` bytes, given the Parquet
-/// bytes to compare. In memory, rows take several times their Parquet size and a join several
-/// times that again: the factor below is measured on the reconcile bench (see
-/// docs/performance.md), and errs on the side of more buckets.
+/// bytes to compare, at [`EXPANSION`] (a fixed estimate; docs/performance.md shows data that
+/// expands more).
 pub fn buckets_for(parquet_bytes: u64, memory: u64) -> u32 {
-    const EXPANSION: u64 = 12;
     let need = parquet_bytes.saturating_mul(EXPANSION);
     need.div_ceil(memory.max(1)).clamp(1, 1 << 16) as u32
 }
