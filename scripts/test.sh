@@ -4,10 +4,12 @@
 # and stops at the end), then an interop check that reads the demo's tables with the
 # Python `deltalake` and `polars` packages (installed here into a cached venv).
 #
-# Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default ~/.cache/tidewater/target)
+# Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default: cargo's own, ./target,
+#                                   the build `cargo run --bin tidewater -- demo` made; .ci/run sets
+#                                   it to ~/.cache/tidewater/target so CI runs reuse one build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tidewater/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 CACHE="$HOME/.cache/tidewater"
 mkdir -p "$CACHE"
 

@@ -1,29 +1,82 @@
 //! Polars ⇄ arrow-rs at zero copy, through the Arrow C Data Interface.
 //!
 //! Both crates' `ArrowArray`/`ArrowSchema` are the C Data Interface's `#[repr(C)]` structs, so they
-//! move across by value. This module holds the project's only `unsafe`. One step copies: Polars'
-//! view strings and binaries become plain Utf8/Binary, which the Delta writer requires, and
-//! nanosecond timestamps become microseconds, which Delta requires.
+//! move across by value. This module holds the project's only `unsafe`. One step copies: a column
+//! whose type Delta lacks is cast to the Delta type a Spark user expects ([`delta_type`]: view
+//! strings to plain strings, unsigned integers to wider signed ones, timestamps to microseconds).
 
 use crate::error::{Error, Result};
 use deltalake::arrow::array::{Array as _, ArrayRef, make_array};
-use deltalake::arrow::compute::cast;
+use deltalake::arrow::compute::{CastOptions, cast_with_options};
 use deltalake::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use deltalake::arrow::record_batch::RecordBatch;
 use polars::prelude::{CompatLevel, DataFrame, IntoColumn, Series};
 use std::sync::Arc;
 
-/// The Delta-compatible Arrow type for a column coming out of Polars, if it must change.
-fn delta_type(t: &A) -> Option<A> {
-    match t {
-        A::Utf8View | A::LargeUtf8 => Some(A::Utf8),
-        A::BinaryView | A::LargeBinary => Some(A::Binary),
-        A::Timestamp(TimeUnit::Nanosecond | TimeUnit::Millisecond | TimeUnit::Second, tz) => {
-            Some(A::Timestamp(TimeUnit::Microsecond, tz.clone()))
+/// The Delta type a Spark user expects for each Arrow type Polars produces: the one place where
+/// the table's schema (at creation) and each batch's columns (at write) get their types.
+///
+/// | Polars | Delta |
+/// |---|---|
+/// | String, Categorical, Enum | string |
+/// | Binary | binary |
+/// | UInt8, UInt16, UInt32 | the next wider signed integer: short, integer, long |
+/// | UInt64 | decimal(20,0) (every value fits; long would not hold the top half) |
+/// | Int128 | decimal(38,0) (a value beyond 38 digits is an error, never a null) |
+/// | Float16 | float |
+/// | Datetime (any unit) | timestamp (microseconds; with a time zone: UTC) or timestamp_ntz (none) |
+/// | List, Array | array (of the mapped element type) |
+/// | Struct | struct (of the mapped field types) |
+/// | Time, Duration, Null | refused with a message: Delta has no such type |
+///
+/// Int8..Int64, Float32/64, Boolean, Date and Decimal keep their type. Returns `Ok(None)` when
+/// the type is already Delta's.
+fn delta_type(t: &A) -> std::result::Result<Option<A>, String> {
+    let field = |f: &Field| -> std::result::Result<Field, String> {
+        Ok(match delta_type(f.data_type())? {
+            Some(to) => f.clone().with_data_type(to).with_nullable(true),
+            None => f.clone().with_nullable(true),
+        })
+    };
+    let to = match t {
+        A::Utf8View | A::LargeUtf8 => A::Utf8,
+        A::BinaryView | A::LargeBinary | A::FixedSizeBinary(_) => A::Binary,
+        A::UInt8 => A::Int16,
+        A::UInt16 => A::Int32,
+        A::UInt32 => A::Int64,
+        A::UInt64 => A::Decimal128(20, 0),
+        A::Decimal128(p, s) if *p > 38 => return Err(format!("decimal({p},{s}) is wider than Delta's 38 digits")),
+        A::Decimal256(p, s) if *p <= 38 => A::Decimal128(*p, *s),
+        A::Decimal256(p, s) => return Err(format!("decimal({p},{s}) is wider than Delta's 38 digits")),
+        A::Float16 => A::Float32,
+        A::Dictionary(_, values) => delta_type(values)?.unwrap_or_else(|| values.as_ref().clone()),
+        A::Timestamp(unit, tz) => {
+            let utc = tz.as_ref().map(|_| Arc::<str>::from("UTC"));
+            if *unit == TimeUnit::Microsecond && *tz == utc {
+                return Ok(None);
+            }
+            A::Timestamp(TimeUnit::Microsecond, utc)
         }
-        _ => None,
-    }
+        A::List(f) | A::LargeList(f) | A::ListView(f) | A::LargeListView(f) | A::FixedSizeList(f, _) => {
+            A::List(Arc::new(field(f.as_ref())?))
+        }
+        A::Struct(fields) => A::Struct(fields.iter().map(|f| field(f.as_ref())).collect::<std::result::Result<_, _>>()?),
+        A::Time32(_) | A::Time64(_) => {
+            return Err("a time of day: Delta has no time type; cast it to a string, or combine it with a date into a timestamp".into());
+        }
+        A::Duration(_) | A::Interval(_) => {
+            return Err("a duration: Delta has no duration type; cast it to an integer (e.g. total microseconds)".into());
+        }
+        A::Null => return Err("all null with no type: give it one, e.g. CAST(NULL AS STRING)".into()),
+        _ => return Ok(None),
+    };
+    Ok((to != *t).then_some(to))
+}
+
+/// [`delta_type`] for a named column, as the error this crate returns.
+fn delta_column_type(name: &str, t: &A) -> Result<Option<A>> {
+    delta_type(t).map_err(|problem| Error::Unsupported(format!("the output column `{name}` is {problem}")))
 }
 
 /// The arrow-rs schema (Delta-compatible types) of a Polars frame, known even with zero rows.
@@ -35,7 +88,7 @@ pub fn arrow_schema(df: &DataFrame) -> Result<SchemaRef> {
         // SAFETY: see `to_record_batches`.
         let c_schema: FFI_ArrowSchema = unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(&field)) };
         let field = Field::try_from(&c_schema).map_err(arrow)?;
-        let to = delta_type(field.data_type()).unwrap_or_else(|| field.data_type().clone());
+        let to = delta_column_type(field.name(), field.data_type())?.unwrap_or_else(|| field.data_type().clone());
         fields.push(field.with_data_type(to).with_nullable(true));
     }
     Ok(Arc::new(Schema::new(fields)))
@@ -62,8 +115,10 @@ pub fn to_record_batches(df: &mut DataFrame) -> Result<Vec<RecordBatch>> {
             let mut field = Field::try_from(&c_schema).map_err(arrow)?;
             // SAFETY: `c_array` was just exported with the layout `c_schema` describes.
             let mut column = make_array(unsafe { from_ffi(c_array, &c_schema) }.map_err(arrow)?);
-            if let Some(to) = delta_type(field.data_type()) {
-                column = cast(&column, &to).map_err(arrow)?;
+            if let Some(to) = delta_column_type(field.name(), field.data_type())? {
+                // Not `safe`: a value that does not fit is an error, never a silent null.
+                column = cast_with_options(&column, &to, &CastOptions { safe: false, ..CastOptions::default() })
+                    .map_err(arrow)?;
                 field = field.with_data_type(to);
             }
             fields.push(field.with_nullable(true));

@@ -1,10 +1,99 @@
 //! Transforms given as SQL (Polars SQL) over a table named `input`.
+//!
+//! A stream runs its transform on each micro-batch alone, so only a row-wise query (each output
+//! row from one input row: projections, filters, casts, `UNION ALL`) gives the same table streamed
+//! and batched. [`SqlTransform::check_row_wise`] refuses the rest (aggregates, `GROUP BY`,
+//! `DISTINCT`, windows, joins, `LIMIT`) when a job loads, naming the construct.
 
 use crate::context::BatchContext;
 use crate::contract::Transform;
 use crate::error::{Error, Result};
 use polars::prelude::*;
 use polars::sql::SQLContext;
+use sqlparser::ast::{
+    Expr as SqlExpr, GroupByExpr, Query, Select, SetExpr, SetOperator, SetQuantifier, Visit, Visitor,
+};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::{Parser, ParserOptions};
+use std::ops::ControlFlow;
+
+/// Polars SQL's aggregate and window functions: over a micro-batch they see only that batch.
+const NOT_ROW_WISE_FUNCTIONS: &[&str] = &[
+    "array_agg", "avg", "corr", "count", "covar", "covar_pop", "covar_samp", "dense_rank", "first",
+    "first_value", "group_concat", "lag", "last", "last_value", "lead", "listagg", "max", "median", "min",
+    "quantile_cont", "quantile_disc", "rank", "row_number", "stddev", "stddev_samp", "stdev", "stdev_samp",
+    "string_agg", "sum", "total", "var", "var_samp", "variance",
+];
+
+/// Finds the first construct that makes a query depend on more than one input row.
+#[derive(Default)]
+struct RowWise;
+
+impl RowWise {
+    fn select(select: &Select) -> Option<String> {
+        if select.distinct.is_some() {
+            return Some("SELECT DISTINCT".into());
+        }
+        let grouped = match &select.group_by {
+            GroupByExpr::All(_) => true,
+            GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+        };
+        if grouped {
+            return Some("GROUP BY".into());
+        }
+        if select.having.is_some() {
+            return Some("HAVING".into());
+        }
+        if select.qualify.is_some() {
+            return Some("QUALIFY".into());
+        }
+        if select.from.len() > 1 || select.from.iter().any(|t| !t.joins.is_empty()) {
+            return Some("a join (each side would be one micro-batch)".into());
+        }
+        None
+    }
+
+    fn set_expr(body: &SetExpr) -> Option<String> {
+        match body {
+            SetExpr::SetOperation { op, set_quantifier, left, right } => {
+                let all = matches!(set_quantifier, SetQuantifier::All | SetQuantifier::AllByName);
+                if *op != SetOperator::Union || !all {
+                    return Some(format!("{op} {set_quantifier}").trim().replace("  ", " "));
+                }
+                Self::set_expr(left).or_else(|| Self::set_expr(right))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Visitor for RowWise {
+    type Break = String;
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+        if query.limit_clause.is_some() || query.fetch.is_some() {
+            return ControlFlow::Break("LIMIT/OFFSET/FETCH".into());
+        }
+        Self::set_expr(&query.body).map_or(ControlFlow::Continue(()), ControlFlow::Break)
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
+        Self::select(select).map_or(ControlFlow::Continue(()), ControlFlow::Break)
+    }
+
+    fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<String> {
+        let SqlExpr::Function(function) = expr else { return ControlFlow::Continue(()) };
+        let name = function.name.to_string().to_lowercase();
+        let name = name.rsplit('.').next().unwrap_or(&name).to_string();
+        if function.over.is_some() {
+            return ControlFlow::Break(format!("the window function {name}(…) OVER (…)"));
+        }
+        if NOT_ROW_WISE_FUNCTIONS.contains(&name.as_str()) {
+            return ControlFlow::Break(format!("the aggregate function {name}(…)"));
+        }
+        ControlFlow::Continue(())
+    }
+}
 
 /// A transform written in SQL: `SELECT … FROM input …`.
 #[derive(Clone, Debug)]
@@ -19,6 +108,26 @@ impl SqlTransform {
 
     pub fn sql(&self) -> &str {
         &self.sql
+    }
+
+    /// Refuses a query that is not row-wise, naming the construct: run per micro-batch it would
+    /// write one partial result per batch (one row per group per batch for a `GROUP BY`), and the
+    /// streamed table would never equal the batch result.
+    pub fn check_row_wise(&self) -> std::result::Result<(), String> {
+        let statements = Parser::new(&GenericDialect)
+            .with_options(ParserOptions { trailing_commas: true, ..Default::default() })
+            .try_with_sql(&self.sql)
+            .and_then(|mut p| p.parse_statements())
+            .map_err(|e| format!("cannot parse the query: {e}"))?;
+        match statements.visit(&mut RowWise) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(what) => Err(format!(
+                "{what} is not row-wise: a stream runs the query on each micro-batch alone, so it would write \
+                 one partial result per batch and never equal the batch run. Stateful queries (aggregations, \
+                 windows, deduplication) are not supported yet; write a row-wise query (projections, filters, \
+                 casts, UNION ALL)"
+            )),
+        }
     }
 
     /// Plans the query over an empty input of `schema`, so a job with bad SQL is refused before it
@@ -53,6 +162,40 @@ mod tests {
         let out = t.apply(input, &ctx).unwrap().collect().unwrap();
         assert_eq!(out.height(), 2);
         assert_eq!(out.column("double").unwrap().f64().unwrap().get(1), Some(4.0));
+    }
+
+    #[test]
+    fn row_wise_queries_pass() {
+        for sql in [
+            "SELECT event_id, amount * 2 AS a, CAST(event_time AS DATE) AS date FROM input WHERE amount >= 0",
+            "SELECT *, upper(category) AS c, coalesce(amount, 0) AS z FROM input ORDER BY event_id",
+            "WITH x AS (SELECT * FROM input WHERE amount > 0) SELECT * FROM x",
+            "SELECT a FROM input UNION ALL SELECT b AS a FROM input",
+            "SELECT * FROM (SELECT a, greatest(a, b) AS g FROM input) WHERE g > 1",
+        ] {
+            assert_eq!(SqlTransform::new(sql).check_row_wise(), Ok(()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn regression_13_non_row_wise_queries_are_refused_naming_the_construct() {
+        for (sql, what) in [
+            ("SELECT category, count(*) AS n FROM input GROUP BY category", "GROUP BY"),
+            ("SELECT count(*) AS n FROM input", "aggregate function count"),
+            ("SELECT SUM(amount) AS total FROM input", "aggregate function sum"),
+            ("SELECT DISTINCT user_id FROM input", "SELECT DISTINCT"),
+            ("SELECT * FROM input LIMIT 10", "LIMIT"),
+            ("SELECT a, row_number() OVER (PARTITION BY b ORDER BY a) AS r FROM input", "window function row_number"),
+            ("SELECT a, sum(a) OVER () AS s FROM input", "window function sum"),
+            ("SELECT * FROM input WHERE amount > (SELECT avg(amount) FROM input)", "aggregate function avg"),
+            ("SELECT * FROM (SELECT user_id, max(amount) AS m FROM input GROUP BY user_id)", "GROUP BY"),
+            ("SELECT l.a FROM input l JOIN input r ON l.a = r.a", "a join"),
+            ("SELECT a FROM input UNION SELECT a FROM input", "UNION"),
+            ("SELECT a FROM input EXCEPT SELECT a FROM input", "EXCEPT"),
+        ] {
+            let e = SqlTransform::new(sql).check_row_wise().unwrap_err();
+            assert!(e.contains(what) && e.contains("not row-wise"), "{sql}: {e}");
+        }
     }
 
     #[test]

@@ -61,12 +61,13 @@ pub enum Command {
 pub struct RunArgs {
     /// The job file (TOML).
     pub job: PathBuf,
-    /// Override the job's trigger.
+    /// Override the job's trigger kind (a processing-time trigger keeps the job's interval).
     #[arg(long, value_enum)]
     pub trigger: Option<TriggerKind>,
-    /// Interval of the processing-time trigger, such as 2s or 500ms.
-    #[arg(long)]
-    pub interval: Option<String>,
+    /// Override the interval of a processing-time trigger, such as 2s or 500ms (refused with
+    /// `once` and `available-now`, which have none).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub interval: Option<std::time::Duration>,
     /// Print the run report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -206,8 +207,9 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to put the landing directory, the tables and the checkpoints (replaced if it holds an
-    /// earlier demo).
+    /// Where to put the landing directory, the tables and the checkpoints. It must not exist, be
+    /// empty, or be an earlier demo's (marked by a .tidewater-demo file), which is replaced; any
+    /// other directory is refused and left as it is.
     #[arg(long, default_value = "tidewater-demo")]
     pub dir: PathBuf,
     /// Landing files to generate.

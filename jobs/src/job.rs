@@ -60,6 +60,7 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         TransformSpec::Identity => pipeline,
         TransformSpec::Sql(sql) => {
             let transform = SqlTransform::new(sql);
+            transform.check_row_wise().map_err(|problem| err("transform.sql", problem))?;
             if let Some(schema) = &schema {
                 let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
                 for column in &job.sink.partition_by {

@@ -164,3 +164,41 @@ pub fn multiset(rows: &[Row]) -> BTreeMap<Row, usize> {
     }
     m
 }
+
+/// Each column's Delta type as the table's latest `metaData.schemaString` records it (a type
+/// name such as `"long"`, or the JSON of a nested type).
+pub fn read_schema(table: &Path) -> BTreeMap<String, Value> {
+    let dir = table.join("_delta_log");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    entries.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    entries.sort();
+    let mut schema = None;
+    for path in entries {
+        for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+            let action: Value = serde_json::from_str(line).unwrap();
+            if let Some(text) = action.get("metaData").and_then(|m| m["schemaString"].as_str()) {
+                schema = Some(serde_json::from_str::<Value>(text).unwrap());
+            }
+        }
+    }
+    let schema = schema.unwrap_or_else(|| panic!("{}: no metaData action", table.display()));
+    schema["fields"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap().to_string(), f["type"].clone())).collect()
+}
+
+/// The table's configuration (table properties) as its latest `metaData` records them.
+pub fn read_properties(table: &Path) -> BTreeMap<String, String> {
+    let dir = table.join("_delta_log");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    entries.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    entries.sort();
+    let mut properties = BTreeMap::new();
+    for path in entries {
+        for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+            let action: Value = serde_json::from_str(line).unwrap();
+            if let Some(config) = action.get("metaData").and_then(|m| m["configuration"].as_object()) {
+                properties = config.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+            }
+        }
+    }
+    properties
+}

@@ -8,18 +8,34 @@ use crate::spec::load;
 use crate::{EXIT_OK, Registry, pipeline_for};
 use tidewater_core::{BatchOptions, Trigger};
 
-pub async fn demo(args: DemoArgs, registry: &Registry) -> Result<i32, CliError> {
-    let dir = std::path::absolute(&args.dir).map_err(CliError::io(args.dir.display()))?;
-    let job_file = dir.join("events.toml");
-    if dir.exists() {
-        if !job_file.exists() && dir.read_dir().map_err(CliError::io(dir.display()))?.next().is_some() {
+/// The file that marks a directory as the demo's own: only such a directory is ever deleted.
+pub const DEMO_MARKER: &str = ".tidewater-demo";
+
+/// Makes `dir` an empty directory marked as the demo's. An earlier demo's directory (it holds the
+/// marker) is replaced; an empty one is used; anything else is refused, and nothing is deleted.
+fn prepare_dir(dir: &std::path::Path) -> Result<(), CliError> {
+    let marker = dir.join(DEMO_MARKER);
+    if marker.is_file() {
+        std::fs::remove_dir_all(dir).map_err(CliError::io(dir.display()))?;
+    } else if dir.exists() {
+        let mut entries = dir.read_dir().map_err(CliError::io(dir.display()))?;
+        if entries.next().is_some() {
             return Err(CliError::Usage(format!(
-                "{}: exists and is not an earlier demo; choose another --dir",
+                "{}: exists, is not empty and was not made by `tidewater demo` (it has no {DEMO_MARKER} file); \
+                 nothing was changed: choose another --dir, or empty it yourself",
                 dir.display()
             )));
         }
-        std::fs::remove_dir_all(&dir).map_err(CliError::io(dir.display()))?;
     }
+    std::fs::create_dir_all(dir).map_err(CliError::io(dir.display()))?;
+    std::fs::write(&marker, "made by `tidewater demo`: `tidewater demo` may delete and replace this directory\n")
+        .map_err(CliError::io(marker.display()))
+}
+
+pub async fn demo(args: DemoArgs, registry: &Registry) -> Result<i32, CliError> {
+    let dir = std::path::absolute(&args.dir).map_err(CliError::io(args.dir.display()))?;
+    prepare_dir(&dir)?;
+    let job_file = dir.join("events.toml");
     let landing = dir.join("landing/events");
     let table = dir.join("tables/events");
     let batch_table = dir.join("tables/events_batch");

@@ -2,17 +2,15 @@
 
 use super::{CliError, stop_on_signals, thousands};
 use crate::cli::RunArgs;
-use crate::spec::{load, parse_trigger};
+use crate::cli::TriggerKind;
+use crate::spec::load;
+use std::time::Duration;
 use crate::{EXIT_OK, Registry, pipeline_for};
-use tidewater_core::{BatchReport, RunReport};
+use tidewater_core::{BatchReport, RunReport, Trigger};
 
 pub async fn run(args: RunArgs, registry: &Registry) -> Result<i32, CliError> {
     let mut job = load(&args.job)?;
-    if args.trigger.is_some() || args.interval.is_some() {
-        let kind = args.trigger.map(|t| t.name());
-        job.trigger = parse_trigger(kind.or(Some("processing-time")), args.interval.as_deref())
-            .map_err(|(key, problem)| CliError::Usage(format!("--{key}: {problem}")))?;
-    }
+    job.trigger = override_trigger(job.trigger, args.trigger, args.interval).map_err(CliError::Usage)?;
     let pipeline = pipeline_for(&job, registry)?;
     stop_on_signals(pipeline.stop_handle());
     let report = pipeline.run(job.trigger).await?;
@@ -22,6 +20,38 @@ pub async fn run(args: RunArgs, registry: &Registry) -> Result<i32, CliError> {
         println!("{}", summary(&job.name, &report));
     }
     Ok(EXIT_OK)
+}
+
+/// The job's trigger with `--trigger` and `--interval` applied. Each flag changes only what it
+/// names: `--trigger processing-time` keeps the job's interval, `--interval` changes the interval
+/// of a processing-time trigger; an interval for a trigger that has none is refused.
+pub(crate) fn override_trigger(
+    job: Trigger,
+    kind: Option<TriggerKind>,
+    interval: Option<Duration>,
+) -> Result<Trigger, String> {
+    let kept_interval = match job {
+        Trigger::ProcessingTime(every) => every,
+        Trigger::Once | Trigger::AvailableNow => Duration::ZERO,
+    };
+    match (kind, interval) {
+        (None, None) => Ok(job),
+        (Some(TriggerKind::ProcessingTime), every) => Ok(Trigger::ProcessingTime(every.unwrap_or(kept_interval))),
+        (Some(TriggerKind::Once), None) => Ok(Trigger::Once),
+        (Some(TriggerKind::AvailableNow), None) => Ok(Trigger::AvailableNow),
+        (Some(other @ (TriggerKind::Once | TriggerKind::AvailableNow)), Some(_)) => Err(format!(
+            "--interval applies to the processing-time trigger only, not to --trigger {}: drop one of the two",
+            other.name()
+        )),
+        (None, Some(every)) => match job {
+            Trigger::ProcessingTime(_) => Ok(Trigger::ProcessingTime(every)),
+            Trigger::Once | Trigger::AvailableNow => Err(format!(
+                "--interval sets the processing-time trigger's interval, but this job's trigger is `{job}`: \
+                 add --trigger processing-time to stream a batch every {}",
+                humantime::format_duration(every)
+            )),
+        },
+    }
 }
 
 pub(crate) fn summary(name: &str, report: &RunReport) -> String {
@@ -45,4 +75,38 @@ pub(crate) fn summary(name: &str, report: &RunReport) -> String {
         report.quarantine,
         report.query.app_id(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S2: Duration = Duration::from_secs(2);
+    const MS500: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn each_flag_changes_only_what_it_names() {
+        let every_2s = Trigger::ProcessingTime(S2);
+        let cases = [
+            (every_2s, None, None, Ok(every_2s)),
+            (every_2s, Some(TriggerKind::ProcessingTime), None, Ok(every_2s)),
+            (every_2s, Some(TriggerKind::ProcessingTime), Some(MS500), Ok(Trigger::ProcessingTime(MS500))),
+            (every_2s, None, Some(MS500), Ok(Trigger::ProcessingTime(MS500))),
+            (every_2s, Some(TriggerKind::AvailableNow), None, Ok(Trigger::AvailableNow)),
+            (Trigger::AvailableNow, Some(TriggerKind::ProcessingTime), None, Ok(Trigger::ProcessingTime(Duration::ZERO))),
+            (Trigger::AvailableNow, Some(TriggerKind::Once), None, Ok(Trigger::Once)),
+            (Trigger::AvailableNow, None, Some(MS500), Err("this job's trigger is `available-now`")),
+            (Trigger::Once, None, Some(MS500), Err("add --trigger processing-time")),
+            (every_2s, Some(TriggerKind::Once), Some(MS500), Err("not to --trigger once")),
+            (every_2s, Some(TriggerKind::AvailableNow), Some(MS500), Err("not to --trigger available-now")),
+        ];
+        for (job, kind, interval, want) in cases {
+            let got = override_trigger(job, kind, interval);
+            match (&got, want) {
+                (Ok(t), Ok(w)) => assert_eq!(*t, w, "{job} {kind:?} {interval:?}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{job} {kind:?} {interval:?}: {e}"),
+                _ => panic!("{job} {kind:?} {interval:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 }

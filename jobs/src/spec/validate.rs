@@ -211,8 +211,12 @@ fn source(
 }
 
 /// Parses a trigger kind and interval; errors name the sub-key (`kind`, `interval`).
-pub fn parse_trigger(kind: Option<&str>, interval: Option<&str>) -> Result<Trigger, (&'static str, String)> {
-    match kind.unwrap_or("processing-time") {
+fn parse_trigger(kind: Option<&str>, interval: Option<&str>) -> Result<Trigger, (&'static str, String)> {
+    let kind = kind.unwrap_or("processing-time");
+    if interval.is_some() && matches!(kind, "once" | "available-now") {
+        return Err(("interval", format!("a `{kind}` trigger has no interval: remove it, or use kind = \"processing-time\"")));
+    }
+    match kind {
         "processing-time" => {
             let interval = match interval {
                 None => Duration::ZERO,
@@ -287,6 +291,10 @@ interval = "2s"
                 "sink.table: hdfs://nn/events: unsupported",
             ),
             (ISSUE_JOB.replace("\"2s\"", "\"soon\""), "trigger.interval: `soon`"),
+            (
+                ISSUE_JOB.replace("kind = \"processing-time\"", "kind = \"once\""),
+                "trigger.interval: a `once` trigger has no interval",
+            ),
             (ISSUE_JOB.replace("mode = \"append\"", "mode = \"append\"\ncolour = 1"), "unknown field `colour`"),
             (ISSUE_JOB.replace("checkpoint = \"/data/checkpoints/events\"", ""), "checkpoint: missing"),
             (

@@ -12,3 +12,4 @@ mod property;
 mod reconcile;
 mod s3;
 mod stream_batch;
+mod types;
