@@ -1,15 +1,17 @@
 //! The example job in Rust: a landing directory of NDJSON events, a transform written as a Rust
-//! closure over Polars, streamed into a Delta table, then reprocessed in batch into a second one.
+//! function over Polars, streamed into a Delta table, reprocessed in batch into a second one, and
+//! the two checked identical by the consistency checker. The README's Rust blocks are excerpts of
+//! this file (a test keeps them verbatim), and scripts/test.sh runs it.
 //!
 //! ```sh
 //! cargo run -p tidewater-examples --example events_pipeline -- /tmp/events-example
 //! ```
-//! The landing directory is `<dir>/landing` (the program writes a few files there if it is empty).
+//! The landing directory is `<dir>/landing` (the program writes three files there if it is empty).
 
 use polars::prelude::*;
-use std::path::PathBuf;
-use tidewater_connectors::FileSourceProvider;
+use std::path::Path;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
+use tidewater_connectors::{FileSourceProvider, Reconciler};
 use tidewater_core::{BatchContext, BatchOptions, Pipeline, Result, Trigger};
 
 /// The transform: keep non-negative amounts, derive the UTC date, and stamp the batch's logical
@@ -21,45 +23,63 @@ fn enrich(input: LazyFrame, ctx: &BatchContext) -> Result<LazyFrame> {
         .with_column(lit(ctx.batch_time_ms()).alias("batch_time_ms")))
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "events-example".into()));
-    let landing = dir.join("landing");
-    if !landing.exists() {
-        std::fs::create_dir_all(&landing).ok();
-        for f in 0..3 {
-            let lines: String = (0..100)
-                .map(|i| format!("{{\"event_id\":\"e{f}-{i}\",\"user_id\":{i},\"event_time\":\"2024-03-0{}T10:15:00.250Z\",\"category\":\"c\",\"amount\":{}}}\n", 1 + i % 3, i as f64 - 10.0))
-                .collect();
-            std::fs::write(landing.join(format!("part-{f}.json")), lines).ok();
-        }
+/// Three NDJSON files of 100 events each, 10 of them with a negative amount, unless `landing`
+/// already has files.
+fn write_sample_events(landing: &Path) -> std::io::Result<()> {
+    if landing.exists() {
+        return Ok(());
     }
-    let schema = InputSchema::new(
-        [
-            ("event_id", "string"),
-            ("user_id", "int64"),
-            ("event_time", "timestamp"),
-            ("category", "string"),
-            ("amount", "float64"),
-        ]
-        .iter()
-        .filter_map(|(name, ty)| InputSchema::parse_column(name, ty).ok())
-        .collect(),
-    );
-    let source = FileSpec::new(landing.display().to_string(), FileFormat::Ndjson)
-        .with_schema(schema)
-        .with_max_files_per_trigger(1);
-    let pipeline = Pipeline::new("events-example", FileSourceProvider::new(source))
-        .with_transform(enrich)
-        .with_table(dir.join("tables/events").display().to_string())
-        .with_partition_by(["date"])
-        .with_checkpoint(dir.join("checkpoint").display().to_string());
+    std::fs::create_dir_all(landing)?;
+    for f in 0..3 {
+        let lines: String = (0..100)
+            .map(|i| {
+                format!(
+                    "{{\"event_id\":\"e{f}-{i}\",\"user_id\":{i},\"event_time\":\"2024-03-0{}T10:15:00.250Z\",\"category\":\"c\",\"amount\":{}}}\n",
+                    1 + i % 3,
+                    f64::from(i) - 10.0
+                )
+            })
+            .collect();
+        std::fs::write(landing.join(format!("part-{f}.json")), lines)?;
+    }
+    Ok(())
+}
 
+#[tokio::main]
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "events-example".into()));
+    let at = |p: &str| dir.join(p).display().to_string();
+    write_sample_events(&dir.join("landing"))?;
+
+    let schema = [
+        ("event_id", "string"),
+        ("user_id", "int64"),
+        ("event_time", "timestamp"),
+        ("category", "string"),
+        ("amount", "float64"),
+    ];
+    let schema = schema.iter().map(|(name, ty)| InputSchema::parse_column(name, ty)).collect::<Result<_, _>>()?;
+    let source = FileSpec::new(at("landing"), FileFormat::Ndjson)
+        .with_schema(InputSchema::new(schema))
+        .with_max_files_per_trigger(1);
+    let pipeline = Pipeline::new("events", FileSourceProvider::new(source))
+        .with_transform(enrich)
+        .with_table(at("tables/events"))
+        .with_partition_by(["date"])
+        .with_key(["event_id"])
+        .with_checkpoint(at("checkpoint"));
+
+    // Stream: everything in the landing directory now, one file per micro-batch, then stop.
     let streamed = pipeline.run(Trigger::AvailableNow).await?;
     println!("streamed {} batches, {} rows", streamed.batches.len(), streamed.total(|b| b.output_rows));
 
-    let into = dir.join("tables/events_batch").display().to_string();
-    let batched = pipeline.batch(&BatchOptions { into: Some(into), ..BatchOptions::default() }, &|_, _| {}).await?;
+    // Reprocess the same input with the same transform, into a second table.
+    let options = BatchOptions { into: Some(at("tables/events_batch")), ..BatchOptions::default() };
+    let batched = pipeline.batch(&options, &|_, _| {}).await?;
     println!("batched {} chunks, {} rows", batched.chunks.len(), batched.total(|b| b.output_rows));
+
+    // Check that they agree, by the key recorded in the tables (event_id).
+    let report = Reconciler::new(at("tables/events"), at("tables/events_batch")).ignore(["batch_time_ms"]).run().await?;
+    print!("{report}");
     Ok(())
 }

@@ -180,6 +180,15 @@ impl DeltaSnapshotSource {
         self.table.snapshot().map_err(|e| self.err(e))
     }
 
+    /// The key columns its writer recorded in the table property `tidewater.key` (empty: none).
+    pub(crate) fn recorded_key(&self) -> Result<Vec<String>> {
+        let config = self.state()?.metadata().configuration();
+        Ok(config
+            .get(tidewater_core::sink::KEY_PROPERTY)
+            .map(|v| v.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect())
+            .unwrap_or_default())
+    }
+
     /// The table's schema as Polars types.
     pub(crate) fn polars_schema(&self) -> Result<Schema> {
         let arrow = self.state()?.snapshot().arrow_schema();

@@ -63,7 +63,8 @@ impl Reconciler {
         self
     }
 
-    /// Key columns; without a key the tables are compared as multisets.
+    /// Key columns. Without one, the key recorded in LEFT's (else RIGHT's) table property
+    /// `tidewater.key` (a job's `sink.key`); with neither, the tables are compared as multisets.
     pub fn key<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
         self.options.key = columns.into_iter().map(Into::into).collect();
         self
@@ -123,6 +124,16 @@ impl Reconciler {
         let names = (format!("{}@{}", left.url(), left.version()), format!("{}@{}", right.url(), right.version()));
         let (left_by, right_by) = (left.partition_by()?, right.partition_by()?);
         let mut options = self.options.clone();
+        if options.key.is_empty() {
+            // The key the writer recorded (a job's sink.key): LEFT's, else RIGHT's.
+            options.key = left.recorded_key()?;
+            if options.key.is_empty() {
+                options.key = right.recorded_key()?;
+            }
+            if !options.key.is_empty() {
+                tracing::info!(key = %options.key.join(","), "comparing by the key recorded in the table (tidewater.key)");
+            }
+        }
         options.partition_by = left_by.clone();
         options.partition_by.extend(right_by.iter().filter(|p| !left_by.contains(p)).cloned());
         let (left_schema, right_schema) = (left.polars_schema()?, right.polars_schema()?);
@@ -311,8 +322,10 @@ impl Reconciler {
     /// carrying txn {app id: `tidewater-repair-<left+right>`, version: LEFT's version}, then
     /// compares again. A repeated repair finds the tables identical, or the txn already recorded,
     /// and commits nothing.
-    pub async fn repair(self, dry_run: bool) -> Result<RepairReport> {
+    pub async fn repair(mut self, dry_run: bool) -> Result<RepairReport> {
         let before = self.clone().run().await?;
+        // The comparison's key, which may be the one recorded in the tables.
+        self.options.key = before.key.clone();
         let mut report = RepairReport {
             before,
             partitions: Vec::new(),

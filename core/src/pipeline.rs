@@ -36,6 +36,7 @@ pub struct Pipeline {
     transform: Arc<dyn Transform>,
     table: Option<String>,
     partition_by: Vec<String>,
+    key: Vec<String>,
     quarantine: Option<String>,
     watermark: Option<Watermark>,
     late: Option<String>,
@@ -60,8 +61,8 @@ pub fn default_late(table: &str) -> String {
 pub struct BatchOptions {
     /// Write this table instead of the job's sink table.
     pub into: Option<String>,
-    /// Read the source at this version (Delta sources).
-    pub version: Option<u64>,
+    /// Read the source at this table version (Delta sources).
+    pub source_version: Option<u64>,
     /// Plan again, with a new app id, even if a plan is recorded.
     pub replan: bool,
     /// The quarantine table of this run. Default: the job's when writing the job's table;
@@ -82,6 +83,7 @@ impl Pipeline {
             transform: Arc::new(|input, _: &crate::BatchContext| Ok(input)),
             table: None,
             partition_by: Vec::new(),
+            key: Vec::new(),
             quarantine: None,
             watermark: None,
             late: None,
@@ -105,6 +107,13 @@ impl Pipeline {
 
     pub fn with_partition_by<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
         self.partition_by = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The output's key columns, recorded in the table property `tidewater.key` when the sink
+    /// creates the table, so `reconcile` and `verify` compare by it without being told.
+    pub fn with_key<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.key = columns.into_iter().map(Into::into).collect();
         self
     }
 
@@ -191,6 +200,7 @@ impl Pipeline {
         let quarantine = DeltaSink::new(quarantine, app_id, kind);
         let sink = DeltaSink::new(table, app_id, kind)
             .with_partition_by(self.partition_by.clone())
+            .with_key(self.key.clone())
             .with_hook(self.hook.clone());
         let late = (late.0, late.1.map(|url| DeltaSink::new(url, app_id, kind)));
         Ok(BatchWriter { transform: self.transform.clone(), sink, quarantine, late })
@@ -232,7 +242,7 @@ impl Pipeline {
         let target = table_url(options.into.as_deref().map_or_else(|| self.table(), Ok)?)?;
         let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, target.as_str().as_bytes());
         let state = self.checkpoint()?.child(&format!("batch/{key}"));
-        let mut source = self.source.open_bounded(options.version).await?;
+        let mut source = self.source.open_bounded(options.source_version).await?;
         let plan = load_or_plan(
             &state,
             source.as_mut(),

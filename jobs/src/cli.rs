@@ -11,7 +11,14 @@ use std::path::PathBuf;
 ///
 /// Exit status: 0 success, 1 tables differ (consistency checks), 2 error.
 #[derive(Debug, Parser)]
-#[command(name = "tidewater", version, max_term_width = 100)]
+#[command(name = "tidewater", version, max_term_width = 100, after_help = "Examples:
+  tidewater demo                                       # try it: no services, everything local
+  tidewater run events.toml                            # stream a job file
+  tidewater batch events.toml --into /data/tables/events_reprocessed
+  tidewater reconcile /data/tables/events /data/tables/events_reprocessed
+  tidewater verify events.toml                         # stream == batch?
+
+Documentation: README.md and docs/ (operations.md: the command line; job-file.md: every key).")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,6 +39,11 @@ pub enum Command {
     /// Each micro-batch is one Delta commit carrying txn {appId: query id, version: batch id}, so
     /// a crash or a restart never duplicates or loses a row. Ctrl-C or SIGTERM finishes the batch
     /// in flight, then exits 0.
+    #[command(after_help = "Examples:
+  tidewater run events.toml                            # stream with the job's trigger until Ctrl-C
+  tidewater run events.toml --trigger available-now    # what is there now, in batches, then exit
+  tidewater run events.toml --interval 10s             # the job's processing-time trigger, every 10s
+  tidewater run events.toml --json > report.json       # the run report as JSON")]
     Run(RunArgs),
     /// Run the job's transform over its source as a bounded input (reprocessing, backfill).
     ///
@@ -39,6 +51,10 @@ pub enum Command {
     /// --version N). The plan and its app id are recorded in the checkpoint, each chunk is one
     /// idempotent commit: re-running an interrupted batch resumes it, re-running a finished one
     /// writes nothing and says so.
+    #[command(after_help = "Examples:
+  tidewater batch events.toml --into /data/tables/events_reprocessed   # reprocess into another table
+  tidewater batch events.toml --into /data/tables/events_reprocessed   # again: resumes, or does nothing
+  tidewater batch copy.toml --source-version 42                        # a Delta source at version 42")]
     Batch(BatchArgs),
     /// Compare two Delta tables: say they are identical (exit 0) or where they differ (exit 1).
     ///
@@ -46,14 +62,36 @@ pub enum Command {
     /// duplicate keys. Without: a multiset diff (rows and multiplicities on one side only). Schema
     /// differences are reported before any data is compared. Null equals null, NaN equals NaN,
     /// floats within --tolerance + --rel-tolerance * max(|l|, |r|) are equal (keyed only).
+    #[command(after_help = "Examples:
+  tidewater reconcile /data/tables/events /data/tables/events_batch --key event_id
+  tidewater reconcile s3://lake/events@41 s3://lake/events@42            # two versions of one table
+  tidewater reconcile A B --where \"date >= '2024-03-01'\" --ignore ingested_at_ms
+  tidewater reconcile A B --report diff.json                             # summary, and JSON in a file
+  tidewater reconcile A B --repair --dry-run                             # what a repair of B would do
+
+Exit status: 0 identical, 1 different, 2 error.")]
     Reconcile(ReconcileArgs),
     /// Recompute a job in batch from its source into a scratch table and reconcile it with the
     /// job's sink table: exit 0 when the stream wrote exactly what a batch run writes, 1 if not.
+    ///
+    /// Compares by the job's sink.key unless --key says otherwise; takes every comparison option
+    /// of `reconcile`.
+    #[command(after_help = "Examples:
+  tidewater verify events.toml
+  tidewater verify events.toml --ignore ingested_at_ms --tolerance 1e-9
+  tidewater verify events.toml --repair          # make the sink table equal to the recomputation
+
+Exit status: 0 identical, 1 different, 2 error.")]
     Verify(VerifyArgs),
     /// Generate a landing directory of events, stream it into one table and batch it into another.
+    #[command(after_help = "Examples:
+  tidewater demo                                 # everything under ./tidewater-demo
+  tidewater demo --dir /tmp/try --files 4        # a smaller demo elsewhere")]
     Demo(DemoArgs),
     /// Measure a hot path beside a plain-Polars baseline in the same process.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Examples:
+  tidewater bench ingest --rows 1000000 --files 10
+  tidewater bench reconcile --rows 10000000 --memory 256MiB")]
     Bench(BenchCommand),
 }
 
@@ -68,9 +106,19 @@ pub struct RunArgs {
     /// `once` and `available-now`, which have none).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub interval: Option<std::time::Duration>,
-    /// Print the run report as JSON on stdout.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Where the report goes: every command that reports takes these two.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print the report as JSON on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as JSON to FILE (the summary still goes to stdout).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,15 +148,17 @@ pub struct BatchArgs {
     /// Write this table instead of the job's sink table.
     #[arg(long, value_name = "TABLE")]
     pub into: Option<String>,
-    /// Read a Delta source at this table version.
+    /// Read a Delta source at this table version (Spark's versionAsOf).
     #[arg(long, value_name = "N")]
-    pub version: Option<u64>,
+    pub source_version: Option<u64>,
+    /// Renamed: `--source-version N`. Kept only to say so.
+    #[arg(long = "version", value_name = "N", hide = true)]
+    pub old_version: Option<String>,
     /// Plan again with a new app id, even if a plan is recorded (its rows are appended again).
     #[arg(long)]
     pub replan: bool,
-    /// Print the run report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -118,40 +168,70 @@ pub struct ReconcileArgs {
     pub left: String,
     /// The right table, in the same form.
     pub right: String,
-    /// Key columns, comma separated. Without a key, rows are compared as multisets.
-    #[arg(long, value_delimiter = ',')]
-    pub key: Vec<String>,
-    /// Compare only these columns (and the key), comma separated.
-    #[arg(long, value_delimiter = ',', conflicts_with = "ignore")]
-    pub columns: Option<Vec<String>>,
-    /// Never compare these columns, comma separated.
-    #[arg(long, value_delimiter = ',')]
-    pub ignore: Vec<String>,
-    /// Absolute tolerance for floating-point values.
-    #[arg(long, default_value_t = 0.0, value_name = "ABS")]
-    pub tolerance: f64,
-    /// Relative tolerance for floating-point values.
-    #[arg(long, default_value_t = 0.0, value_name = "REL")]
-    pub rel_tolerance: f64,
-    /// Compare only the rows matching this SQL condition, e.g. "date >= '2024-01-01'".
-    #[arg(long = "where", value_name = "CONDITION")]
-    pub filter: Option<String>,
-    /// Also write the report as JSON to this file ("-" for stdout, instead of the summary).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Example differences to show per kind.
-    #[arg(long, default_value_t = 10)]
-    pub samples: usize,
+    /// Not an argument: catches the old `--json FILE` (now `--report FILE`).
+    #[arg(hide = true)]
+    pub stray: Option<String>,
+    #[command(flatten)]
+    pub compare: CompareArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Make RIGHT equal to LEFT (the source of truth): replace exactly the differing partitions
-    /// of RIGHT (of an unpartitioned table compared by --key: the differing keys) with LEFT's
+    /// of RIGHT (of an unpartitioned table compared by key: the differing keys) with LEFT's
     /// rows in one Delta commit, then compare again.
     #[arg(long)]
     pub repair: bool,
     /// With --repair: say what would be replaced, change nothing.
     #[arg(long, requires = "repair")]
     pub dry_run: bool,
+}
+
+/// How two tables are compared: `reconcile` and `verify` take the same options.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Key columns, comma separated. Default: the key recorded in the table (a job's sink.key,
+    /// table property tidewater.key); with none, rows are compared as multisets.
+    #[arg(long, value_delimiter = ',')]
+    pub key: Vec<String>,
+    /// Compare only these columns (and the key), comma separated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "ignore")]
+    pub columns: Option<Vec<String>>,
+    /// Never compare these columns, comma separated (e.g. a batch-time stamp).
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// Absolute tolerance for floating-point values (keyed comparisons).
+    #[arg(long, default_value_t = 0.0, value_name = "ABS")]
+    pub tolerance: f64,
+    /// Relative tolerance for floating-point values (keyed comparisons).
+    #[arg(long, default_value_t = 0.0, value_name = "REL")]
+    pub rel_tolerance: f64,
+    /// Compare only the rows matching this SQL condition, e.g. "date >= '2024-01-01'".
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub filter: Option<String>,
+    /// Example differences to show per kind.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub samples: usize,
     #[command(flatten)]
     pub memory: MemoryArgs,
+}
+
+impl CompareArgs {
+    /// Sets these options on a reconciler.
+    pub fn apply(self, reconciler: tidewater_connectors::Reconciler) -> tidewater_connectors::Reconciler {
+        let mut reconciler = self
+            .memory
+            .apply(reconciler)
+            .key(self.key)
+            .ignore(self.ignore)
+            .tolerance(self.tolerance, self.rel_tolerance)
+            .samples(self.samples);
+        if let Some(columns) = self.columns {
+            reconciler = reconciler.columns(columns);
+        }
+        if let Some(condition) = self.filter {
+            reconciler = reconciler.filter(condition);
+        }
+        reconciler
+    }
 }
 
 /// How much memory a comparison may use, and where it spills beyond that.
@@ -180,29 +260,23 @@ impl MemoryArgs {
 pub struct VerifyArgs {
     /// The job file (TOML).
     pub job: PathBuf,
-    /// Compare only the rows matching this SQL condition.
-    #[arg(long = "where", value_name = "CONDITION")]
-    pub filter: Option<String>,
-    /// Absolute tolerance for floating-point values.
-    #[arg(long, default_value_t = 0.0, value_name = "ABS")]
-    pub tolerance: f64,
-    /// Never compare these columns, comma separated (e.g. a batch-time stamp).
-    #[arg(long, value_delimiter = ',')]
-    pub ignore: Vec<String>,
-    /// Also write the report as JSON to this file ("-" for stdout, instead of the summary).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    /// Not an argument: catches the old `--json FILE` (now `--report FILE`).
+    #[arg(hide = true)]
+    pub stray: Option<String>,
+    #[command(flatten)]
+    pub compare: CompareArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Keep the scratch table even when the tables are identical.
     #[arg(long)]
     pub keep: bool,
-    /// Replace the sink table's differing partitions with the recomputed rows, in one commit.
+    /// Replace the sink table's differing partitions (or keys) with the recomputed rows, in one
+    /// commit, then compare again.
     #[arg(long)]
     pub repair: bool,
     /// With --repair: say what would be replaced, change nothing.
     #[arg(long, requires = "repair")]
     pub dry_run: bool,
-    #[command(flatten)]
-    pub memory: MemoryArgs,
 }
 
 #[derive(Debug, Args)]

@@ -63,12 +63,10 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             transform.check_row_wise().map_err(|problem| err("transform.sql", problem))?;
             if let Some(schema) = &schema {
                 let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
-                for column in &job.sink.partition_by {
-                    if !out.contains(column) {
-                        return Err(err(
-                            "sink.partition_by",
-                            format!("`{column}` is not a column of the transform's output"),
-                        ));
+                let roles = [("sink.partition_by", &job.sink.partition_by), ("sink.key", &job.sink.key)];
+                for (key, columns) in roles {
+                    if let Some(column) = columns.iter().find(|c| !out.contains(c.as_str())) {
+                        return Err(err(key, format!("`{column}` is not a column of the transform's output")));
                     }
                 }
             }
@@ -87,6 +85,7 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
     let mut pipeline = pipeline
         .with_table(&job.sink.table)
         .with_partition_by(job.sink.partition_by.clone())
+        .with_key(job.sink.key.clone())
         .with_checkpoint(&job.checkpoint);
     if let Some((column, delay)) = &job.watermark {
         pipeline = pipeline.with_watermark(column, *delay);

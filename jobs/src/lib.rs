@@ -10,6 +10,9 @@ pub mod job;
 pub mod spec;
 pub mod telemetry;
 
+#[cfg(test)]
+mod docs_tests;
+
 pub use job::{Registry, pipeline_for};
 
 use clap::Parser;
@@ -28,15 +31,39 @@ pub fn main_with(registry: Registry) -> i32 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tidewater: cannot start the runtime: {e}");
+            print_error(&format!("cannot start the runtime: {e}"));
             return EXIT_ERROR;
         }
     };
     match runtime.block_on(cmd::dispatch(cli.command, &registry)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tidewater: error: {e}");
+            print_error(&error_chain(&e));
             EXIT_ERROR
         }
     }
+}
+
+/// An error and its causes, one `caused by:` line each, as ripgrep prints them. A cause whose
+/// text the lines above already hold is not repeated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut shown = text.clone();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let line = e.to_string();
+        if !shown.contains(&line) {
+            text.push_str("\n  caused by: ");
+            text.push_str(&line);
+            shown.push_str(&line);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// Writes `tidewater: error: …` to stderr; a closed stderr is not a reason to panic.
+fn print_error(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "tidewater: error: {text}");
 }

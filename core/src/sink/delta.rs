@@ -35,11 +35,16 @@ pub enum WriteKind {
     Batch,
 }
 
+/// The table property where the sink records the output's key columns (comma separated), read by
+/// the consistency checker when it is not given a key.
+pub const KEY_PROPERTY: &str = "tidewater.key";
+
 /// A Delta table written batch by batch, idempotently.
 pub struct DeltaSink {
     url: Url,
     app_id: String,
     partition_by: Vec<String>,
+    key: Vec<String>,
     kind: WriteKind,
     table: Option<DeltaTable>,
     hook: Option<StepHook>,
@@ -47,12 +52,18 @@ pub struct DeltaSink {
 
 impl DeltaSink {
     pub fn new(url: Url, app_id: impl Into<String>, kind: WriteKind) -> Self {
-        DeltaSink { url, app_id: app_id.into(), partition_by: Vec::new(), kind, table: None, hook: None }
+        DeltaSink { url, app_id: app_id.into(), partition_by: Vec::new(), key: Vec::new(), kind, table: None, hook: None }
     }
 
     /// Partition columns used when the sink creates the table.
     pub fn with_partition_by(mut self, columns: Vec<String>) -> Self {
         self.partition_by = columns;
+        self
+    }
+
+    /// Key columns recorded in the table property [`KEY_PROPERTY`] when the sink creates the table.
+    pub fn with_key(mut self, columns: Vec<String>) -> Self {
+        self.key = columns;
         self
     }
 
@@ -105,14 +116,15 @@ impl DeltaSink {
     }
 
     async fn create(&mut self, schema: &ArrowSchema) -> Result<()> {
-        for column in &self.partition_by {
+        for (role, column) in self.partition_by.iter().map(|c| ("partition", c)).chain(self.key.iter().map(|c| ("key", c))) {
             if schema.field_with_name(column).is_err() {
                 return Err(Error::SchemaMismatch {
                     table: self.url.to_string(),
-                    problem: format!("partition column `{column}` is not in the output"),
+                    problem: format!("{role} column `{column}` is not in the output"),
                 });
             }
         }
+        let key = (!self.key.is_empty()).then(|| self.key.join(","));
         let kernel: StructType = schema.try_into_kernel().map_err(|e| Error::SchemaMismatch {
             table: self.url.to_string(),
             problem: format!("output schema has no Delta equivalent: {e}"),
@@ -124,6 +136,8 @@ impl DeltaSink {
             .create()
             .with_columns(kernel.fields().cloned())
             .with_partition_columns(self.partition_by.clone())
+            .with_configuration([(KEY_PROPERTY, key)])
+            .with_raise_if_key_not_exists(false)
             .with_save_mode(SaveMode::Ignore)
             .await
             .map_err(Error::delta(&self.url, "create"))?;

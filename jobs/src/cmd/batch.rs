@@ -1,6 +1,6 @@
-//! `tidewater batch JOB.toml [--into TABLE] [--version N]`: the same transform over a bounded input.
+//! `tidewater batch JOB.toml [--into TABLE] [--source-version N]`: the same transform over a bounded input.
 
-use super::{CliError, thousands};
+use super::{CliError, emit, thousands};
 use crate::cli::BatchArgs;
 use crate::spec::load;
 use crate::{EXIT_OK, Registry, pipeline_for};
@@ -8,16 +8,22 @@ use std::io::IsTerminal;
 use tidewater_core::{BatchOptions, BatchReport, BatchRunReport};
 
 pub async fn batch(args: BatchArgs, registry: &Registry) -> Result<i32, CliError> {
+    if let Some(n) = &args.old_version {
+        return Err(CliError::Usage(format!(
+            "`--version {n}` is now `--source-version {n}` (the Delta source's table version; \
+             `tidewater --version` prints the program's)"
+        )));
+    }
     let job = load(&args.job)?;
     let pipeline = pipeline_for(&job, registry)?;
-    let options =
-        BatchOptions { into: args.into, version: args.version, replan: args.replan, ..BatchOptions::default() };
+    let options = BatchOptions {
+        into: args.into,
+        source_version: args.source_version,
+        replan: args.replan,
+        ..BatchOptions::default()
+    };
     let report = pipeline.batch(&options, &progress_printer()).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-    } else {
-        println!("{}", summary(&job.name, &report));
-    }
+    emit(&args.output, &report, || summary(&job.name, &report) + "\n")?;
     Ok(EXIT_OK)
 }
 

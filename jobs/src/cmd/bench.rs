@@ -1,7 +1,7 @@
 //! `tidewater bench ingest`: Tidewater streaming NDJSON into Delta, beside plain Polars reading the
 //! same files and writing Parquet, in the same process; then the latency of tiny batches.
 
-use super::{CliError, thousands};
+use super::{CliError, out, thousands};
 use crate::EXIT_OK;
 use crate::cli::BenchIngestArgs;
 use crate::generate::write_events;
@@ -88,12 +88,12 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
     let per_file = args.rows.div_ceil(args.files.max(1));
     let generated = write_events(&landing, args.files, per_file, None, 7).map_err(CliError::io(landing.display()))?;
     let mb = generated.bytes as f64 / 1e6;
-    println!(
+    out(format_args!(
         "bench ingest: {} events in {} NDJSON files, {mb:.1} MB, in {}",
         thousands(generated.lines as u64),
         generated.files,
         work.display()
-    );
+    ));
 
     let started = Instant::now();
     let baseline_rows = polars_baseline(&landing, &work.join("polars-parquet"))?;
@@ -107,23 +107,23 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
         return Err(CliError::Usage(format!("tidewater wrote {written} rows but polars {baseline_rows}")));
     }
 
-    println!("{:<42} {:>10} {:>12} {:>9}", "", "wall", "rows/s", "MB/s");
+    out(format_args!("{:<42} {:>10} {:>12} {:>9}", "", "wall", "rows/s", "MB/s"));
     let line = |name: &str, d: Duration| {
-        println!(
+        out(format_args!(
             "{name:<42} {:>8.3} s {:>12} {:>9.1}",
             d.as_secs_f64(),
             thousands(rate(generated.lines as f64, d) as u64),
             rate(mb, d)
-        );
+        ));
     };
     line("polars: read NDJSON + SQL + write Parquet", baseline);
     line("tidewater: stream into Delta (txn commits)", tidewater);
-    println!(
+    out(format_args!(
         "ratio tidewater / polars: {:.2}x ({} batches, {} rows)",
         tidewater.as_secs_f64() / baseline.as_secs_f64(),
         report.batches.len(),
         thousands(written)
-    );
+    ));
 
     // Tiny batches: one 1,000-row file per trigger.
     let tiny = work.join("tiny-landing");
@@ -140,12 +140,12 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
     }
     let report = pipeline(&tiny, work, "tiny", 1).run(Trigger::AvailableNow).await?;
     let batches: Vec<Duration> = report.batches.iter().map(|b| Duration::from_micros(b.duration_us)).collect();
-    println!(
+    out(format_args!(
         "tiny batches (1,000 rows each, {} batches): median per-batch latency {:.1} ms (offset log + read + transform + Delta commit + commit log); polars read + write Parquet of one such file: median {:.1} ms",
         batches.len(),
         median(batches).as_secs_f64() * 1e3,
         median(polars_tiny).as_secs_f64() * 1e3
-    );
+    ));
     Ok(EXIT_OK)
 }
 

@@ -2,7 +2,7 @@
 //! sink, beside a plain Polars full outer join on the key over the same Parquet files.
 
 use super::bench::tempfile_dir;
-use super::{CliError, thousands};
+use super::{CliError, out, thousands};
 use crate::EXIT_OK;
 use crate::cli::BenchReconcileArgs;
 use polars::prelude::*;
@@ -94,44 +94,44 @@ pub async fn reconcile(args: BenchReconcileArgs) -> Result<i32, CliError> {
     write_table(&left, args.rows, a, &[]).await?;
     write_table(&right, args.rows, b, &[]).await?;
     write_table(&damaged, args.rows, b, &changed).await?;
-    println!(
+    out(format_args!(
         "bench reconcile: 3 tables of {} rows (28 date partitions; commits of {} and {} rows) written in {:.1} s under {}",
         thousands(args.rows as u64),
         thousands(a as u64),
         thousands(b as u64),
         started.elapsed().as_secs_f64(),
         work.display()
-    );
+    ));
     let rss_after_setup = peak_rss_mb();
 
     let time = |d: Duration| format!("{:>8.3} s", d.as_secs_f64());
-    println!("{:<58} {:>10} {:>12}", "", "wall", "result");
+    out(format_args!("{:<58} {:>10} {:>12}", "", "wall", "result"));
     for (name, other) in [("identical", &right), (&*format!("{} changed rows", args.changed), &damaged)] {
         let started = Instant::now();
         let report = Reconciler::new(left.display().to_string(), other.display().to_string()).key(["id"]).run().await?;
         let tidewater = started.elapsed();
         let found = report.counts.values().sum::<u64>();
-        println!(
+        out(format_args!(
             "{:<58} {} {:>12}   ({} partitions settled from the logs, {} rows read)",
             format!("tidewater reconcile --key id, {name}"),
             time(tidewater),
             format!("{found} diffs"),
             report.partitions_matched_by_fingerprint,
             thousands(report.rows_read)
-        );
+        ));
         let started = Instant::now();
         let (l, o) = (left.clone(), other.to_path_buf());
         let rows = tokio::task::spawn_blocking(move || polars_join(&l, &o))
             .await
             .map_err(|e| CliError::Usage(format!("baseline thread: {e}")))??;
         let baseline = started.elapsed();
-        println!(
+        out(format_args!(
             "{:<58} {} {:>12}   (ratio tidewater / polars {:.3}x)",
             format!("polars: read + full outer join on id, {name}"),
             time(baseline),
             format!("{rows} diffs"),
             tidewater.as_secs_f64() / baseline.as_secs_f64()
-        );
+        ));
     }
     // Bounded memory: the changed table again, every file read (no fingerprint step: --ignore
     // nothing but a column selection forces rows), spilled into key-hash buckets.
@@ -143,7 +143,7 @@ pub async fn reconcile(args: BenchReconcileArgs) -> Result<i32, CliError> {
         .spill_dir(work.join("spill"))
         .run()
         .await?;
-    println!(
+    out(format_args!(
         "{:<58} {} {:>12}   ({} buckets, {} equal by fingerprint, {} rows read)",
         format!("tidewater reconcile --columns (all) --memory {}, changed", args.memory),
         time(started.elapsed()),
@@ -151,13 +151,13 @@ pub async fn reconcile(args: BenchReconcileArgs) -> Result<i32, CliError> {
         report.buckets,
         report.buckets_matched_by_fingerprint,
         thousands(report.rows_read)
-    );
+    ));
     if args.keep {
-        println!("tables kept: {}", temp.keep().display());
+        out(format_args!("tables kept: {}", temp.keep().display()));
     }
-    println!(
+    out(format_args!(
         "peak RSS: {rss_after_setup:.0} MB after writing the tables; {:.0} MB at the end (the join baseline's)",
         peak_rss_mb()
-    );
+    ));
     Ok(EXIT_OK)
 }

@@ -1,7 +1,7 @@
 //! `tidewater demo`: the README's first command. Generates a landing directory, streams it into a
 //! Delta table, reprocesses it in batch into a second table, and says what it did.
 
-use super::{CliError, batch, run, thousands};
+use super::{CliError, batch, out, run, thousands};
 use crate::cli::DemoArgs;
 use crate::generate::{events_job, write_events};
 use crate::spec::load;
@@ -43,7 +43,7 @@ pub async fn demo(args: DemoArgs, registry: &Registry) -> Result<i32, CliError> 
         write_events(&landing, args.files, args.rows_per_file, Some(97), 1).map_err(CliError::io(landing.display()))?;
     std::fs::write(&job_file, events_job("events", &landing, &table, &dir.join("checkpoints/events"), 4))
         .map_err(CliError::io(job_file.display()))?;
-    println!(
+    out(format_args!(
         "generated {} NDJSON files in {}: {} lines ({} malformed, {} with a negative amount)\njob file  {}\n",
         generated.files,
         landing.display(),
@@ -51,33 +51,33 @@ pub async fn demo(args: DemoArgs, registry: &Registry) -> Result<i32, CliError> 
         generated.malformed,
         generated.negative,
         job_file.display()
-    );
+    ));
 
     let job = load(&job_file)?;
     let pipeline = pipeline_for(&job, registry)?;
-    println!("1. stream: tidewater run {} --trigger available-now", job_file.display());
+    out(format_args!("1. stream: tidewater run {} --trigger available-now", job_file.display()));
     let streamed = pipeline.run(Trigger::AvailableNow).await?;
-    println!("{}\n", run::summary("events", &streamed));
+    out(format_args!("{}\n", run::summary("events", &streamed)));
 
-    println!("2. reprocess: tidewater batch {} --into {}", job_file.display(), batch_table.display());
+    out(format_args!("2. reprocess: tidewater batch {} --into {}", job_file.display(), batch_table.display()));
     let options = BatchOptions { into: Some(batch_table.display().to_string()), ..BatchOptions::default() };
     let batched = pipeline.batch(&options, &batch::progress_printer()).await?;
-    println!("{}\n", batch::summary("events", &batched));
+    out(format_args!("{}\n", batch::summary("events", &batched)));
 
     let (s, b) = (streamed.total(|r| r.output_rows), batched.total(|r| r.output_rows));
-    println!(
+    out(format_args!(
         "stream wrote {} rows in {} commits, batch wrote {} rows in {} commits{}",
         thousands(s),
         streamed.batches.len(),
         thousands(b),
         batched.chunks.len(),
         if s == b { "" } else { " (they differ!)" }
-    );
-    println!(
+    ));
+    out(format_args!(
         "\nTry next:\n  tidewater run {job} --trigger available-now     # a no-op: nothing new\n  tidewater batch {job} --into {bt}   # a no-op: the run is complete\n  tidewater run {job}      # keeps streaming; drop files into {landing}, Ctrl-C to stop",
         job = job_file.display(),
         bt = batch_table.display(),
         landing = landing.display()
-    );
+    ));
     Ok(EXIT_OK)
 }

@@ -9,7 +9,8 @@ mod run;
 mod verify;
 
 use crate::Registry;
-use crate::cli::{BenchCommand, Command};
+use crate::cli::{BenchCommand, Command, OutputArgs};
+use std::io::Write;
 
 /// Anything a command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -77,4 +78,54 @@ pub(crate) fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// Writes `text` and a newline to stdout. A closed pipe (`tidewater … | head`) ends the output
+/// quietly, as Unix tools do, instead of panicking.
+pub(crate) fn out(text: impl std::fmt::Display) {
+    out_raw(format_args!("{text}\n"));
+}
+
+/// Writes `text` to stdout as it is (see [`out`]).
+pub(crate) fn out_raw(text: impl std::fmt::Display) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = write!(stdout, "{text}").and_then(|()| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        tracing::error!("cannot write to stdout: {e}");
+    }
+}
+
+/// Emits a report as `output` says: its JSON into `--report FILE`, then the JSON (`--json`) or
+/// the summary on stdout.
+pub(crate) fn emit(
+    output: &OutputArgs,
+    report: &impl serde::Serialize,
+    summary: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    let json = || {
+        serde_json::to_string_pretty(report)
+            .map_err(|e| CliError::Usage(format!("internal error: the report does not serialize: {e}")))
+    };
+    if let Some(path) = &output.report {
+        std::fs::write(path, json()?).map_err(CliError::io(path.display()))?;
+    }
+    if output.json {
+        out(json()?);
+    } else {
+        out_raw(summary());
+    }
+    Ok(())
+}
+
+/// Refuses a stray positional argument, naming the new spelling of the old `--json FILE`.
+pub(crate) fn refuse_stray(stray: Option<&str>, output: &OutputArgs) -> Result<(), CliError> {
+    match stray {
+        None => Ok(()),
+        Some(file) if output.json => Err(CliError::Usage(format!(
+            "`--json {file}`: --json now takes no file: it prints the JSON report on stdout; \
+             to write it to a file, use --report {file}"
+        ))),
+        Some(other) => Err(CliError::Usage(format!("unexpected argument `{other}` (see --help)"))),
+    }
 }

@@ -1,9 +1,9 @@
 //! `tidewater reconcile LEFT RIGHT`: the consistency checker over two Delta tables.
 
-use super::CliError;
-use crate::cli::ReconcileArgs;
+use super::{CliError, emit, refuse_stray};
+use crate::cli::{OutputArgs, ReconcileArgs};
 use crate::{EXIT_DIFFERENT, EXIT_OK};
-use tidewater_connectors::{Reconciler, TableVersion};
+use tidewater_connectors::{Reconciler, RepairReport, TableVersion};
 use tidewater_core::reconcile::Report;
 
 /// Splits `path@42` or `path@2024-03-01T00:00:00Z` into the location and the version.
@@ -21,81 +21,48 @@ pub(crate) fn parse_table_ref(raw: &str) -> Result<(&str, TableVersion), CliErro
 }
 
 pub async fn reconcile(args: ReconcileArgs) -> Result<i32, CliError> {
+    refuse_stray(args.stray.as_deref(), &args.output)?;
     let (left, left_at) = parse_table_ref(&args.left)?;
     let (right, right_at) = parse_table_ref(&args.right)?;
-    let mut reconciler = args
-        .memory
-        .apply(Reconciler::new(left, right))
-        .at(left_at, right_at)
-        .key(args.key)
-        .ignore(args.ignore)
-        .tolerance(args.tolerance, args.rel_tolerance)
-        .samples(args.samples);
-    if let Some(columns) = args.columns {
-        reconciler = reconciler.columns(columns);
-    }
-    if let Some(condition) = args.filter {
-        reconciler = reconciler.filter(condition);
-    }
+    let reconciler = args.compare.apply(Reconciler::new(left, right).at(left_at, right_at));
     if args.repair {
-        return repair(reconciler, args.dry_run, args.json.as_deref()).await;
+        return repair(reconciler, args.dry_run, &args.output).await;
     }
     let report = reconciler.run().await?;
-    print_report(&report, args.json.as_deref())?;
+    emit(&args.output, &report, || report.to_string())?;
     Ok(if report.is_identical() { EXIT_OK } else { EXIT_DIFFERENT })
 }
 
 /// Repairs RIGHT from LEFT and prints what happened; exit 0 when RIGHT ends identical.
-pub(crate) async fn repair(
-    reconciler: Reconciler,
-    dry_run: bool,
-    json: Option<&std::path::Path>,
-) -> Result<i32, CliError> {
+pub(crate) async fn repair(reconciler: Reconciler, dry_run: bool, output: &OutputArgs) -> Result<i32, CliError> {
     let repaired = reconciler.repair(dry_run).await?;
-    let text = serde_json::to_string_pretty(&repaired).unwrap_or_default();
-    if let Some(path) = json.filter(|p| p.as_os_str() != "-") {
-        std::fs::write(path, &text).map_err(CliError::io(path.display()))?;
-    }
-    if json.is_some_and(|p| p.as_os_str() == "-") {
-        println!("{text}");
-    } else {
-        print!("{}", repaired.before);
-        if repaired.before.is_identical() {
-            println!("nothing to repair");
-        } else {
-            let what = match repaired.keys {
-                Some(keys) => format!("the rows of {keys} differing key(s)"),
-                None => format!("{} partition(s) [{}]", repaired.partitions.len(), repaired.partitions.join(", ")),
-            };
-            println!(
-                "{} {what}: {} file(s) removed, {} row(s) written{}",
-                if dry_run { "would replace" } else { "replaced" },
-                repaired.files_removed,
-                repaired.rows_written,
-                repaired.committed_version.map_or_else(
-                    || if dry_run { String::new() } else { " (already recorded: no new commit)".into() },
-                    |v| format!(", committed as version {v}")
-                ),
-            );
-        }
-        if let Some(after) = &repaired.after {
-            print!("after the repair:\n{after}");
-        }
-    }
+    emit(output, &repaired, || repair_summary(&repaired, dry_run))?;
     let ok = repaired.after.as_ref().map_or(repaired.before.is_identical(), Report::is_identical);
     Ok(if ok { EXIT_OK } else { EXIT_DIFFERENT })
 }
 
-/// Prints the summary, and the JSON where `json` says (`-`: stdout, instead of the summary).
-pub(crate) fn print_report(report: &Report, json: Option<&std::path::Path>) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(report).unwrap_or_default();
-    match json {
-        Some(path) if path.as_os_str() == "-" => println!("{text}"),
-        Some(path) => {
-            std::fs::write(path, &text).map_err(CliError::io(path.display()))?;
-            print!("{report}");
-        }
-        None => print!("{report}"),
+fn repair_summary(repaired: &RepairReport, dry_run: bool) -> String {
+    let mut text = repaired.before.to_string();
+    if repaired.before.is_identical() {
+        text.push_str("nothing to repair\n");
+    } else {
+        let what = match repaired.keys {
+            Some(keys) => format!("the rows of {keys} differing key(s)"),
+            None => format!("{} partition(s) [{}]", repaired.partitions.len(), repaired.partitions.join(", ")),
+        };
+        text.push_str(&format!(
+            "{} {what}: {} file(s) removed, {} row(s) written{}\n",
+            if dry_run { "would replace" } else { "replaced" },
+            repaired.files_removed,
+            repaired.rows_written,
+            repaired.committed_version.map_or_else(
+                || if dry_run { String::new() } else { " (already recorded: no new commit)".into() },
+                |v| format!(", committed as version {v}")
+            ),
+        ));
     }
-    Ok(())
+    if let Some(after) = &repaired.after {
+        text.push_str(&format!("after the repair:\n{after}"));
+    }
+    text
 }

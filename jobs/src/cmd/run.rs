@@ -1,6 +1,6 @@
 //! `tidewater run JOB.toml`: the stream.
 
-use super::{CliError, stop_on_signals, thousands};
+use super::{CliError, emit, stop_on_signals, thousands};
 use crate::cli::RunArgs;
 use crate::cli::TriggerKind;
 use crate::spec::load;
@@ -14,11 +14,7 @@ pub async fn run(args: RunArgs, registry: &Registry) -> Result<i32, CliError> {
     let pipeline = pipeline_for(&job, registry)?;
     stop_on_signals(pipeline.stop_handle());
     let report = pipeline.run(job.trigger).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-    } else {
-        println!("{}", summary(&job.name, &report));
-    }
+    emit(&args.output, &report, || summary(&job.name, &report) + "\n")?;
     Ok(EXIT_OK)
 }
 

@@ -1,8 +1,7 @@
 //! `tidewater verify JOB.toml`: recompute the job in batch into a scratch table and reconcile it
 //! with the job's sink table.
 
-use super::CliError;
-use super::reconcile::print_report;
+use super::{CliError, emit, out, refuse_stray};
 use crate::cli::VerifyArgs;
 use crate::spec::load;
 use crate::{EXIT_DIFFERENT, EXIT_OK, Registry, pipeline_for};
@@ -22,6 +21,7 @@ async fn table_rows(location: &str) -> Result<Option<DataFrame>, CliError> {
 }
 
 pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliError> {
+    refuse_stray(args.stray.as_deref(), &args.output)?;
     let job = load(&args.job)?;
     let pipeline = pipeline_for(&job, registry)?;
     let scratch =
@@ -49,57 +49,48 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     let batch_quarantined = batch.total(|c| c.quarantined);
     let batch_late = batch.total(|c| c.late);
 
+    let mut compare = args.compare;
+    if compare.key.is_empty() {
+        compare.key = job.sink.key.clone();
+    }
     if args.repair {
         // The recomputation is the truth; the sink table is repaired.
-        let mut reconciler = args
-            .memory
-            .apply(Reconciler::new(table.clone(), job.sink.table.clone()))
-            .key(job.sink.key.clone())
-            .ignore(args.ignore.clone());
-        if let Some(condition) = args.filter.clone() {
-            reconciler = reconciler.filter(condition);
+        let reconciler = compare.apply(Reconciler::new(table.clone(), job.sink.table.clone()));
+        let code = super::reconcile::repair(reconciler, args.dry_run, &args.output).await?;
+        if !args.output.json {
+            out(format_args!("recomputed table kept at {table}"));
         }
-        let code = super::reconcile::repair(reconciler, args.dry_run, args.json.as_deref()).await?;
-        println!("recomputed table kept at {table}");
         return Ok(code);
     }
-    let mut reconciler = args
-        .memory
-        .apply(Reconciler::new(job.sink.table.clone(), table.clone()))
-        .key(job.sink.key.clone())
-        .ignore(args.ignore)
-        .tolerance(args.tolerance, 0.0);
-    if let Some(condition) = args.filter {
-        reconciler = reconciler.filter(condition);
-    }
-    let report = reconciler.run().await?;
-    print_report(&report, args.json.as_deref())?;
+    let report = compare.apply(Reconciler::new(job.sink.table.clone(), table.clone())).run().await?;
 
     // What the stream set aside: its quarantine table and its late table.
     let stream_quarantine = job.sink.quarantine.clone().unwrap_or_else(|| default_quarantine(&job.sink.table));
     let stream_quarantined = table_rows(&stream_quarantine).await?.map_or(0, |rows| rows.height() as u64);
-    if args.json.as_deref().is_none_or(|p| p.as_os_str() != "-") {
-        println!(
-            "quarantined: stream {stream_quarantined}, recomputation {batch_quarantined}{}",
+    emit(&args.output, &report, || {
+        let mut text = report.to_string();
+        text.push_str(&format!(
+            "quarantined: stream {stream_quarantined}, recomputation {batch_quarantined}{}\n",
             if stream_quarantined == batch_quarantined {
                 ""
             } else {
                 " (they differ: has the stream processed every file?)"
             }
-        );
-        match (&late_table, &stream_late) {
-            (None, _) => println!("late (set aside by the watermark): none (this job has no watermark)"),
-            (Some(late), rows) => println!(
-                "late (set aside by the watermark): stream {} in {late}, left out of the recomputation {batch_late}",
+        ));
+        text.push_str(&match (&late_table, &stream_late) {
+            (None, _) => "late (set aside by the watermark): none (this job has no watermark)\n".to_string(),
+            (Some(late), rows) => format!(
+                "late (set aside by the watermark): stream {} in {late}, left out of the recomputation {batch_late}\n",
                 rows.as_ref().map_or(0, |r| r.height()),
             ),
-        }
-    }
+        });
+        text
+    })?;
     let scratch_dir = tidewater_core::location::parse_location(&scratch)?.to_file_path().ok();
     if let Some(dir) = scratch_dir.filter(|_| report.is_identical() && !args.keep) {
         std::fs::remove_dir_all(&dir).map_err(CliError::io(dir.display()))?;
-    } else if args.json.as_deref().is_none_or(|p| p.as_os_str() != "-") {
-        println!("recomputed table kept at {table}");
+    } else if !args.output.json {
+        out(format_args!("recomputed table kept at {table}"));
     }
     Ok(if report.is_identical() { EXIT_OK } else { EXIT_DIFFERENT })
 }
