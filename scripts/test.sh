@@ -33,13 +33,15 @@ cargo test --workspace --locked --doc
 EXAMPLE=$(mktemp -d)
 "$CARGO_TARGET_DIR/debug/examples/events_pipeline" "$EXAMPLE/ex" | tee "$EXAMPLE/out"
 grep -q "streamed 3 batches, 270 rows" "$EXAMPLE/out" && grep -q "batched 3 chunks, 270 rows" "$EXAMPLE/out"
+grep -q "compare by key (event_id)" "$EXAMPLE/out" && grep -q "^IDENTICAL" "$EXAMPLE/out"
 rm -rf "$EXAMPLE"
 
-echo "== interop: the demo's tables read by Python deltalake + polars"
+echo "== interop: the demo's tables read by Python deltalake + polars, and by DuckDB's delta extension"
 VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c 'import deltalake, polars' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import deltalake, polars, duckdb, duckdb_ext' 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow
+  # duckdb-ext-delta carries the extension built for duckdb 1.4.4 (DuckDB cannot download it here)
+  "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow 'duckdb==1.4.4' duckdb-ext-delta
 fi
 DEMO=$(mktemp -d)
 trap 'rm -rf "$DEMO"; s3_stop' EXIT

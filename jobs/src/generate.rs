@@ -113,6 +113,7 @@ sql = "SELECT event_id, user_id, event_time, category, amount, CAST(event_time A
 table = "{table}"
 mode = "append"
 partition_by = ["date"]
+key = ["event_id"]
 
 [trigger]
 kind = "processing-time"

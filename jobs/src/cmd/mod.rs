@@ -118,10 +118,15 @@ pub(crate) fn emit(
     Ok(())
 }
 
-/// Refuses a stray positional argument, naming the new spelling of the old `--json FILE`.
+/// Refuses a stray positional argument, naming the new spelling of the old `--json FILE`; the
+/// old `--json -` still works, with a deprecation warning.
 pub(crate) fn refuse_stray(stray: Option<&str>, output: &OutputArgs) -> Result<(), CliError> {
     match stray {
         None => Ok(()),
+        Some("-") if output.json => {
+            tracing::warn!("`--json -` is deprecated: `--json` alone prints the JSON report on stdout");
+            Ok(())
+        }
         Some(file) if output.json => Err(CliError::Usage(format!(
             "`--json {file}`: --json now takes no file: it prints the JSON report on stdout; \
              to write it to a file, use --report {file}"

@@ -39,7 +39,7 @@ fn ingest(dir: &Path, landing: &Path, max_files: usize, sql: Option<&str>) -> st
 }
 
 fn reconcile(left: &Path, right: &Path, extra: &[&str], code: i32) -> Value {
-    let mut args = vec!["reconcile", path(left), path(right), "--json", "-"];
+    let mut args = vec!["reconcile", path(left), path(right), "--json"];
     args.extend_from_slice(extra);
     let out = expect_exit(tidewater(&args), code);
     serde_json::from_slice(&out.stdout).unwrap()
@@ -247,7 +247,7 @@ fn verify_recomputes_a_streamed_job_and_finds_what_the_stream_has_not_written() 
             + "\n",
     )
     .unwrap();
-    let out = expect_exit(tidewater(&["verify", path(&job), "--json", "-"]), 1);
+    let out = expect_exit(tidewater(&["verify", path(&job), "--json"]), 1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["counts"]["extra_in_right"], 1);
     assert_eq!(report["samples"][0]["row"]["event_id"], "not-streamed");

@@ -41,7 +41,7 @@ fn a_stream_on_s3_survives_a_kill_and_matches_a_local_batch_run() {
 
     let table = format!("{root}/table");
     for extra in [&[][..], &["--memory", "4KiB"][..]] {
-        let mut args = vec!["reconcile", table.as_str(), path(&batch), "--key", "event_id", "--json", "-"];
+        let mut args = vec!["reconcile", table.as_str(), path(&batch), "--key", "event_id", "--json"];
         args.extend_from_slice(extra);
         let report: Value = serde_json::from_slice(&expect_exit(tidewater(&args), 0).stdout).unwrap();
         assert_eq!(report["left_rows"].as_u64().unwrap(), want.len() as u64, "{report:#}");
@@ -49,7 +49,7 @@ fn a_stream_on_s3_survives_a_kill_and_matches_a_local_batch_run() {
     }
     // The S3 table at its first version lacks what later batches wrote: named, exit 1.
     let first = format!("{table}@1");
-    let out = expect_exit(tidewater(&["reconcile", &first, path(&batch), "--key", "event_id", "--json", "-"]), 1);
+    let out = expect_exit(tidewater(&["reconcile", &first, path(&batch), "--key", "event_id", "--json"]), 1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["counts"]["extra_in_right"].as_u64().unwrap() > 0, "{report:#}");
 }

@@ -87,7 +87,7 @@ fn a_delta_table_is_reprocessed_from_its_snapshot_and_at_a_version() {
 
     // Version 1 holds the first micro-batch only (version 0 created the table).
     let at_v1 = dir.path().join("copy-v1");
-    expect_exit(tidewater(&["batch", path(&copy_job), "--version", "1", "--into", path(&at_v1)]), 0);
+    expect_exit(tidewater(&["batch", path(&copy_job), "--source-version", "1", "--into", path(&at_v1)]), 0);
     let first_batch = table_tests::rows_of_txn(&source, &read_log(&source)[1].txns[0].0, 0);
     assert!(multiset(&first_batch) == multiset(&read_rows(&at_v1)), "snapshot at version 1 differs");
 }
