@@ -247,6 +247,7 @@ impl Pipeline {
             &state,
             source.as_mut(),
             self.source.describe(),
+            options.source_version,
             target.to_string(),
             options.replan,
             self.clock.as_ref(),

@@ -23,6 +23,9 @@ pub struct BatchPlan {
     /// The Delta txn app id of every chunk commit.
     pub app_id: String,
     pub source: String,
+    /// The source table version the run was asked for (`--source-version`), `None`: its latest.
+    #[serde(default)]
+    pub source_version: Option<u64>,
     pub target: String,
     /// The logical time of every chunk's [`BatchContext`].
     pub planned_at_ms: i64,
@@ -57,6 +60,7 @@ pub(crate) async fn load_or_plan(
     state: &Checkpoint,
     source: &mut dyn BoundedSource,
     describe_source: String,
+    source_version: Option<u64>,
     target: String,
     replan: bool,
     clock: &dyn Clock,
@@ -69,6 +73,16 @@ pub(crate) async fn load_or_plan(
                 plan.target
             )));
         }
+        if plan.source_version != source_version {
+            let show = |v: Option<u64>| v.map_or_else(|| "its latest version".to_string(), |v| format!("version {v}"));
+            return Err(Error::Unsupported(format!(
+                "{}/plan.json: the batch run into {target} was planned over the source at {}, and this run asks for {}; \
+                 run it again as planned, or plan anew with --replan (into a new target: its rows are appended again)",
+                state.url(),
+                show(plan.source_version),
+                show(source_version),
+            )));
+        }
         return Ok(plan);
     }
     let chunks = source.plan().await?;
@@ -76,6 +90,7 @@ pub(crate) async fn load_or_plan(
         v: 1,
         app_id: format!("tidewater-batch-{}", uuid::Uuid::new_v4()),
         source: describe_source,
+        source_version,
         target,
         planned_at_ms: clock.now_ms(),
         chunks,

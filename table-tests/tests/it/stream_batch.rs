@@ -90,4 +90,11 @@ fn a_delta_table_is_reprocessed_from_its_snapshot_and_at_a_version() {
     expect_exit(tidewater(&["batch", path(&copy_job), "--source-version", "1", "--into", path(&at_v1)]), 0);
     let first_batch = table_tests::rows_of_txn(&source, &read_log(&source)[1].txns[0].0, 0);
     assert!(multiset(&first_batch) == multiset(&read_rows(&at_v1)), "snapshot at version 1 differs");
+
+    // The recorded plan is at version 1: a rerun at another version is refused, not ignored.
+    let out = expect_exit(tidewater(&["batch", path(&copy_job), "--into", path(&at_v1)]), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("planned over the source at version 1, and this run asks for its latest"), "{stderr}");
+    let out = expect_exit(tidewater(&["batch", path(&copy_job), "--source-version", "1", "--into", path(&at_v1)]), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"), "the same run again is a no-op");
 }
