@@ -79,7 +79,8 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!("batched {} chunks, {} rows", batched.chunks.len(), batched.total(|b| b.output_rows));
 
     // Check that they agree, by the key recorded in the tables (event_id).
-    let report = Reconciler::new(at("tables/events"), at("tables/events_batch")).ignore(["batch_time_ms"]).run().await?;
+    let report =
+        Reconciler::new(at("tables/events"), at("tables/events_batch")).ignore(["batch_time_ms"]).run().await?;
     print!("{report}");
     Ok(())
 }

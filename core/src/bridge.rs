@@ -1,7 +1,7 @@
 //! Polars ⇄ arrow-rs at zero copy, through the Arrow C Data Interface.
 //!
 //! Both crates' `ArrowArray`/`ArrowSchema` are the C Data Interface's `#[repr(C)]` structs, so they
-//! move across by value. This module holds the project's only `unsafe`. One step copies: a column
+//! move across by value. This module holds the library's only `unsafe`. One step copies: a column
 //! whose type Delta lacks is cast to the Delta type a Spark user expects ([`delta_type`]: view
 //! strings to plain strings, unsigned integers to wider signed ones, timestamps to microseconds).
 
@@ -23,7 +23,7 @@ use std::sync::Arc;
 /// | Binary | binary |
 /// | UInt8, UInt16, UInt32 | the next wider signed integer: short, integer, long |
 /// | UInt64 | decimal(20,0) (every value fits; long would not hold the top half) |
-/// | Int128 | decimal(38,0) (a value beyond 38 digits is an error, never a null) |
+/// | Int128, UInt128 | decimal(38,0) (cast on the Polars side; a value beyond 38 digits is an error, never a null) |
 /// | Float16 | float |
 /// | Datetime (any unit) | timestamp (microseconds; with a time zone: UTC) or timestamp_ntz (none) |
 /// | List, Array | array (of the mapped element type) |
@@ -61,17 +61,31 @@ fn delta_type(t: &A) -> std::result::Result<Option<A>, String> {
         A::List(f) | A::LargeList(f) | A::ListView(f) | A::LargeListView(f) | A::FixedSizeList(f, _) => {
             A::List(Arc::new(field(f.as_ref())?))
         }
-        A::Struct(fields) => A::Struct(fields.iter().map(|f| field(f.as_ref())).collect::<std::result::Result<_, _>>()?),
+        A::Struct(fields) => {
+            A::Struct(fields.iter().map(|f| field(f.as_ref())).collect::<std::result::Result<_, _>>()?)
+        }
         A::Time32(_) | A::Time64(_) => {
             return Err("a time of day: Delta has no time type; cast it to a string, or combine it with a date into a timestamp".into());
         }
         A::Duration(_) | A::Interval(_) => {
-            return Err("a duration: Delta has no duration type; cast it to an integer (e.g. total microseconds)".into());
+            return Err(
+                "a duration: Delta has no duration type; cast it to an integer (e.g. total microseconds)".into()
+            );
         }
         A::Null => return Err("all null with no type: give it one, e.g. CAST(NULL AS STRING)".into()),
         _ => return Ok(None),
     };
     Ok((to != *t).then_some(to))
+}
+
+/// Polars types the Arrow C Data Interface of arrow-rs cannot import (Polars exports 128-bit
+/// integers as an extension type): cast on the Polars side first, to the Delta type of the table.
+fn polars_side_type(dtype: &polars::prelude::DataType) -> Option<polars::prelude::DataType> {
+    use polars::prelude::DataType as P;
+    match dtype {
+        P::Int128 | P::UInt128 => Some(P::Decimal(38, 0)),
+        _ => None,
+    }
 }
 
 /// [`delta_type`] for a named column, as the error this crate returns.
@@ -84,6 +98,7 @@ pub fn arrow_schema(df: &DataFrame) -> Result<SchemaRef> {
     let arrow = |source| Error::Arrow { what: "polars schema to arrow-rs".into(), source };
     let mut fields = Vec::with_capacity(df.width());
     for (name, dtype) in df.schema().iter() {
+        let dtype = polars_side_type(dtype).unwrap_or_else(|| dtype.clone());
         let field = dtype.to_arrow_field(name.clone(), CompatLevel::newest());
         // SAFETY: see `to_record_batches`.
         let c_schema: FFI_ArrowSchema = unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(&field)) };
@@ -98,6 +113,13 @@ pub fn arrow_schema(df: &DataFrame) -> Result<SchemaRef> {
 /// Delta-compatible types.
 pub fn to_record_batches(df: &mut DataFrame) -> Result<Vec<RecordBatch>> {
     let arrow = |source| Error::Arrow { what: "polars frame to arrow-rs".into(), source };
+    let cast: Vec<_> = df.schema().iter().filter_map(|(n, t)| Some((n.clone(), polars_side_type(t)?))).collect();
+    for (name, to) in cast {
+        let column = df.column(&name).map_err(Error::polars("polars frame to arrow-rs"))?;
+        // Strict: a value that does not fit is an error, never a silent null.
+        let column = column.strict_cast(&to).map_err(Error::polars(format!("the output column `{name}` to {to}")))?;
+        df.with_column(column).map_err(Error::polars("polars frame to arrow-rs"))?;
+    }
     df.rechunk_mut();
     let mut out = Vec::new();
     if df.height() == 0 {

@@ -11,14 +11,19 @@ use std::path::PathBuf;
 ///
 /// Exit status: 0 success, 1 tables differ (consistency checks), 2 error.
 #[derive(Debug, Parser)]
-#[command(name = "tidewater", version, max_term_width = 100, after_help = "Examples:
+#[command(
+    name = "tidewater",
+    version,
+    max_term_width = 100,
+    after_help = "Examples:
   tidewater demo                                       # try it: no services, everything local
   tidewater run events.toml                            # stream a job file
   tidewater batch events.toml --into /data/tables/events_reprocessed
   tidewater reconcile /data/tables/events /data/tables/events_reprocessed
   tidewater verify events.toml                         # stream == batch?
 
-Documentation: README.md and docs/ (operations.md: the command line; job-file.md: every key).")]
+Documentation: README.md and docs/ (operations.md: the command line; job-file.md: every key)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -89,9 +94,12 @@ Exit status: 0 identical, 1 different, 2 error.")]
   tidewater demo --dir /tmp/try --files 4        # a smaller demo elsewhere")]
     Demo(DemoArgs),
     /// Measure a hot path beside a plain-Polars baseline in the same process.
-    #[command(subcommand, after_help = "Examples:
+    #[command(
+        subcommand,
+        after_help = "Examples:
   tidewater bench ingest --rows 1000000 --files 10
-  tidewater bench reconcile --rows 10000000 --memory 256MiB")]
+  tidewater bench reconcile --rows 10000000 --memory 256MiB"
+    )]
     Bench(BenchCommand),
 }
 

@@ -77,7 +77,9 @@ fn every_documented_command_line_parses() {
                     let help = |e: &clap::Error| {
                         matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion)
                     };
-                    if let Err(e) = Cli::try_parse_from(&args).map(drop).or_else(|e| if help(&e) { Ok(()) } else { Err(e) }) {
+                    if let Err(e) =
+                        Cli::try_parse_from(&args).map(drop).or_else(|e| if help(&e) { Ok(()) } else { Err(e) })
+                    {
                         panic!("{}:{}: `{}` ({tag}) does not parse:\n{e}", doc.display(), first + n, args.join(" "));
                     }
                     checked += 1;

@@ -182,7 +182,12 @@ pub fn read_schema(table: &Path) -> BTreeMap<String, Value> {
         }
     }
     let schema = schema.unwrap_or_else(|| panic!("{}: no metaData action", table.display()));
-    schema["fields"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap().to_string(), f["type"].clone())).collect()
+    schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap().to_string(), f["type"].clone()))
+        .collect()
 }
 
 /// The table's configuration (table properties) as its latest `metaData` records them.
@@ -196,7 +201,8 @@ pub fn read_properties(table: &Path) -> BTreeMap<String, String> {
         for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
             let action: Value = serde_json::from_str(line).unwrap();
             if let Some(config) = action.get("metaData").and_then(|m| m["configuration"].as_object()) {
-                properties = config.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+                properties =
+                    config.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
             }
         }
     }

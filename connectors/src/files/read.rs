@@ -161,13 +161,21 @@ fn check_json_line(text: &[u8], schema: &InputSchema) -> std::result::Result<(),
 }
 
 fn read_csv(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBatch> {
-    let df = CsvReadOptions::default()
+    // Every column as text, named by the header (never by position: a file may order its columns
+    // differently from the schema); `conform` parses and checks them by name.
+    let mut df = CsvReadOptions::default()
         .with_has_header(true)
-        .with_schema(Some(Arc::new(schema.read_schema(true))))
+        .with_infer_schema_length(Some(0))
         .with_parse_options(CsvParseOptions::default().with_truncate_ragged_lines(true))
         .into_reader_with_file_handle(Cursor::new(bytes))
         .finish()
         .map_err(|e| source_err(origin, e))?;
+    for column in &schema.columns {
+        if !df.schema().contains(&column.name) {
+            let absent = Series::full_null(column.name.as_str().into(), df.height(), &DataType::String);
+            df.with_column(absent.into_column()).map_err(|e| source_err(origin, e))?;
+        }
+    }
     let spans = line_spans(bytes);
     let data = spans.get(1..).unwrap_or_default();
     let n = df.height() as u64;

@@ -67,6 +67,29 @@ fn csv_values_that_do_not_parse_are_rejected() {
 }
 
 #[test]
+fn csv_columns_are_matched_by_header_name_not_position() {
+    // A job file's schema comes out in alphabetical order; the file's header decides.
+    let sorted = {
+        let mut columns = events_schema().columns;
+        columns.sort_by(|a, b| a.name.cmp(&b.name));
+        InputSchema::new(columns)
+    };
+    let text =
+        "event_id,user_id,event_time,amount,extra\na,1,2024-03-01T10:15:00Z,1.5,zz\nb,2,2024-03-01T10:15:00Z,2.5,yy\n";
+    let batch = read_file(text.as_bytes(), "f.csv", FileFormat::Csv, &sorted).unwrap();
+    assert!(batch.rejected.is_empty(), "{:?}", batch.rejected);
+    assert_eq!(batch.rows.column("user_id").unwrap().i64().unwrap().get(1), Some(2));
+    assert_eq!(batch.rows.column("amount").unwrap().f64().unwrap().get(1), Some(2.5));
+    assert_eq!(batch.rows.column("event_id").unwrap().str().unwrap().get(0), Some("a"));
+    assert_eq!(batch.rows.column("category").unwrap().null_count(), 2, "an optional column the file lacks is null");
+
+    let missing = "user_id,event_time,amount\n1,2024-03-01T10:15:00Z,1.5\n";
+    let batch = read_file(missing.as_bytes(), "f.csv", FileFormat::Csv, &sorted).unwrap();
+    assert_eq!(batch.rows.height(), 0);
+    assert_eq!(batch.rejected[0].reason, "missing required field `event_id`");
+}
+
+#[test]
 fn parquet_rows_are_typed_and_required_nulls_rejected() {
     use polars::prelude::*;
     let mut df = df![

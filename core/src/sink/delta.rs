@@ -52,7 +52,15 @@ pub struct DeltaSink {
 
 impl DeltaSink {
     pub fn new(url: Url, app_id: impl Into<String>, kind: WriteKind) -> Self {
-        DeltaSink { url, app_id: app_id.into(), partition_by: Vec::new(), key: Vec::new(), kind, table: None, hook: None }
+        DeltaSink {
+            url,
+            app_id: app_id.into(),
+            partition_by: Vec::new(),
+            key: Vec::new(),
+            kind,
+            table: None,
+            hook: None,
+        }
     }
 
     /// Partition columns used when the sink creates the table.
@@ -116,7 +124,9 @@ impl DeltaSink {
     }
 
     async fn create(&mut self, schema: &ArrowSchema) -> Result<()> {
-        for (role, column) in self.partition_by.iter().map(|c| ("partition", c)).chain(self.key.iter().map(|c| ("key", c))) {
+        for (role, column) in
+            self.partition_by.iter().map(|c| ("partition", c)).chain(self.key.iter().map(|c| ("key", c)))
+        {
             if schema.field_with_name(column).is_err() {
                 return Err(Error::SchemaMismatch {
                     table: self.url.to_string(),

@@ -4,8 +4,8 @@ use super::{CliError, emit, stop_on_signals, thousands};
 use crate::cli::RunArgs;
 use crate::cli::TriggerKind;
 use crate::spec::load;
-use std::time::Duration;
 use crate::{EXIT_OK, Registry, pipeline_for};
+use std::time::Duration;
 use tidewater_core::{BatchReport, RunReport, Trigger};
 
 pub async fn run(args: RunArgs, registry: &Registry) -> Result<i32, CliError> {
@@ -89,7 +89,12 @@ mod tests {
             (every_2s, Some(TriggerKind::ProcessingTime), Some(MS500), Ok(Trigger::ProcessingTime(MS500))),
             (every_2s, None, Some(MS500), Ok(Trigger::ProcessingTime(MS500))),
             (every_2s, Some(TriggerKind::AvailableNow), None, Ok(Trigger::AvailableNow)),
-            (Trigger::AvailableNow, Some(TriggerKind::ProcessingTime), None, Ok(Trigger::ProcessingTime(Duration::ZERO))),
+            (
+                Trigger::AvailableNow,
+                Some(TriggerKind::ProcessingTime),
+                None,
+                Ok(Trigger::ProcessingTime(Duration::ZERO)),
+            ),
             (Trigger::AvailableNow, Some(TriggerKind::Once), None, Ok(Trigger::Once)),
             (Trigger::AvailableNow, None, Some(MS500), Err("this job's trigger is `available-now`")),
             (Trigger::Once, None, Some(MS500), Err("add --trigger processing-time")),

@@ -214,7 +214,10 @@ fn source(
 fn parse_trigger(kind: Option<&str>, interval: Option<&str>) -> Result<Trigger, (&'static str, String)> {
     let kind = kind.unwrap_or("processing-time");
     if interval.is_some() && matches!(kind, "once" | "available-now") {
-        return Err(("interval", format!("a `{kind}` trigger has no interval: remove it, or use kind = \"processing-time\"")));
+        return Err((
+            "interval",
+            format!("a `{kind}` trigger has no interval: remove it, or use kind = \"processing-time\""),
+        ));
     }
     match kind {
         "processing-time" => {
