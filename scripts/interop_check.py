@@ -51,6 +51,8 @@ con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
 con.execute(f"LOAD '{ext[0]}'")
 for table, expected in [("events", s), ("events_batch", b)]:
     d = pl.from_arrow(con.execute(f"SELECT * FROM delta_scan('{root / 'tables' / table}')").arrow()).select(cols).sort("event_id")
+    # DuckDB returns TIMESTAMPTZ in its session zone (Etc/UTC here): the same instants, named UTC.
+    d = d.with_columns(pl.col(pl.Datetime("us", "Etc/UTC")).dt.convert_time_zone("UTC"))
     check(f"duckdb reads {table}: same rows as delta-rs", d.height == expected.height and d.equals(expected),
           f"{d.height} vs {expected.height} rows; schemas {d.schema} vs {expected.schema}")
 per_date = con.execute(f"SELECT CAST(date AS VARCHAR), count(*) FROM delta_scan('{root / 'tables/events'}') GROUP BY 1 ORDER BY 1").fetchall()
