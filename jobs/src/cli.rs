@@ -69,10 +69,10 @@ pub enum Command {
     /// floats within --tolerance + --rel-tolerance * max(|l|, |r|) are equal (keyed only).
     #[command(after_help = "Examples:
   tidewater reconcile /data/tables/events /data/tables/events_batch --key event_id
-  tidewater reconcile s3://lake/events@41 s3://lake/events@42            # two versions of one table
+  tidewater reconcile s3://lake/events@41 s3://lake/events@42    # two versions of one table
   tidewater reconcile A B --where \"date >= '2024-03-01'\" --ignore ingested_at_ms
-  tidewater reconcile A B --report diff.json                             # summary, and JSON in a file
-  tidewater reconcile A B --repair --dry-run                             # what a repair of B would do
+  tidewater reconcile A B --report diff.json      # the summary, and the JSON in a file
+  tidewater reconcile A B --repair --dry-run      # what a repair of B would do
 
 Exit status: 0 identical, 1 different, 2 error.")]
     Reconcile(ReconcileArgs),
