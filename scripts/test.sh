@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the end-to-end table tests (real `tidewater` processes on real Delta
 # tables, killed and restarted; some on an S3-compatible server this script installs and starts,
-# and stops at the end), then an interop check that reads the demo's tables with the
-# Python `deltalake` and `polars` packages (installed here into a cached venv).
+# and stops at the end), the README's Rust example, then an interop check that reads the demo's
+# tables with the Python `deltalake` and `polars` packages and with DuckDB's delta extension
+# (installed here into a cached venv).
 #
-# Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default: cargo's own, ./target,
-#                                   the build `cargo run --bin tidewater -- demo` made; .ci/run sets
-#                                   it to ~/.cache/tidewater/target so CI runs reuse one build)
+# Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default: wherever cargo builds,
+#                                   ./target unless cargo's config says otherwise: the build
+#                                   `cargo run --bin tidewater -- demo` made; .ci/run sets it to
+#                                   ~/.cache/tidewater/target so CI runs reuse one build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 CACHE="$HOME/.cache/tidewater"
 mkdir -p "$CACHE"
+TARGET_DIR=$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null || cargo metadata --no-deps --format-version 1)
+TARGET_DIR=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' <<<"$TARGET_DIR")
 
 echo "== build (first build on a fresh machine: ~30 minutes on 2 cores)"
 cargo build --workspace --all-targets --locked
-export TIDEWATER_BIN="$CARGO_TARGET_DIR/debug/tidewater"
+export TIDEWATER_BIN="$TARGET_DIR/debug/tidewater"
 
 echo "== tests (with an S3 server for the object-store tests)"
 source scripts/s3-server.sh
@@ -31,7 +34,7 @@ s3_stop
 echo "== doctests and the Rust example"
 cargo test --workspace --locked --doc
 EXAMPLE=$(mktemp -d)
-"$CARGO_TARGET_DIR/debug/examples/events_pipeline" "$EXAMPLE/ex" | tee "$EXAMPLE/out"
+"$TARGET_DIR/debug/examples/events_pipeline" "$EXAMPLE/ex" | tee "$EXAMPLE/out"
 grep -q "streamed 3 batches, 270 rows" "$EXAMPLE/out" && grep -q "batched 3 chunks, 270 rows" "$EXAMPLE/out"
 grep -q "compare by key (event_id)" "$EXAMPLE/out" && grep -q "^IDENTICAL" "$EXAMPLE/out"
 rm -rf "$EXAMPLE"
@@ -41,7 +44,7 @@ VENV="$CACHE/venv"
 if ! "$VENV/bin/python" -c 'import deltalake, polars, duckdb, duckdb_ext' 2>/dev/null; then
   python3 -m venv "$VENV"
   # duckdb-ext-delta carries the extension built for duckdb 1.4.4 (DuckDB cannot download it here)
-  "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow 'duckdb==1.4.4' duckdb-ext-delta
+  "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow 'duckdb==1.4.4' 'duckdb-ext-delta==1.4.4.20260205'
 fi
 DEMO=$(mktemp -d)
 trap 'rm -rf "$DEMO"; s3_stop' EXIT

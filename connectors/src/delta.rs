@@ -1,5 +1,5 @@
 //! A Delta table's snapshot as a bounded input: `tidewater batch` over a table, at its latest
-//! version or `--version N`. Files are read with Polars from the table's object store; partition
+//! version or `--source-version N`. Files are read with Polars from the table's object store; partition
 //! values come from the log, typed by the table schema.
 
 use async_trait::async_trait;

@@ -42,6 +42,7 @@ pub struct Reconciler {
     filter: Option<String>,
     memory: u64,
     spill_dir: Option<PathBuf>,
+    use_recorded_key: bool,
 }
 
 impl Reconciler {
@@ -53,6 +54,7 @@ impl Reconciler {
             filter: None,
             memory: DEFAULT_MEMORY,
             spill_dir: None,
+            use_recorded_key: true,
         }
     }
 
@@ -67,6 +69,13 @@ impl Reconciler {
     /// `tidewater.key` (a job's `sink.key`); with neither, the tables are compared as multisets.
     pub fn key<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
         self.options.key = columns.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether, without [`Reconciler::key`], the key recorded in the tables is used (default
+    /// true); false compares them as multisets.
+    pub fn use_recorded_key(mut self, yes: bool) -> Self {
+        self.use_recorded_key = yes;
         self
     }
 
@@ -124,12 +133,13 @@ impl Reconciler {
         let names = (format!("{}@{}", left.url(), left.version()), format!("{}@{}", right.url(), right.version()));
         let (left_by, right_by) = (left.partition_by()?, right.partition_by()?);
         let mut options = self.options.clone();
-        if options.key.is_empty() {
+        if options.key.is_empty() && self.use_recorded_key {
             // The key the writer recorded (a job's sink.key): LEFT's, else RIGHT's.
-            options.key = left.recorded_key()?;
-            if options.key.is_empty() {
-                options.key = right.recorded_key()?;
+            let (left_key, right_key) = (left.recorded_key()?, right.recorded_key()?);
+            if !left_key.is_empty() && !right_key.is_empty() && left_key != right_key {
+                tracing::warn!(left = %left_key.join(","), right = %right_key.join(","), "the tables record different keys (tidewater.key); comparing by LEFT's");
             }
+            options.key = if left_key.is_empty() { right_key } else { left_key };
             if !options.key.is_empty() {
                 tracing::info!(key = %options.key.join(","), "comparing by the key recorded in the table (tidewater.key)");
             }

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use sqlparser::ast::{
-    Expr as SqlExpr, GroupByExpr, Query, Select, SetExpr, SetOperator, SetQuantifier, Visit, Visitor,
+    Expr as SqlExpr, GroupByExpr, Query, Select, SetExpr, SetOperator, SetQuantifier, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
@@ -79,11 +79,15 @@ impl RowWise {
         if select.from.len() > 1 || select.from.iter().any(|t| !t.joins.is_empty()) {
             return Some("a join (each side would be one micro-batch)".into());
         }
+        if select.from.is_empty() {
+            return Some("a SELECT without FROM (its rows would be written once per micro-batch)".into());
+        }
         None
     }
 
     fn set_expr(body: &SetExpr) -> Option<String> {
         match body {
+            SetExpr::Values(_) => Some("VALUES (its rows would be written once per micro-batch)".into()),
             SetExpr::SetOperation { op, set_quantifier, left, right } => {
                 let all = matches!(set_quantifier, SetQuantifier::All | SetQuantifier::AllByName);
                 if *op != SetOperator::Union || !all {
@@ -110,10 +114,26 @@ impl Visitor for RowWise {
         Self::select(select).map_or(ControlFlow::Continue(()), ControlFlow::Break)
     }
 
+    fn pre_visit_table_factor(&mut self, table: &TableFactor) -> ControlFlow<String> {
+        match table {
+            // `input`, or a CTE / derived table over it (visited in turn).
+            TableFactor::Table { args: None, .. } | TableFactor::Derived { .. } => ControlFlow::Continue(()),
+            other => ControlFlow::Break(format!("reading from `{other}` (only `input` is a micro-batch)")),
+        }
+    }
+
     fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<String> {
+        match expr {
+            SqlExpr::InSubquery { .. } => return ControlFlow::Break("IN (SELECT …), a semi-join".into()),
+            SqlExpr::Exists { .. } => return ControlFlow::Break("EXISTS (SELECT …), a semi-join".into()),
+            SqlExpr::Subquery(_) => return ControlFlow::Break("a scalar subquery".into()),
+            _ => {}
+        }
         let SqlExpr::Function(function) = expr else { return ControlFlow::Continue(()) };
-        let name = function.name.to_string().to_lowercase();
-        let name = name.rsplit('.').next().unwrap_or(&name).to_string();
+        let Some(last) = function.name.0.last().and_then(|part| part.as_ident()) else {
+            return ControlFlow::Continue(());
+        };
+        let name = last.value.to_lowercase();
         if function.over.is_some() {
             return ControlFlow::Break(format!("the window function {name}(…) OVER (…)"));
         }
@@ -201,6 +221,8 @@ mod tests {
             "WITH x AS (SELECT * FROM input WHERE amount > 0) SELECT * FROM x",
             "SELECT a FROM input UNION ALL SELECT b AS a FROM input",
             "SELECT * FROM (SELECT a, greatest(a, b) AS g FROM input) WHERE g > 1",
+            "SELECT CASE WHEN amount > 0 THEN 'pos' ELSE 'neg' END AS sign, count, max FROM input",
+            "SELECT date_part('year', event_time) AS y, strftime(event_time, '%Y') AS s FROM input",
         ] {
             assert_eq!(SqlTransform::new(sql).check_row_wise(), Ok(()), "{sql}");
         }
@@ -216,7 +238,13 @@ mod tests {
             ("SELECT * FROM input LIMIT 10", "LIMIT"),
             ("SELECT a, row_number() OVER (PARTITION BY b ORDER BY a) AS r FROM input", "window function row_number"),
             ("SELECT a, sum(a) OVER () AS s FROM input", "window function sum"),
-            ("SELECT * FROM input WHERE amount > (SELECT avg(amount) FROM input)", "aggregate function avg"),
+            ("SELECT * FROM input WHERE amount > (SELECT avg(amount) FROM input)", "scalar subquery"),
+            ("SELECT * FROM input WHERE a IN (SELECT a FROM input WHERE b > 0)", "IN (SELECT"),
+            ("SELECT * FROM input i WHERE EXISTS (SELECT 1 FROM input j WHERE j.a = i.b)", "EXISTS"),
+            ("SELECT a FROM input UNION ALL SELECT 'x' AS a", "without FROM"),
+            ("SELECT 1 AS a", "without FROM"),
+            ("SELECT * FROM read_parquet('f.parquet')", "reading from"),
+            ("SELECT \"COUNT\"(*) AS n FROM input", "aggregate function count"),
             ("SELECT * FROM (SELECT user_id, max(amount) AS m FROM input GROUP BY user_id)", "GROUP BY"),
             ("SELECT l.a FROM input l JOIN input r ON l.a = r.a", "a join"),
             ("SELECT a FROM input UNION SELECT a FROM input", "UNION"),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 /// Tidewater: one transformation, streamed or batched, exactly once into Delta Lake.
 ///
 /// Run a job file as a stream (`run`), reprocess its input as a bounded batch (`batch`), or try
-/// everything on generated data (`demo`). Tables are plain Delta tables, readable by Spark,
-/// delta-rs and DuckDB.
+/// everything on generated data (`demo`). Tables are plain Delta tables (the tests read them back
+/// with delta-rs, Polars and DuckDB).
 ///
 /// Exit status: 0 success, 1 tables differ (consistency checks), 2 error.
 #[derive(Debug, Parser)]
@@ -53,7 +53,7 @@ pub enum Command {
     /// Run the job's transform over its source as a bounded input (reprocessing, backfill).
     ///
     /// For a landing directory: every file present at start; for a Delta table: its snapshot (or
-    /// --version N). The plan and its app id are recorded in the checkpoint, each chunk is one
+    /// --source-version N). The plan and its app id are recorded in the checkpoint, each chunk is one
     /// idempotent commit: re-running an interrupted batch resumes it, re-running a finished one
     /// writes nothing and says so.
     #[command(after_help = "Examples:
@@ -200,6 +200,9 @@ pub struct CompareArgs {
     /// table property tidewater.key); with none, rows are compared as multisets.
     #[arg(long, value_delimiter = ',')]
     pub key: Vec<String>,
+    /// Compare as multisets even if the table records a key.
+    #[arg(long, conflicts_with = "key")]
+    pub no_key: bool,
     /// Compare only these columns (and the key), comma separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "ignore")]
     pub columns: Option<Vec<String>>,
@@ -229,6 +232,7 @@ impl CompareArgs {
             .memory
             .apply(reconciler)
             .key(self.key)
+            .use_recorded_key(!self.no_key)
             .ignore(self.ignore)
             .tolerance(self.tolerance, self.rel_tolerance)
             .samples(self.samples);
@@ -306,9 +310,15 @@ pub struct DemoArgs {
 pub enum BenchCommand {
     /// Stream generated NDJSON into Delta; baseline: plain Polars reading the same files and
     /// writing Parquet. Also the median latency of tiny batches (one 1,000-row file each).
+    #[command(after_help = "Examples:
+  tidewater bench ingest                         # 1,000,000 events in 10 files, 30 tiny batches
+  tidewater bench ingest --rows 200000 --files 4 --dir /tmp/bench")]
     Ingest(BenchIngestArgs),
     /// Reconcile two identical tables and two differing by 10 changed rows; baseline: a plain
     /// Polars full outer join on the key over the same files.
+    #[command(after_help = "Examples:
+  tidewater bench reconcile                      # 10,000,000 rows, 10 changed
+  tidewater bench reconcile --rows 1000000 --memory 64MiB --dir /tmp/rb --keep")]
     Reconcile(BenchReconcileArgs),
 }
 

@@ -77,6 +77,16 @@ fn every_documented_command_line_parses() {
                     let help = |e: &clap::Error| {
                         matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion)
                     };
+                    if let Ok(cli) = Cli::try_parse_from(&args) {
+                        // Old spellings parse (to be refused with the new one named): not in docs.
+                        let old = match &cli.command {
+                            crate::cli::Command::Batch(b) => b.old_version.is_some(),
+                            crate::cli::Command::Reconcile(r) => r.stray.is_some(),
+                            crate::cli::Command::Verify(v) => v.stray.is_some(),
+                            _ => false,
+                        };
+                        assert!(!old, "{}:{}: `{}` uses an old spelling", doc.display(), first + n, args.join(" "));
+                    }
                     if let Err(e) =
                         Cli::try_parse_from(&args).map(drop).or_else(|e| if help(&e) { Ok(()) } else { Err(e) })
                     {

@@ -63,6 +63,8 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             transform.check_row_wise().map_err(|problem| err("transform.sql", problem))?;
             if let Some(schema) = &schema {
                 let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
+                let empty = polars::prelude::DataFrame::empty_with_schema(&out);
+                tidewater_core::bridge::arrow_schema(&empty).map_err(|e| err("transform.sql", e.to_string()))?;
                 let roles = [("sink.partition_by", &job.sink.partition_by), ("sink.key", &job.sink.key)];
                 for (key, columns) in roles {
                     if let Some(column) = columns.iter().find(|c| !out.contains(c.as_str())) {

@@ -73,7 +73,8 @@ pub(crate) async fn load_or_plan(
                 plan.target
             )));
         }
-        if plan.source_version != source_version {
+        // Plans before v2 did not record the version asked for.
+        if plan.v >= 2 && plan.source_version != source_version {
             let show = |v: Option<u64>| v.map_or_else(|| "its latest version".to_string(), |v| format!("version {v}"));
             return Err(Error::Unsupported(format!(
                 "{}/plan.json: the batch run into {target} was planned over the source at {}, and this run asks for {}; \
@@ -87,7 +88,7 @@ pub(crate) async fn load_or_plan(
     }
     let chunks = source.plan().await?;
     let plan = BatchPlan {
-        v: 1,
+        v: 2,
         app_id: format!("tidewater-batch-{}", uuid::Uuid::new_v4()),
         source: describe_source,
         source_version,

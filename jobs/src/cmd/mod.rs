@@ -128,8 +128,8 @@ pub(crate) fn refuse_stray(stray: Option<&str>, output: &OutputArgs) -> Result<(
             Ok(())
         }
         Some(file) if output.json => Err(CliError::Usage(format!(
-            "`--json {file}`: --json now takes no file: it prints the JSON report on stdout; \
-             to write it to a file, use --report {file}"
+            "unexpected argument `{file}`: --json takes no file now (it prints the JSON report on \
+             stdout); if `{file}` was meant for the old `--json FILE`, use --report {file}"
         ))),
         Some(other) => Err(CliError::Usage(format!("unexpected argument `{other}` (see --help)"))),
     }

@@ -150,28 +150,29 @@ fn regression_13_report_flags_are_one_convention_and_old_spellings_name_the_new(
     let out = expect_exit(tidewater(&["reconcile", path(&table), path(&copy), "--json"]), 0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["key"], serde_json::json!(["event_id"]), "{report}");
-    let out = expect_exit(
-        tidewater(&[
-            "verify",
-            path(&job),
-            "--columns",
-            "event_id,amount",
-            "--samples",
-            "3",
-            "--rel-tolerance",
-            "1e-12",
-        ]),
-        0,
+    let verify = ["verify", path(&job), "--columns", "event_id,amount", "--samples", "3", "--rel-tolerance", "1e-12"];
+    let out = expect_exit(tidewater(&verify), 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("compare by key (event_id)"), "{stdout}");
+    let out = expect_exit(tidewater(&[&verify[..], &["--json"]].concat()), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["columns_compared"],
+        serde_json::json!(["event_id", "amount"]),
+        "--columns reaches verify: {report}"
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("compare by key (event_id)"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = expect_exit(tidewater(&["reconcile", path(&table), path(&copy), "--no-key", "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["key"], serde_json::json!([]), "--no-key: a multiset comparison: {report}");
 
-    let out = expect_exit(tidewater(&["reconcile", path(&table), path(&copy), "--json", "diff.json"]), 2);
+    let in_dir = |args: &[&str]| {
+        let mut c = tidewater(args);
+        c.current_dir(dir.path());
+        c
+    };
+    let out = expect_exit(in_dir(&["reconcile", path(&table), path(&copy), "--json", "diff.json"]), 2);
     assert!(stderr(&out).contains("use --report diff.json"), "{}", stderr(&out));
-    let out = expect_exit(tidewater(&["verify", path(&job), "--json", "diff.json"]), 2);
+    let out = expect_exit(in_dir(&["verify", path(&job), "--json", "diff.json"]), 2);
     assert!(stderr(&out).contains("use --report diff.json"), "{}", stderr(&out));
     let out = expect_exit(tidewater(&["batch", path(&job), "--version", "3"]), 2);
     assert!(stderr(&out).contains("`--version 3` is now `--source-version 3`"), "{}", stderr(&out));
@@ -228,4 +229,35 @@ fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
     let commits = std::fs::read_dir(&commits).unwrap().count();
     assert_eq!(offsets, commits, "every planned batch was committed before exiting");
     table_tests::assert_txn_unique(&dir.path().join("table"));
+}
+
+#[test]
+fn regression_13_an_unsigned_output_column_is_written_as_a_long() {
+    // Polars' length() is UInt32, as count(*) is: the table gets a long, streamed and batched.
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), |t| {
+        t.replace(
+            "CAST(event_time AS DATE) AS date FROM",
+            "CAST(event_time AS DATE) AS date, length(event_id) AS n FROM",
+        )
+    });
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    let copy = dir.path().join("copy");
+    expect_exit(tidewater(&["batch", path(&job), "--into", path(&copy)]), 0);
+    for table in [dir.path().join("table"), copy] {
+        assert_eq!(table_tests::read_schema(&table)["n"], serde_json::json!("long"), "{}", table.display());
+        let rows = table_tests::read_rows(&table);
+        assert!(!rows.is_empty() && rows.iter().all(|r| r["n"] == r["event_id"].len().to_string()), "{rows:?}");
+    }
+}
+
+#[test]
+fn regression_13_an_output_column_delta_cannot_hold_is_refused_when_the_job_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_with(dir.path(), |t| {
+        t.replace("CAST(event_time AS DATE) AS date FROM", "CAST(event_time AS DATE) AS date, NULL AS note FROM")
+    });
+    let out = expect_exit(tidewater(&["run", path(&job)]), 2);
+    assert!(stderr(&out).contains("transform.sql: the output column `note` is all null"), "{}", stderr(&out));
+    assert!(!dir.path().join("checkpoint").exists(), "nothing written");
 }
