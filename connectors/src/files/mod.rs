@@ -5,7 +5,8 @@
 //! seen before, ordered by (modification time, path), to the source's file log in the checkpoint
 //! (`sources/0/log/<first index>.json`). An offset is `{"files": n}`, the number of logged files
 //! consumed, so a logged range always names the same files. At most `max_files_per_trigger` files
-//! go into one batch. Files whose name starts with `.` or `_` are ignored (in-flight uploads).
+//! go into one batch. Paths with a part starting with `.` or `_` are ignored (in-flight uploads,
+//! `_temporary/` staging).
 //!
 //! # Schema
 //! Declared in the job, or inferred once from the first file and pinned in the checkpoint
@@ -88,14 +89,17 @@ impl Landing {
             Err(e) => return Err(self.err(format!("cannot list: {e}"))),
         };
         let root_len = self.root.as_ref().len();
+        // A hidden or staging name anywhere below the root (`.x`, `_temporary/…`) is skipped, as
+        // Spark's file source does: writers stage files there before the rename that lands them.
+        let hidden = |relative: &str| relative.split('/').any(|part| part.starts_with('.') || part.starts_with('_'));
         Ok(listed
             .into_iter()
-            .filter(|m| m.location.filename().is_some_and(|n| !n.starts_with('.') && !n.starts_with('_')))
             .map(|m| FileEntry {
                 path: m.location.as_ref()[root_len..].trim_start_matches('/').to_string(),
                 size: m.size,
                 modified_ms: m.last_modified.timestamp_millis(),
             })
+            .filter(|f| !f.path.is_empty() && !hidden(&f.path))
             .collect())
     }
 
@@ -317,5 +321,24 @@ impl BoundedSource for FileBoundedSource {
         let chunk: FileChunk = serde_json::from_value(chunk.spec.clone())
             .map_err(|e| self.landing.err(format!("unreadable chunk in the batch plan: {e}")))?;
         self.landing.read(&chunk.files, &chunk.schema).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hidden_and_staging_paths_are_not_listed_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["a.json", "day=1/b.json", ".c.json", "_d.json", "_temporary/0/e.json", "day=2/.staging/f.json"] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "{}\n").unwrap();
+        }
+        let landing = Landing::open(&FileSpec::new(dir.path().display().to_string(), FileFormat::Ndjson)).unwrap();
+        let mut listed: Vec<String> = landing.list().await.unwrap().into_iter().map(|f| f.path).collect();
+        listed.sort();
+        assert_eq!(listed, ["a.json", "day=1/b.json"]);
     }
 }

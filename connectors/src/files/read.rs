@@ -81,6 +81,18 @@ pub fn infer_schema(bytes: &[u8], origin: &str, format: FileFormat) -> Result<In
 }
 
 fn parse_ndjson(bytes: &[u8], schema: &InputSchema) -> PolarsResult<DataFrame> {
+    // Polars 0.55 samples line lengths from the start and from 75% into the input, and panics
+    // (slice out of range, polars-io ndjson/core.rs `get_line_stats_json`) when the first line end
+    // after that point is the input's last byte. A trailing blank line, which the reader skips,
+    // avoids it; it is added only when the last quarter holds fewer than two line ends.
+    let tail = &bytes[bytes.len() * 3 / 4..];
+    let padded;
+    let bytes = if tail.iter().filter(|&&b| b == b'\n').take(2).count() < 2 {
+        padded = [bytes, b"\n\n"].concat();
+        padded.as_slice()
+    } else {
+        bytes
+    };
     JsonReader::new(Cursor::new(bytes))
         .with_json_format(JsonFormat::JsonLines)
         .with_schema(Arc::new(schema.read_schema(false)))

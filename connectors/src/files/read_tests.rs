@@ -67,6 +67,20 @@ fn csv_values_that_do_not_parse_are_rejected() {
 }
 
 #[test]
+fn a_short_file_whose_last_line_ends_the_sample_is_read() {
+    // Polars' NDJSON line sampling panicked on such files (found by the stream = batch property).
+    for text in [
+        "{\"event_id\":\"a\",\"user_id\":1,\"event_time\":\"2024-03-01T10:15:00Z\",\"category\":\"x\",\"amount\":1.5}\n",
+        "{\"event_id\":\"a\",\"user_id\":1,\"event_time\":\"2024-03-01T10:15:00Z\",\"amount\":1}\n{\"event_id\":\"bb\",\"user_id\":22,\"event_time\":\"2024-03-01T10:15:00Z\",\"category\":\"yy\",\"amount\":2.5}\n",
+        "{\"event_id\":\"a\",\"user_id\":1,\"event_time\":\"2024-03-01T10:15:00Z\",\"amount\":1}",
+    ] {
+        let lines = text.lines().count();
+        let batch = read_file(text.as_bytes(), "f.json", FileFormat::Ndjson, &events_schema()).unwrap();
+        assert_eq!((batch.rows.height(), batch.rejected.len()), (lines, 0), "{text}");
+    }
+}
+
+#[test]
 fn csv_columns_are_matched_by_header_name_not_position() {
     // A job file's schema comes out in alphabetical order; the file's header decides.
     let sorted = {

@@ -160,8 +160,15 @@ fn source(
     location: &dyn Fn(&str, &str) -> Result<String, SpecError>,
     err: &dyn Fn(&str, String) -> SpecError,
 ) -> Result<SourceSpec, SpecError> {
+    let foreign = |kind: &str, keys: &[(&str, bool)]| -> Result<(), SpecError> {
+        match keys.iter().find(|(_, set)| *set) {
+            Some((key, _)) => Err(err(&format!("source.{key}"), format!("is not a key of a `{kind}` source"))),
+            None => Ok(()),
+        }
+    };
     match raw.kind.as_str() {
         "files" => {
+            foreign("files", &[("table", raw.table.is_some()), ("files_per_chunk", raw.files_per_chunk.is_some())])?;
             let path =
                 raw.path.as_deref().ok_or_else(|| err("source.path", "missing: the landing directory".into()))?;
             let format: FileFormat = raw
@@ -192,6 +199,14 @@ fn source(
             Ok(SourceSpec::Files(spec))
         }
         "delta" => {
+            foreign(
+                "delta",
+                &[
+                    ("format", raw.format.is_some()),
+                    ("schema", raw.schema.is_some()),
+                    ("max_files_per_trigger", raw.max_files_per_trigger.is_some()),
+                ],
+            )?;
             let table = raw
                 .table
                 .as_deref()
@@ -300,6 +315,10 @@ interval = "2s"
             ),
             (ISSUE_JOB.replace("mode = \"append\"", "mode = \"append\"\ncolour = 1"), "unknown field `colour`"),
             (ISSUE_JOB.replace("checkpoint = \"/data/checkpoints/events\"", ""), "checkpoint: missing"),
+            (
+                ISSUE_JOB.replace("max_files_per_trigger = 10", "files_per_chunk = 10"),
+                "source.files_per_chunk: is not a key of a `files` source",
+            ),
             (
                 format!("{ISSUE_JOB}\n[watermark]\ncolumn = \"ts\"\ndelay = \"1h\"\n"),
                 "watermark.column: `ts` is not a column",
