@@ -42,7 +42,7 @@ fn blocks(text: &str) -> Vec<(String, usize, String)> {
     out
 }
 
-/// The `tidewater` argument lists in one shell line (several in a `farm-bench --vs "…"` line).
+/// The `tidewater` argument lists in one shell line (several when commands are quoted in it).
 fn command_lines(line: &str) -> Vec<Vec<String>> {
     let Some(words) = shlex::split(line.trim_end_matches('\\')) else { return Vec::new() };
     let mut found = Vec::new();

@@ -226,23 +226,20 @@ fn read_parquet(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<Sour
 
 /// Parses text columns to their declared types and splits off the rows that fail, with a reason.
 /// `locate(row)` gives a rejected row's origin, position and raw text.
+///
+/// One pass computes the typed columns and a per-row "bad" flag (an OR of the checks); only when
+/// some row is bad is the reason (the first check that failed) computed, over those rows alone,
+/// so a clean file never builds a per-row text column.
 fn conform(
     df: DataFrame,
     schema: &InputSchema,
     input_records: u64,
     locate: impl Fn(usize) -> Rejected,
 ) -> Result<SourceBatch> {
-    const ROW: &str = "__tidewater_row";
+    const BAD: &str = "__tidewater_bad";
     const REASON: &str = "__tidewater_reason";
-    let mut typed = Vec::with_capacity(schema.columns.len());
-    let mut reason: Option<Expr> = None;
-    let mut add_reason = |when: Expr, text: String| {
-        let then = lit(text);
-        reason = Some(match reason.take() {
-            None => polars::prelude::when(when).then(then).otherwise(lit(NULL).cast(DataType::String)),
-            Some(prev) => polars::prelude::when(prev.clone().is_null().and(when)).then(then).otherwise(prev),
-        });
-    };
+    let mut typed = Vec::with_capacity(schema.columns.len() + 1);
+    let mut checks: Vec<(Expr, String)> = Vec::new();
     for column in &schema.columns {
         let name = column.name.as_str();
         let read = df.schema().get(name).cloned().unwrap_or(DataType::Null);
@@ -261,46 +258,53 @@ fn conform(
                 ColumnType::Date => col(name).str().to_date(text_options),
                 _ => col(name).strict_cast(DataType::String).cast(target.clone()),
             };
-            add_reason(
+            checks.push((
                 col(name).is_not_null().and(expr.clone().is_null()),
                 format!("field `{name}`: not a valid {}", column.ty),
-            );
+            ));
             expr
         };
         if column.required {
-            add_reason(col(name).is_null(), format!("missing required field `{name}`"));
+            checks.push((col(name).is_null(), format!("missing required field `{name}`")));
         }
         typed.push(parsed.alias(name));
     }
-    let Some(reason) = reason else {
+    let Some(bad) = checks.iter().map(|(check, _)| check.clone()).reduce(|a, b| a.or(b)) else {
         return Ok(SourceBatch { rows: df, rejected: Vec::new(), input_records });
     };
-    typed.push(reason.alias(REASON));
-    typed.push(col(ROW));
-    let checked = df
+    typed.push(bad.alias(BAD));
+    let mut checked = df
+        .clone()
         .lazy()
-        .with_row_index(ROW, None)
         .select(typed)
         .collect()
         .map_err(|e| Error::Polars { what: "checking records against the schema".into(), source: e })?;
-    let bad_mask = checked.column(REASON).map_err(Error::polars("reason column"))?.is_not_null();
-    let rows = if bad_mask.any() {
-        checked.filter(&!bad_mask.clone()).map_err(Error::polars("keeping valid rows"))?
-    } else {
-        checked.clone() // every row is valid: no copy through a filter
+    let bad_mask = checked.column(BAD).and_then(|c| c.bool()).map_err(Error::polars("bad-row flag"))?.clone();
+    let _ = checked.drop_in_place(BAD).map_err(Error::polars("bad-row flag"))?;
+    if !bad_mask.any() {
+        // Every row is valid: no reason column, no copy through a filter.
+        return Ok(SourceBatch { rows: checked, rejected: Vec::new(), input_records });
     }
-    .drop_many([ROW, REASON]);
-    let mut rejected = Vec::new();
-    if bad_mask.any() {
-        let bad = checked.filter(&bad_mask).map_err(Error::polars("collecting rejected rows"))?;
-        let rows_idx = bad.column(ROW).and_then(|c| c.idx()).map_err(Error::polars("row index"))?;
-        let reasons = bad.column(REASON).and_then(|c| c.str()).map_err(Error::polars("reasons"))?;
-        for i in 0..bad.height() {
-            let mut r = locate(rows_idx.get(i).unwrap_or_default() as usize);
-            r.reason = reasons.get(i).unwrap_or_default().to_string();
-            rejected.push(r);
-        }
-    }
+    let rows = checked.filter(&!&bad_mask).map_err(Error::polars("keeping valid rows"))?;
+    // The reason of each bad row: the first check it fails, computed over the bad rows only.
+    let reason = checks.into_iter().rev().fold(lit(NULL).cast(DataType::String), |otherwise, (check, text)| {
+        when(check).then(lit(text)).otherwise(otherwise)
+    });
+    let positions: Vec<usize> =
+        bad_mask.iter().enumerate().filter_map(|(i, b)| b.unwrap_or(false).then_some(i)).collect();
+    let reasons = df
+        .filter(&bad_mask)
+        .map_err(Error::polars("collecting rejected rows"))?
+        .lazy()
+        .select([reason.alias(REASON)])
+        .collect()
+        .map_err(|e| Error::Polars { what: "the reasons of rejected records".into(), source: e })?;
+    let reasons = reasons.column(REASON).and_then(|c| c.str()).map_err(Error::polars("reasons"))?;
+    let rejected = positions
+        .into_iter()
+        .zip(reasons.iter())
+        .map(|(row, reason)| Rejected { reason: reason.unwrap_or_default().to_string(), ..locate(row) })
+        .collect();
     Ok(SourceBatch { rows, rejected, input_records })
 }
 
