@@ -103,15 +103,17 @@ pub(crate) fn emit(
     report: &impl serde::Serialize,
     summary: impl FnOnce() -> String,
 ) -> Result<(), CliError> {
-    let json = || {
-        serde_json::to_string_pretty(report)
-            .map_err(|e| CliError::Usage(format!("internal error: the report does not serialize: {e}")))
+    let json = match (&output.report, output.json) {
+        (None, false) => String::new(),
+        _ => serde_json::to_string_pretty(report).map_err(|e| {
+            CliError::Core(tidewater_core::Error::Internal(format!("the report does not serialize: {e}")))
+        })?,
     };
     if let Some(path) = &output.report {
-        std::fs::write(path, json()?).map_err(CliError::io(path.display()))?;
+        std::fs::write(path, &json).map_err(CliError::io(path.display()))?;
     }
     if output.json {
-        out(json()?);
+        out(json);
     } else {
         out_raw(summary());
     }

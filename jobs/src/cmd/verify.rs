@@ -50,7 +50,7 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     let batch_late = batch.total(|c| c.late);
 
     let mut compare = args.compare;
-    if compare.key.is_empty() {
+    if compare.key.is_empty() && !compare.no_key {
         compare.key = job.sink.key.clone();
     }
     if args.repair {

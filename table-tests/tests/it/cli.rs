@@ -164,6 +164,9 @@ fn regression_13_report_flags_are_one_convention_and_old_spellings_name_the_new(
     let out = expect_exit(tidewater(&["reconcile", path(&table), path(&copy), "--no-key", "--json"]), 0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["key"], serde_json::json!([]), "--no-key: a multiset comparison: {report}");
+    let out = expect_exit(tidewater(&["verify", path(&job), "--no-key", "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["key"], serde_json::json!([]), "verify --no-key ignores sink.key too: {report}");
 
     let in_dir = |args: &[&str]| {
         let mut c = tidewater(args);
