@@ -6,8 +6,9 @@
 //! strings to plain strings, unsigned integers to wider signed ones, timestamps to microseconds).
 
 use crate::error::{Error, Result};
-use deltalake::arrow::array::{Array as _, ArrayRef, make_array};
+use deltalake::arrow::array::{Array as _, ArrayRef, AsArray as _, make_array};
 use deltalake::arrow::compute::{CastOptions, cast_with_options};
+use deltalake::arrow::datatypes::TimestampMicrosecondType;
 use deltalake::arrow::datatypes::{DataType as A, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi, to_ffi};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -129,14 +130,7 @@ pub fn to_record_batches(df: &mut DataFrame) -> Result<Vec<RecordBatch>> {
         let mut fields = Vec::with_capacity(rb.width());
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(rb.width());
         for (array, field) in rb.columns().iter().zip(rb.schema().iter_values()) {
-            // SAFETY: polars-arrow's and arrow-rs's C Data Interface structs are both the
-            // `#[repr(C)]` structs of the Arrow specification; ownership moves with the value.
-            let c_array: FFI_ArrowArray =
-                unsafe { std::mem::transmute(polars_arrow::ffi::export_array_to_c(array.clone())) };
-            let c_schema: FFI_ArrowSchema = unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(field)) };
-            let mut field = Field::try_from(&c_schema).map_err(arrow)?;
-            // SAFETY: `c_array` was just exported with the layout `c_schema` describes.
-            let mut column = make_array(unsafe { from_ffi(c_array, &c_schema) }.map_err(arrow)?);
+            let (mut field, mut column) = export_column(array.clone(), field)?;
             if let Some(to) = delta_column_type(field.name(), field.data_type())? {
                 // Not `safe`: a value that does not fit is an error, never a silent null.
                 column = cast_with_options(&column, &to, &CastOptions { safe: false, ..CastOptions::default() })
@@ -153,23 +147,80 @@ pub fn to_record_batches(df: &mut DataFrame) -> Result<Vec<RecordBatch>> {
 
 /// Converts an arrow-rs record batch to a Polars frame at zero copy.
 pub fn to_polars(rb: &RecordBatch) -> Result<DataFrame> {
-    let arrow = |source| Error::Arrow { what: "arrow-rs batch to polars".into(), source };
     let mut columns = Vec::with_capacity(rb.num_columns());
     for (array, field) in rb.columns().iter().zip(rb.schema().fields()) {
-        let (c_array, _) = to_ffi(&array.to_data()).map_err(arrow)?;
-        let c_schema = FFI_ArrowSchema::try_from(field.as_ref()).map_err(arrow)?;
-        // SAFETY: as in `to_record_batches`, the structs are the same C layout.
-        let c_array: polars_arrow::ffi::ArrowArray = unsafe { std::mem::transmute(c_array) };
-        let c_schema: polars_arrow::ffi::ArrowSchema = unsafe { std::mem::transmute(c_schema) };
-        let field = unsafe { polars_arrow::ffi::import_field_from_c(&c_schema) }
-            .map_err(Error::polars("arrow-rs field to polars"))?;
-        let array = unsafe { polars_arrow::ffi::import_array_from_c(c_array, field.dtype.clone()) }
-            .map_err(Error::polars("arrow-rs array to polars"))?;
-        let series =
-            Series::from_arrow(field.name.clone(), array).map_err(Error::polars("arrow-rs array to polars"))?;
-        columns.push(series.into_column());
+        columns.push(import_column(array, field)?.into_column());
     }
     DataFrame::new_infer_height(columns).map_err(Error::polars("arrow-rs batch to polars"))
+}
+
+/// One Polars array as an arrow-rs array, at zero copy.
+fn export_column(
+    array: polars_arrow::array::ArrayRef,
+    field: &polars_arrow::datatypes::Field,
+) -> Result<(Field, ArrayRef)> {
+    let arrow = |source| Error::Arrow { what: "polars array to arrow-rs".into(), source };
+    // SAFETY: polars-arrow's and arrow-rs's C Data Interface structs are both the `#[repr(C)]`
+    // structs of the Arrow specification; ownership moves with the value.
+    let c_array: FFI_ArrowArray = unsafe { std::mem::transmute(polars_arrow::ffi::export_array_to_c(array)) };
+    let c_schema: FFI_ArrowSchema = unsafe { std::mem::transmute(polars_arrow::ffi::export_field_to_c(field)) };
+    let field = Field::try_from(&c_schema).map_err(arrow)?;
+    // SAFETY: `c_array` was just exported with the layout `c_schema` describes.
+    let column = make_array(unsafe { from_ffi(c_array, &c_schema) }.map_err(arrow)?);
+    Ok((field, column))
+}
+
+/// One arrow-rs array as a Polars series, at zero copy.
+fn import_column(array: &ArrayRef, field: &Field) -> Result<Series> {
+    let arrow = |source| Error::Arrow { what: "arrow-rs array to polars".into(), source };
+    let (c_array, _) = to_ffi(&array.to_data()).map_err(arrow)?;
+    let c_schema = FFI_ArrowSchema::try_from(field).map_err(arrow)?;
+    // SAFETY: as in `export_column`, the structs are the same C layout.
+    let c_array: polars_arrow::ffi::ArrowArray = unsafe { std::mem::transmute(c_array) };
+    let c_schema: polars_arrow::ffi::ArrowSchema = unsafe { std::mem::transmute(c_schema) };
+    let field = unsafe { polars_arrow::ffi::import_field_from_c(&c_schema) }
+        .map_err(Error::polars("arrow-rs field to polars"))?;
+    let array = unsafe { polars_arrow::ffi::import_array_from_c(c_array, field.dtype.clone()) }
+        .map_err(Error::polars("arrow-rs array to polars"))?;
+    Series::from_arrow(field.name.clone(), array).map_err(Error::polars("arrow-rs array to polars"))
+}
+
+/// Parses ISO-8601 / RFC 3339 text to UTC microsecond timestamps (`Datetime(us, UTC)`) with
+/// arrow-rs's timestamp parser: `2024-03-05T12:34:56.789Z`, an offset (`+02:00`, `+0200`), a space
+/// or `t` for the `T`, no offset (read as UTC), or a date alone (midnight UTC). A value that does
+/// not parse becomes null. One byte-level pass per value: no format string is read per row and the
+/// format is not guessed from the first value.
+pub fn parse_timestamps(text: &Series) -> Result<Series> {
+    let text = text.cast(&polars::prelude::DataType::String).map_err(Error::polars("timestamps as text"))?.rechunk();
+    let name = text.name().clone();
+    let mut parsed: Option<Series> = None;
+    for chunk in text.chunks() {
+        let field = polars_arrow::datatypes::Field::new(name.clone(), chunk.dtype().clone(), true);
+        let (field, column) = export_column(chunk.clone(), &field)?;
+        let micros = cast_with_options(
+            &column,
+            &A::Timestamp(TimeUnit::Microsecond, None),
+            &CastOptions { safe: true, ..CastOptions::default() },
+        )
+        .map_err(|source| Error::Arrow { what: format!("parsing `{name}` as timestamps"), source })?;
+        let utc: ArrayRef = Arc::new(micros.as_primitive::<TimestampMicrosecondType>().clone().with_timezone("UTC"));
+        let series = import_column(&utc, &field.with_data_type(utc.data_type().clone()))?;
+        match parsed.as_mut() {
+            None => parsed = Some(series),
+            Some(acc) => {
+                acc.append_owned(series).map_err(Error::polars("timestamps"))?;
+            }
+        }
+    }
+    match parsed {
+        Some(series) => Ok(series),
+        None => Series::new_empty(name, &polars::prelude::DataType::String)
+            .cast(&polars::prelude::DataType::Datetime(
+                polars::prelude::TimeUnit::Microseconds,
+                Some(polars::prelude::TimeZone::UTC),
+            ))
+            .map_err(Error::polars("timestamps")),
+    }
 }
 
 /// The Polars type of an arrow-rs field.

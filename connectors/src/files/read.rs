@@ -36,18 +36,31 @@ fn source_err(origin: &str, problem: impl std::fmt::Display) -> Error {
     Error::Source { source_name: origin.to_string(), problem: problem.to_string() }
 }
 
+/// Whether a line holds anything but blanks.
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
+}
+
+/// The lines of a text file (found with memchr): (1-based line number, byte range).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> + '_ {
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    ends.scan(0, |start, end| {
+        let range = *start..end;
+        *start = end + 1;
+        Some(range)
+    })
+    .enumerate()
+    .map(|(n, range)| (n as u64 + 1, range))
+}
+
 /// The non-blank lines of a text file: (1-based line number, byte range).
 fn line_spans(bytes: &[u8]) -> Vec<(u64, std::ops::Range<usize>)> {
-    let mut spans = Vec::new();
-    let mut start = 0;
-    for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let end = start + line.len();
-        if line.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r')) {
-            spans.push((n as u64 + 1, start..end));
-        }
-        start = end + 1;
-    }
-    spans
+    lines(bytes).filter(|(_, range)| !is_blank(&bytes[range.clone()])).collect()
+}
+
+/// How many non-blank lines a text file has.
+fn count_lines(bytes: &[u8]) -> usize {
+    lines(bytes).filter(|(_, range)| !is_blank(&bytes[range.clone()])).count()
 }
 
 fn raw_text(bytes: &[u8], range: std::ops::Range<usize>) -> String {
@@ -100,16 +113,19 @@ fn parse_ndjson(bytes: &[u8], schema: &InputSchema) -> PolarsResult<DataFrame> {
 }
 
 fn read_ndjson(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBatch> {
-    let spans = line_spans(bytes);
+    let records = count_lines(bytes);
     if let Ok(df) = parse_ndjson(bytes, schema)
-        && df.height() == spans.len()
+        && df.height() == records
     {
-        return conform(df, schema, spans.len() as u64, |row| {
-            let (line, range) = spans[row].clone();
+        // Where each line is, only if some row is rejected.
+        let spans = std::cell::OnceCell::new();
+        return conform(df, schema, records as u64, |row| {
+            let (line, range) = spans.get_or_init(|| line_spans(bytes))[row].clone();
             Rejected { origin: origin.to_string(), position: line, raw: raw_text(bytes, range), reason: String::new() }
         });
     }
     // Slow path: some line is not what the schema says. Check each, keep the good ones.
+    let spans = line_spans(bytes);
     let mut good = Vec::with_capacity(bytes.len());
     let mut good_lines = Vec::new();
     let mut rejected = Vec::new();
@@ -231,13 +247,14 @@ fn read_parquet(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<Sour
 /// some row is bad is the reason (the first check that failed) computed, over those rows alone,
 /// so a clean file never builds a per-row text column.
 fn conform(
-    df: DataFrame,
+    mut df: DataFrame,
     schema: &InputSchema,
     input_records: u64,
     locate: impl Fn(usize) -> Rejected,
 ) -> Result<SourceBatch> {
     const BAD: &str = "__tidewater_bad";
     const REASON: &str = "__tidewater_reason";
+    const PARSED: &str = "__tidewater_parsed_";
     let mut typed = Vec::with_capacity(schema.columns.len() + 1);
     let mut checks: Vec<(Expr, String)> = Vec::new();
     for column in &schema.columns {
@@ -249,6 +266,18 @@ fn conform(
         } else {
             let text_options = StrptimeOptions { strict: false, exact: true, cache: true, format: None };
             let expr = match column.ty {
+                ColumnType::Timestamp if read == DataType::String => {
+                    // arrow-rs's RFC 3339 parser, row by row, beside the frame: Polars' `to_datetime`
+                    // guesses one format from the first value and parses each row with chrono,
+                    // re-reading the format string per row.
+                    let parsed_name = format!("{PARSED}{name}");
+                    let parsed = tidewater_core::bridge::parse_timestamps(
+                        df.column(name).map_err(Error::polars("timestamps"))?.as_materialized_series(),
+                    )?
+                    .with_name(parsed_name.as_str().into());
+                    df.with_column(parsed.into_column()).map_err(Error::polars("timestamps"))?;
+                    col(parsed_name.as_str())
+                }
                 ColumnType::Timestamp => col(name).str().to_datetime(
                     Some(TimeUnit::Microseconds),
                     Some(TimeZone::UTC),

@@ -127,3 +127,45 @@ fn parquet_rows_are_typed_and_required_nulls_rejected() {
     let t = batch.rows.column("event_time").unwrap().datetime().unwrap().physical().clone();
     assert_eq!(t.get(1), Some(1_709_288_100_500_000));
 }
+
+#[test]
+fn lines_are_found_as_the_reader_counts_them() {
+    assert_eq!(count_lines(b""), 0);
+    assert_eq!(count_lines(b"\n\n \t\r\n"), 0, "blank lines are not records");
+    assert_eq!(count_lines(b"a"), 1, "a last line without its newline");
+    assert_eq!(line_spans(b"a\r\n\nb\n c"), [(1, 0..2), (3, 4..5), (4, 6..8)]);
+}
+
+#[test]
+fn timestamps_parse_row_by_row_whatever_the_first_row_looks_like() {
+    let row = |id: usize, time: &str| {
+        format!(r#"{{"event_id":"{id}","user_id":{id},"event_time":"{time}","category":"x","amount":1}}"#)
+    };
+    // The first value has no time and no offset: Polars' format guess would take it as the
+    // pattern for all. Each is parsed on its own.
+    let times = [
+        ("2024-03-01", Some(1_709_251_200_000_000)),
+        ("2024-03-01T10:15:00+02:00", Some(1_709_280_900_000_000)),
+        ("2024-03-01 10:15:00", Some(1_709_288_100_000_000)),
+        ("2024-03-01t10:15:00.5z", Some(1_709_288_100_500_000)),
+        ("2024-03-01T10:15:00.123456789Z", Some(1_709_288_100_123_456)),
+        ("2024-03-01T10:15:00+0530", Some(1_709_268_300_000_000)),
+        ("March 1", None),
+        ("2024-13-01T00:00:00Z", None),
+        ("2024-03-01T10:15:00Zjunk", None),
+    ];
+    let text: String = times.iter().enumerate().map(|(i, (t, _))| row(i, t) + "\n").collect();
+    let batch = read_file(text.as_bytes(), "f.json", FileFormat::Ndjson, &events_schema()).unwrap();
+    assert_eq!(batch.input_records, times.len() as u64);
+    let kept: Vec<Option<i64>> =
+        batch.rows.column("event_time").unwrap().datetime().unwrap().physical().iter().collect();
+    let want: Vec<Option<i64>> = times.iter().filter_map(|(_, v)| v.map(Some)).collect();
+    assert_eq!(kept, want);
+    let rejected: Vec<(u64, &str)> = batch.rejected.iter().map(|r| (r.position, r.reason.as_str())).collect();
+    let reason = "field `event_time`: not a valid timestamp";
+    assert_eq!(rejected, [(7, reason), (8, reason), (9, reason)]);
+    assert_eq!(
+        batch.rows.column("event_time").unwrap().dtype(),
+        &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+    );
+}
