@@ -129,6 +129,9 @@ pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
 
 /// The fingerprint of every partition of `df`: partitions by `partition_by` (values rendered as
 /// Delta renders them), content over every other column.
+///
+/// Rows are grouped by the partition columns' values; each partition's values are rendered to
+/// text once, from its first row, not once per row.
 pub fn partition_fingerprints(
     df: &DataFrame,
     partition_by: &[String],
@@ -137,19 +140,38 @@ pub fn partition_fingerprints(
     let content: Vec<String> =
         df.get_column_names().iter().map(|s| s.to_string()).filter(|c| !partition_by.contains(c)).collect();
     let hashes = row_hashes(df, &content)?;
+    let sum = |rows: &mut dyn Iterator<Item = u64>| {
+        rows.fold(Fingerprint::default(), |fp, h| fp.combine(Fingerprint { rows: 1, hash: h }))
+    };
+    let mut out: BTreeMap<PartitionValues, Fingerprint> = BTreeMap::new();
+    if partition_by.is_empty() || df.height() == 0 {
+        if !hashes.is_empty() {
+            out.insert(PartitionValues::new(), sum(&mut hashes.iter().copied()));
+        }
+        return Ok(out);
+    }
+    let grouped = df.group_by(partition_by.iter().map(String::as_str)).map_err(err)?;
+    let groups = grouped.get_groups();
+    let firsts: Vec<IdxSize> = groups.iter().map(|g| g.first()).collect();
+    let firsts = IdxCa::from_vec("first".into(), firsts);
     let mut texts = Vec::with_capacity(partition_by.len());
     for p in partition_by {
-        let s = df.column(p).map_err(err)?.as_materialized_series().cast(&DataType::String).map_err(err)?;
-        texts.push(s);
+        let values = df.column(p).map_err(err)?.as_materialized_series().take(&firsts).map_err(err)?;
+        texts.push(values.cast(&DataType::String).map_err(err)?);
     }
-    let mut out: BTreeMap<PartitionValues, Fingerprint> = BTreeMap::new();
-    for (i, h) in hashes.into_iter().enumerate() {
+    for (g, group) in groups.iter().enumerate() {
         let mut key = PartitionValues::new();
         for (p, s) in partition_by.iter().zip(&texts) {
-            key.insert(p.clone(), s.str().map_err(err)?.get(i).map(str::to_owned));
+            key.insert(p.clone(), s.str().map_err(err)?.get(g).map(str::to_owned));
         }
-        let fp = out.entry(key).or_default();
-        *fp = fp.combine(Fingerprint { rows: 1, hash: h });
+        let fp = match group {
+            GroupsIndicator::Idx((_, rows)) => sum(&mut rows.iter().map(|&i| hashes[i as usize])),
+            GroupsIndicator::Slice([first, len]) => {
+                sum(&mut hashes[first as usize..(first + len) as usize].iter().copied())
+            }
+        };
+        let entry = out.entry(key).or_default();
+        *entry = entry.combine(fp);
     }
     Ok(out)
 }
@@ -173,6 +195,24 @@ mod tests {
         let neg_zero =
             df!["id" => [1i64, 2, 3], "x" => [Some(-0.0f64), Some(-f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
         assert_eq!(a, partition_fingerprints(&neg_zero, &["d".into()]).unwrap(), "0.0 = -0.0, NaN = NaN");
+    }
+
+    #[test]
+    fn partitions_group_by_value_and_render_as_delta_does() {
+        let df = df![
+            "id" => [1i64, 2, 3, 4, 5],
+            "d" => [Some(19_787i32), None, Some(19_787), Some(19_788), None],
+        ]
+        .unwrap();
+        let df = df.lazy().with_column(col("d").cast(DataType::Date)).collect().unwrap();
+        let fps = partition_fingerprints(&df, &["d".into()]).unwrap();
+        let key = |v: Option<&str>| PartitionValues::from([("d".to_string(), v.map(str::to_string))]);
+        let rows: Vec<(PartitionValues, u64)> = fps.iter().map(|(k, f)| (k.clone(), f.rows)).collect();
+        assert_eq!(rows, [(key(None), 2), (key(Some("2024-03-05")), 2), (key(Some("2024-03-06")), 1)]);
+        // The same rows in one partition-less set: the sum of the partitions' hashes.
+        let whole = partition_fingerprints(&df.drop("d").unwrap(), &[]).unwrap();
+        let total = fps.values().fold(Fingerprint::default(), |a, b| a.combine(*b));
+        assert_eq!(whole[&PartitionValues::new()], total);
     }
 
     #[test]
