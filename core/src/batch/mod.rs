@@ -109,6 +109,18 @@ pub(crate) async fn run_plan(
     plan_url: String,
     progress: &dyn Fn(usize, usize),
 ) -> Result<BatchRunReport> {
+    let result = run_chunks(plan, source, writer, plan_url, progress).await;
+    writer.settle().await;
+    result
+}
+
+async fn run_chunks(
+    plan: &BatchPlan,
+    source: &mut dyn BoundedSource,
+    writer: &mut BatchWriter,
+    plan_url: String,
+    progress: &dyn Fn(usize, usize),
+) -> Result<BatchRunReport> {
     let recorded = writer.sink.committed_version().await?.unwrap_or(-1);
     let done = usize::try_from(recorded + 1).unwrap_or(0).min(plan.chunks.len());
     let mut report = BatchRunReport {

@@ -78,6 +78,15 @@ pub(crate) struct BatchWriter {
 }
 
 impl BatchWriter {
+    /// Waits for the sinks' background work (checkpoints) before a run returns.
+    pub async fn settle(&mut self) {
+        self.sink.settle().await;
+        self.quarantine.settle().await;
+        if let Some(late) = self.late.1.as_mut() {
+            late.settle().await;
+        }
+    }
+
     /// Sets late rows aside, transforms the rest and commits (quarantine, late table, then the
     /// sink), all keyed by `ctx.batch_id`. Returns the report minus timing, and the largest event
     /// time of the on-time rows (for the next watermark).
@@ -144,6 +153,12 @@ pub struct StreamQuery {
 impl StreamQuery {
     /// Runs batches under `trigger` until it is done or a stop is requested.
     pub async fn run(&mut self, trigger: Trigger) -> Result<RunReport> {
+        let result = self.run_batches(trigger).await;
+        self.writer.settle().await;
+        result
+    }
+
+    async fn run_batches(&mut self, trigger: Trigger) -> Result<RunReport> {
         let mut report = RunReport {
             query: self.query,
             table: self.writer.sink.url().to_string(),

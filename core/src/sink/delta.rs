@@ -1,11 +1,24 @@
 //! The idempotent Delta sink: one batch, one Delta commit, carrying `txn {appId, version = batch}`.
 //!
 //! # Invariant
-//! For an app id, a batch id lands in at most one commit. Before writing, the sink reads the
-//! table's recorded txn version for its app id and skips any batch at or below it (Spark's
-//! `DeltaSink.addBatch` rule). The data files and the txn go into the same `_delta_log` entry, so
+//! For an app id, a batch id lands in at most one commit. Before writing, the sink knows the
+//! table's recorded txn version for its app id (read from the log, or its own last commit, see
+//! below) and skips any batch at or below it (Spark's `DeltaSink.addBatch` rule). The data files and the txn go into the same `_delta_log` entry, so
 //! either both are visible or neither. A commit that fails because another writer recorded the
 //! batch first (`ConcurrentTransaction`) is re-checked and reported as skipped.
+//!
+//! # Per-batch cost
+//! The snapshot and the recorded txn version are read from the log once: at the first batch, and
+//! again after anything fails. After that, a batch (a blind append) is written straight as the
+//! version after the last one the sink knows. That log entry is put-if-absent, so it lands only
+//! if no other writer committed in between: there is then nothing to conflict with, and neither
+//! the txn nor the snapshot needs re-reading (delta-rs's commit would re-materialize every file of
+//! the table after each commit, a cost that grows with the table). If another writer took the
+//! version, the sink refreshes, re-checks its txn (a zombie of the same query may have committed
+//! this very batch) and commits through delta-rs's full protocol, with its conflict checks.
+//! Checkpoints are written every `delta.checkpointInterval` commits, as delta-rs would, but in
+//! the background; expired log files are cleaned only then, not by listing the whole
+//! `_delta_log` after every commit.
 
 use crate::bridge::{arrow_schema, to_record_batches};
 use crate::contract::{Sink, SinkCommit};
@@ -16,12 +29,15 @@ use crate::reconcile::fingerprint;
 use async_trait::async_trait;
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, StructType, Transaction};
 use deltalake::kernel::{Add, Remove};
+use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
+use deltalake::table::config::TablePropertiesExt as _;
+use deltalake::table::state::DeltaTableState;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableBuilder};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use polars::prelude::DataFrame;
 use std::collections::BTreeMap;
 use url::Url;
@@ -47,6 +63,14 @@ pub struct DeltaSink {
     key: Vec<String>,
     kind: WriteKind,
     table: Option<DeltaTable>,
+    /// The txn version recorded for `app_id` at `table`'s version, when the sink knows it without
+    /// reading the log: after its own commit (`Some(None)`: known to be absent).
+    recorded: Option<Option<i64>>,
+    /// The latest table version this sink knows every commit up to (its snapshot's, or its own
+    /// last commit's); `None`: read the log first.
+    known_version: Option<u64>,
+    /// The checkpoint being written in the background, if any.
+    checkpointing: Option<tokio::task::JoinHandle<()>>,
     hook: Option<StepHook>,
 }
 
@@ -59,6 +83,9 @@ impl DeltaSink {
             key: Vec::new(),
             kind,
             table: None,
+            recorded: None,
+            known_version: None,
+            checkpointing: None,
             hook: None,
         }
     }
@@ -109,18 +136,26 @@ impl DeltaSink {
         } else {
             return Ok(None);
         }
+        self.known_version = table.version();
         Ok(Some(table))
     }
 
-    /// The txn version the table records for this sink's app id (`None`: nothing committed yet).
+    /// The txn version the table records for this sink's app id (`None`: nothing committed yet),
+    /// read from the table's latest version.
     pub async fn committed_version(&mut self) -> Result<Option<i64>> {
+        self.recorded = None;
         let app_id = self.app_id.clone();
         let url = self.url.to_string();
         let Some(table) = self.refreshed().await? else {
             return Ok(None);
         };
         let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
-        snapshot.transaction_version(table.log_store().as_ref(), &app_id).await.map_err(Error::delta(&url, "read txn"))
+        let recorded = snapshot
+            .transaction_version(table.log_store().as_ref(), &app_id)
+            .await
+            .map_err(Error::delta(&url, "read txn"))?;
+        self.recorded = Some(recorded);
+        Ok(recorded)
     }
 
     async fn create(&mut self, schema: &ArrowSchema) -> Result<()> {
@@ -152,6 +187,7 @@ impl DeltaSink {
             .await
             .map_err(Error::delta(&self.url, "create"))?;
         tracing::info!(table = %self.url, "created Delta table");
+        self.known_version = created.version();
         self.table = Some(created);
         Ok(())
     }
@@ -191,6 +227,27 @@ impl DeltaSink {
         let rows = rows.clone();
         Some(tokio::task::spawn_blocking(move || fingerprint::partition_fingerprints(&rows, &partition_by)))
     }
+}
+
+/// Writes the checkpoint of `version`, then cleans expired log files if the table allows it;
+/// returns how many were deleted.
+async fn checkpoint_at(log_store: deltalake::logstore::LogStoreRef, version: u64) -> deltalake::DeltaResult<usize> {
+    let mut table = DeltaTable::new(log_store);
+    table.load_version(version).await?;
+    deltalake::checkpoints::create_checkpoint(&table, None).await?;
+    if table.snapshot()?.table_config().enable_expired_log_cleanup() {
+        return deltalake::checkpoints::cleanup_metadata(&table, None).await;
+    }
+    Ok(0)
+}
+
+/// Whether the commit after `snapshot` cleans expired log files: when the table allows it and that
+/// commit writes a checkpoint (delta-rs would otherwise list the whole `_delta_log` after every
+/// commit, a cost that grows with the table's history).
+fn cleans_logs(snapshot: &DeltaTableState) -> bool {
+    let config = snapshot.table_config();
+    let next = snapshot.version() + 1;
+    config.enable_expired_log_cleanup() && (next + 1).is_multiple_of(config.checkpoint_interval().get())
 }
 
 type Fingerprints = BTreeMap<fingerprint::PartitionValues, fingerprint::Fingerprint>;
@@ -245,20 +302,47 @@ impl DeltaSink {
     async fn write_commit(
         &mut self,
         id: BatchId,
+        rows: DataFrame,
+        range: &str,
+        removes: Vec<Remove>,
+        predicate: Option<String>,
+    ) -> Result<SinkCommit> {
+        let result = self.try_write_commit(id, rows, range, removes, predicate).await;
+        if result.is_err() {
+            // Whatever failed, the next attempt starts from the log.
+            (self.recorded, self.known_version) = (None, None);
+        }
+        result
+    }
+
+    async fn try_write_commit(
+        &mut self,
+        id: BatchId,
         mut rows: DataFrame,
         range: &str,
         removes: Vec<Remove>,
         predicate: Option<String>,
     ) -> Result<SinkCommit> {
-        if let Some(recorded) = self.committed_version().await?
-            && recorded >= id.txn_version()
-        {
-            tracing::info!(table = %self.url, %id, recorded, "already committed; skipped");
-            return Ok(SinkCommit::Skipped { recorded });
-        }
+        let blind_append = removes.is_empty() && predicate.is_none();
+        // A replace reads the log: it must conflict-check against the table as it is now.
+        let mut recorded = match self.recorded.take() {
+            Some(known) if blind_append => known,
+            _ => self.committed_version().await?,
+        };
         if self.table.as_ref().and_then(DeltaTable::version).is_none() {
             let schema = arrow_schema(&rows)?;
             self.create(&schema).await?;
+            if self.known_version != Some(0) {
+                // Someone else created the table first (a zombie of this query?): read its txn.
+                recorded = self.committed_version().await?;
+            }
+        }
+        if let Some(recorded) = recorded
+            && recorded >= id.txn_version()
+        {
+            tracing::info!(table = %self.url, %id, recorded, "already committed; skipped");
+            self.recorded = Some(Some(recorded));
+            return Ok(SinkCommit::Skipped { recorded });
         }
         let fingerprints = self.start_fingerprints(&rows);
         let batches = to_record_batches(&mut rows)?;
@@ -304,28 +388,164 @@ impl DeltaSink {
             id.txn_version(),
             Some(chrono::Utc::now().timestamp_millis()),
         );
-        let snapshot = table.snapshot().map_err(commit_err)?;
-        let committed = CommitBuilder::from(CommitProperties::default().with_application_transaction(txn))
-            .with_actions(adds.into_iter().map(Action::Add).chain(removes.into_iter().map(Action::Remove)).collect())
-            .build(Some(snapshot), table.log_store(), operation)
-            .await;
-        match committed {
-            Ok(done) => {
-                let version = done.version();
-                table.state = Some(done.snapshot());
-                pass(&self.hook, CrashPoint::AfterDeltaCommit, id);
-                Ok(SinkCommit::Committed { version, rows: row_count, files })
-            }
-            Err(source) => {
-                // Another writer may have committed this batch (a zombie of ours): re-check.
+        let actions: Vec<Action> =
+            adds.into_iter().map(Action::Add).chain(removes.into_iter().map(Action::Remove)).collect();
+        let properties = |snapshot: &DeltaTableState| {
+            CommitProperties::default()
+                .with_application_transaction(txn.clone())
+                .with_cleanup_expired_logs(Some(cleans_logs(snapshot)))
+        };
+        let mut version = None;
+        if blind_append && let Some(known) = self.known_version {
+            version = self.append_after(known, &actions, &operation, &properties).await.map_err(commit_err)?;
+            if version.is_none() {
+                // Another writer took the version: back to the log, and Delta's conflict check.
+                tracing::info!(table = %self.url, %id, "the table moved on; refreshing before the commit");
+                let written_for = self.layout()?;
                 if let Some(recorded) = self.committed_version().await?
                     && recorded >= id.txn_version()
                 {
-                    tracing::warn!(%id, recorded, "commit lost to a concurrent writer of the same batch; skipped");
+                    tracing::warn!(%id, recorded, "batch committed by a concurrent writer of the same app id; skipped");
                     return Ok(SinkCommit::Skipped { recorded });
                 }
-                Err(commit_err(source))
+                if self.layout()? != written_for {
+                    // The files were written for the table as it was: committing them under a
+                    // new schema, partitioning or protocol would be wrong (Spark fails the query
+                    // the same way). The batch is replayed on restart against the new table.
+                    return Err(Error::SchemaMismatch {
+                        table: self.url.to_string(),
+                        problem: format!(
+                            "another writer changed the table's schema, partitioning or protocol while batch {id} was being written; restart the query to write it against the new table"
+                        ),
+                    });
+                }
             }
         }
+        let version = match version {
+            Some(version) => version,
+            None => match self.commit_checked(actions, operation, &properties).await {
+                Ok(version) => version,
+                Err(source) => {
+                    // Another writer may have committed this batch (a zombie of ours): re-check.
+                    if let Some(recorded) = self.committed_version().await?
+                        && recorded >= id.txn_version()
+                    {
+                        tracing::warn!(%id, recorded, "commit lost to a concurrent writer of the same batch; skipped");
+                        return Ok(SinkCommit::Skipped { recorded });
+                    }
+                    return Err(commit_err(source));
+                }
+            },
+        };
+        (self.recorded, self.known_version) = (Some(Some(id.txn_version())), Some(version));
+        pass(&self.hook, CrashPoint::AfterDeltaCommit, id);
+        Ok(SinkCommit::Committed { version, rows: row_count, files })
+    }
+
+    /// What the data files are written for: the schema, partition columns and protocol of the
+    /// sink's snapshot.
+    fn layout(&self) -> Result<(StructType, Vec<String>, deltalake::kernel::Protocol)> {
+        let table = self.table.as_ref().ok_or_else(|| Error::Internal("table not open".into()))?;
+        let snapshot = table.snapshot().map_err(Error::delta(&self.url, "snapshot"))?;
+        let schema = snapshot.schema().as_ref().clone();
+        Ok((schema, snapshot.metadata().partition_columns().to_vec(), snapshot.protocol().clone()))
+    }
+
+    /// A blind append written as version `known + 1`, where `known` is the latest version this
+    /// sink has seen (every commit up to it is known: its own, or in its snapshot). If the put
+    /// succeeds, no other writer committed in between, so there is nothing to conflict with and
+    /// the snapshot need not be brought up to date (delta-rs would re-materialize every file of
+    /// the table after each commit, a cost that grows with the table). `None`: another writer took
+    /// the version.
+    async fn append_after(
+        &mut self,
+        known: u64,
+        actions: &[Action],
+        operation: &DeltaOperation,
+        properties: &(dyn Fn(&DeltaTableState) -> CommitProperties + Sync),
+    ) -> std::result::Result<Option<u64>, DeltaTableError> {
+        let Some(table) = self.table.as_ref() else {
+            return Err(DeltaTableError::Generic("table not open".into()));
+        };
+        let snapshot = table.snapshot()?;
+        let prepared = CommitBuilder::from(properties(snapshot))
+            .with_actions(actions.to_vec())
+            .build(Some(snapshot), table.log_store(), operation.clone())
+            .into_prepared_commit_future()
+            .await?;
+        let entry = prepared.commit_or_bytes().clone();
+        drop(prepared);
+        let version = known + 1;
+        let (log_store, operation_id) = (table.log_store(), uuid::Uuid::new_v4());
+        if !matches!(entry, CommitOrBytes::LogBytes(_)) {
+            // A log store that commits by renaming a temporary file has no put-if-absent of the
+            // entry itself: use the full protocol.
+            log_store.abort_commit_entry(version, entry, operation_id).await?;
+            return Ok(None);
+        }
+        match log_store.write_commit_entry(version, entry, operation_id).await {
+            Ok(()) => {}
+            Err(TransactionError::VersionAlreadyExists(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let config = snapshot.table_config();
+        if (version + 1).is_multiple_of(config.checkpoint_interval().get()) {
+            self.checkpoint_in_background(version).await;
+        }
+        Ok(Some(version))
+    }
+
+    /// Waits for the checkpoint being written in the background, if any: called when a run ends,
+    /// so the process does not exit in the middle of it.
+    pub async fn settle(&mut self) {
+        if let Some(task) = self.checkpointing.take()
+            && let Err(e) = task.await
+        {
+            tracing::warn!(table = %self.url, "checkpoint task failed: {e}");
+        }
+    }
+
+    /// Writes a checkpoint at `version` (and cleans expired log files, as the table's properties
+    /// say) off the hot path, as delta-rs's post-commit hook would after the commit. One runs at a
+    /// time: a checkpoint still running from the previous interval is waited for first. A
+    /// checkpoint is put whole or not at all, so one cut short by a crash costs nothing but a
+    /// longer log replay.
+    async fn checkpoint_in_background(&mut self, version: u64) {
+        self.settle().await;
+        let (url, log_store) = (self.url.clone(), self.table.as_ref().map(DeltaTable::log_store));
+        let Some(log_store) = log_store else { return };
+        self.checkpointing = Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match checkpoint_at(log_store, version).await {
+                Ok(cleaned) => tracing::debug!(
+                    table = %url,
+                    version,
+                    cleaned,
+                    ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                ),
+                Err(e) => tracing::warn!(table = %url, version, "checkpoint not written: {e}"),
+            }
+        }));
+    }
+
+    /// A commit through delta-rs's full protocol: conflict checks against commits since the
+    /// snapshot, retries, the post-commit hook (checkpoint, log cleanup) and a refreshed snapshot.
+    async fn commit_checked(
+        &mut self,
+        actions: Vec<Action>,
+        operation: DeltaOperation,
+        properties: &(dyn Fn(&DeltaTableState) -> CommitProperties + Sync),
+    ) -> std::result::Result<u64, DeltaTableError> {
+        let Some(table) = self.table.as_mut() else {
+            return Err(DeltaTableError::Generic("table not open".into()));
+        };
+        let snapshot = table.snapshot()?;
+        let done = CommitBuilder::from(properties(snapshot))
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await?;
+        table.state = Some(done.snapshot());
+        Ok(done.version())
     }
 }

@@ -41,6 +41,7 @@ async fn write_table(path: &Path, n: usize, per_batch: usize, changed: &[i64]) -
         let frame = rows(from, (from + per_batch).min(n), changed)?;
         sink.add_batch(BatchId::new(k as u64), frame, "bench rows").await?;
     }
+    sink.settle().await;
     Ok(())
 }
 

@@ -11,5 +11,6 @@ mod crash;
 mod property;
 mod reconcile;
 mod s3;
+mod sink;
 mod stream_batch;
 mod types;
