@@ -67,6 +67,7 @@ pub struct SourceBatch {
 pub trait Source: Send {
     /// The end of the next batch after `start`, within the source's admission limit (for example
     /// `max_files_per_trigger`) and never past `until`. Equal to `start` when nothing is new.
+    /// With `until` (from [`Source::available_end`]) the source need not look for new data.
     async fn latest_offset(&mut self, start: Option<&Offset>, until: Option<&Offset>) -> Result<Option<Offset>>;
 
     /// The end of everything available now, ignoring admission limits (for `available-now` and

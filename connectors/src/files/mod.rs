@@ -252,7 +252,11 @@ impl FileStreamSource {
 #[async_trait]
 impl Source for FileStreamSource {
     async fn latest_offset(&mut self, start: Option<&Offset>, until: Option<&Offset>) -> Result<Option<Offset>> {
-        self.discover().await?;
+        // Bounded by `until` (available-now), every file up to it is logged already: no listing
+        // per batch, whose cost would grow with the directory.
+        if until.is_none() {
+            self.discover().await?;
+        }
         if self.log.is_empty() {
             return Ok(None);
         }
