@@ -197,6 +197,21 @@ impl Checkpoint {
         self.create_json(&format!("commits/{}.json", id.get()), entry).await
     }
 
+    /// Deletes batch `id`'s offset and commit entries (absent ones are fine): two deletes, whatever
+    /// the log's length.
+    pub async fn forget(&self, id: BatchId) -> Result<()> {
+        for dir in ["commits", "offsets"] {
+            let rel = format!("{dir}/{}.json", id.get());
+            match self.store.delete(&self.path(&rel)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(Error::Store { path: self.display(&rel), op: "delete", source: Box::new(source) });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes the offset and commit entries of batches before `keep_from`, keeping the log's cost
     /// bounded (Spark's `minBatchesToRetain`). Recovery only needs the latest entries.
     pub async fn purge_before(&self, keep_from: BatchId) -> Result<usize> {
@@ -256,6 +271,8 @@ mod tests {
         .unwrap();
         assert_eq!(cp.purge_before(BatchId::new(10)).await.unwrap(), 2, "offsets 0 and 1 go");
         assert_eq!(cp.list_numbered("offsets").await.unwrap(), [10]);
+        cp.forget(BatchId::new(3)).await.unwrap();
+        assert_eq!(cp.list_numbered("offsets").await.unwrap(), [10], "forgetting an absent batch is fine");
         assert_eq!(cp.latest_commit().await.unwrap().unwrap().0, BatchId::new(10), "recovery still finds batch 10");
         let q1 = cp.query_metadata("q").await.unwrap();
         let q2 = cp.query_metadata("q").await.unwrap();

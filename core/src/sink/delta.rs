@@ -229,16 +229,37 @@ impl DeltaSink {
     }
 }
 
-/// Writes the checkpoint of `version`, then cleans expired log files if the table allows it;
-/// returns how many were deleted.
-async fn checkpoint_at(log_store: deltalake::logstore::LogStoreRef, version: u64) -> deltalake::DeltaResult<usize> {
-    let mut table = DeltaTable::new(log_store);
-    table.load_version(version).await?;
-    deltalake::checkpoints::create_checkpoint(&table, None).await?;
-    if table.snapshot()?.table_config().enable_expired_log_cleanup() {
-        return deltalake::checkpoints::cleanup_metadata(&table, None).await;
-    }
-    Ok(0)
+/// Writes the checkpoint of `version` from a lazy kernel snapshot (one replay of the log, where
+/// loading a `DeltaTable` first would materialize every file of the table), then, if `cleanup`
+/// gives the cut-off time, deletes the log files expired before it; returns how many.
+async fn checkpoint_at(
+    log_store: deltalake::logstore::LogStoreRef,
+    version: u64,
+    cleanup: Option<i64>,
+) -> std::result::Result<usize, String> {
+    let engine = log_store.engine(None);
+    let root = log_store.transaction_url(None).map_err(|e| e.to_string())?;
+    // A thread of its own at the lowest CPU priority (Linux keeps a nice value per thread), so
+    // the checkpoint yields the cores to the batches; it ends with the checkpoint, so no pool
+    // thread is left at that priority.
+    let (done, written) = futures::channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tidewater-checkpoint".into())
+        .spawn(move || {
+            // SAFETY: a plain syscall on this thread's own id.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+            let write = || {
+                let snapshot = delta_kernel::Snapshot::builder_for(root).at_version(version).build(engine.as_ref())?;
+                snapshot.checkpoint(engine.as_ref(), None).map(|_| ())
+            };
+            let _ = done.send(write().map_err(|e| e.to_string()));
+        })
+        .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
+    written.await.map_err(|_| "the checkpoint thread ended without a result".to_string())??;
+    let Some(cutoff_ms) = cleanup else { return Ok(0) };
+    deltalake::checkpoints::cleanup_expired_logs_for(version, log_store.as_ref(), cutoff_ms, None)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Whether the commit after `snapshot` cleans expired log files: when the table allows it and that
@@ -512,11 +533,15 @@ impl DeltaSink {
     /// longer log replay.
     async fn checkpoint_in_background(&mut self, version: u64) {
         self.settle().await;
-        let (url, log_store) = (self.url.clone(), self.table.as_ref().map(DeltaTable::log_store));
-        let Some(log_store) = log_store else { return };
+        let Some(table) = self.table.as_ref() else { return };
+        let (url, log_store) = (self.url.clone(), table.log_store());
+        let cleanup = table.snapshot().ok().map(DeltaTableState::table_config).and_then(|config| {
+            let retention = config.log_retention_duration().as_millis() as i64;
+            config.enable_expired_log_cleanup().then(|| chrono::Utc::now().timestamp_millis() - retention)
+        });
         self.checkpointing = Some(tokio::spawn(async move {
             let started = std::time::Instant::now();
-            match checkpoint_at(log_store, version).await {
+            match checkpoint_at(log_store, version, cleanup).await {
                 Ok(cleaned) => tracing::debug!(
                     table = %url,
                     version,
