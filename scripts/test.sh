@@ -3,7 +3,8 @@
 # tables, killed and restarted; some on an S3-compatible server this script installs and starts,
 # and stops at the end), the README's Rust example, then an interop check that reads the demo's
 # tables with the Python `deltalake` and `polars` packages and with DuckDB's delta extension
-# (installed here into a cached venv).
+# (installed here into a cached venv), and a small `tidewater bench ingest` (its Python baselines
+# use that venv; it fails if the three pipelines do not write the same rows).
 #
 # Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default: wherever cargo builds,
 #                                   ./target unless cargo's config says otherwise: the build
@@ -50,3 +51,6 @@ DEMO=$(mktemp -d)
 trap 'rm -rf "$DEMO"; s3_stop' EXIT
 "$TIDEWATER_BIN" -q demo --dir "$DEMO/demo" --files 6 --rows-per-file 500 >/dev/null
 "$VENV/bin/python" scripts/interop_check.py "$DEMO/demo"
+
+echo "== bench ingest, small: the three pipelines must write the same rows (figures: docs/performance.md)"
+"$TIDEWATER_BIN" -q bench ingest --rows 20000 --files 4 --runs 1 --tiny-batches 20 --python "$VENV/bin/python" --dir "$DEMO"

@@ -308,11 +308,15 @@ pub struct DemoArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Stream generated NDJSON into Delta; baseline: plain Polars reading the same files and
-    /// writing Parquet. Also the median latency of tiny batches (one 1,000-row file each).
+    /// The partitioned ingest job as whole processes, side by side: `tidewater run`, the same job
+    /// by hand in Python (polars + deltalake, one commit per batch with a txn) and plain Polars
+    /// writing partitioned Parquet; wall, CPU, rows per CPU-second and peak RSS of each. Then the
+    /// plan-to-commit latency of tiny batches (one 1,000-row file each), early and late in one
+    /// long stream. Needs a Python with polars and deltalake (--python).
     #[command(after_help = "Examples:
-  tidewater bench ingest                         # 1,000,000 events in 10 files, 30 tiny batches
-  tidewater bench ingest --rows 200000 --files 4 --dir /tmp/bench")]
+  tidewater bench ingest                  # 2,000,000 events, 20 files, 2 per batch; 2,000 tiny batches
+  tidewater bench ingest --rows 200000 --files 4 --runs 1 --tiny-batches 100 --dir /tmp/bench
+  tidewater bench ingest --python ~/.cache/tidewater/venv/bin/python")]
     Ingest(BenchIngestArgs),
     /// Reconcile two identical tables and two differing by 10 changed rows; baseline: a plain
     /// Polars full outer join on the key over the same files.
@@ -344,14 +348,24 @@ pub struct BenchReconcileArgs {
 #[derive(Debug, Args)]
 pub struct BenchIngestArgs {
     /// Total events to ingest.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 2_000_000)]
     pub rows: usize,
     /// Files the events are spread over.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub files: usize,
-    /// Tiny batches to time for latency.
-    #[arg(long, default_value_t = 30)]
+    /// Files per batch (one Delta commit each).
+    #[arg(long, default_value_t = 2)]
+    pub files_per_batch: usize,
+    /// Runs of each contender (medians are printed).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Tiny batches in the latency stream (0: skip it).
+    #[arg(long, default_value_t = 2_000)]
     pub tiny_batches: usize,
+    /// The Python that runs the baselines (needs polars and deltalake; default: the venv
+    /// scripts/test.sh installs, ~/.cache/tidewater/venv, else python3).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     /// Working directory (default: a fresh temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,

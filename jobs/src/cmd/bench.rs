@@ -1,5 +1,7 @@
-//! `tidewater bench ingest`: Tidewater streaming NDJSON into Delta, beside plain Polars reading the
-//! same files and writing Parquet, in the same process; then the latency of tiny batches.
+//! `tidewater bench ingest`: the partitioned ingest job as three whole processes, side by side in
+//! one run (Tidewater; the same job by hand in Python with polars + deltalake, a txn per commit;
+//! plain Polars writing partitioned Parquet), each measured by the kernel (CPU, peak RSS); then
+//! the latency of tiny batches early and late in one long stream.
 
 use super::{CliError, out, thousands};
 use crate::EXIT_OK;
@@ -7,8 +9,9 @@ use crate::cli::BenchIngestArgs;
 use crate::generate::write_events;
 use polars::prelude::*;
 use polars::sql::SQLContext;
-use std::io::Cursor;
-use std::path::Path;
+use std::io::{Cursor, Read as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tidewater_connectors::FileSourceProvider;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
@@ -16,31 +19,79 @@ use tidewater_core::{Pipeline, SqlTransform, Trigger};
 
 const SQL: &str = "SELECT event_id, user_id, event_time, category, amount, CAST(event_time AS DATE) AS date FROM input WHERE amount >= 0";
 
+/// The hand-written baselines, run with `--python` (see the script's docstring).
+const PYTHON_BASELINE: &str = include_str!("../../../scripts/bench_python_baseline.py");
+
+const COLUMNS: [(&str, &str); 5] = [
+    ("event_id", "string"),
+    ("user_id", "int64"),
+    ("event_time", "timestamp"),
+    ("category", "string"),
+    ("amount", "float64"),
+];
+
 fn schema() -> InputSchema {
-    let columns = [
-        ("event_id", "string"),
-        ("user_id", "int64"),
-        ("event_time", "timestamp"),
-        ("category", "string"),
-        ("amount", "float64"),
-    ];
-    InputSchema::new(columns.iter().filter_map(|(n, t)| InputSchema::parse_column(n, t).ok()).collect())
+    InputSchema::new(COLUMNS.iter().filter_map(|(n, t)| InputSchema::parse_column(n, t).ok()).collect())
 }
 
-fn pipeline(landing: &Path, work: &Path, name: &str, max_files: usize) -> Pipeline {
-    let spec = FileSpec::new(landing.display().to_string(), FileFormat::Ndjson)
-        .with_schema(schema())
-        .with_max_files_per_trigger(max_files);
-    Pipeline::new(name, FileSourceProvider::new(spec))
-        .with_transform(SqlTransform::new(SQL))
-        .with_table(work.join(format!("{name}-table")).display().to_string())
-        .with_partition_by(["date"])
-        .with_checkpoint(work.join(format!("{name}-checkpoint")).display().to_string())
+/// The job file `tidewater run` gets: the same job as the Python pipeline, plus validation for
+/// the quarantine, fingerprints and the checkpoint.
+fn job_file(landing: &Path, work: &Path, per_batch: usize) -> String {
+    let schema: String = COLUMNS.iter().map(|(n, t)| format!("{n} = \"{t}\"\n")).collect();
+    let path = |p: PathBuf| toml::Value::String(p.display().to_string()).to_string();
+    format!(
+        "name = \"bench\"\ncheckpoint = {}\n\n[source]\nkind = \"files\"\npath = {}\nformat = \"ndjson\"\nmax_files_per_trigger = {per_batch}\n\n[source.schema]\n{schema}\n[transform]\nsql = \"{SQL}\"\n\n[sink]\ntable = {}\npartition_by = [\"date\"]\nquarantine = {}\n",
+        path(work.join("checkpoint")),
+        path(landing.to_path_buf()),
+        path(work.join("table")),
+        path(work.join("quarantine")),
+    )
 }
 
-/// Plain Polars: read each file (timestamps as text, parsed in the plan), the same SQL, write
-/// Parquet. Returns rows written.
-fn polars_baseline(landing: &Path, out: &Path) -> Result<usize, CliError> {
+/// What the kernel measured of one child process.
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_bytes: u64,
+}
+
+/// Runs `command` to completion; its stdout, and its wall time, CPU time (user + system) and peak
+/// RSS from `wait4`.
+fn measure(what: &str, command: &mut Command, stderr: &Path) -> Result<(Usage, String), CliError> {
+    let log = std::fs::File::create(stderr).map_err(CliError::io(stderr.display()))?;
+    let started = Instant::now();
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(log).spawn().map_err(CliError::io(format!("starting {what}")))?;
+    let mut stdout = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut stdout).map_err(CliError::io(format!("reading the output of {what}")))?;
+    }
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: wait4 fills the status and rusage we own; `pid` is our unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+        return Err(CliError::io(format!("waiting for {what}"))(std::io::Error::last_os_error()));
+    }
+    let wall = started.elapsed();
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let log = std::fs::read_to_string(stderr).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        return Err(CliError::Usage(format!(
+            "{what} failed (wait status {status}); the end of {}:\n{}",
+            stderr.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )));
+    }
+    let time = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let cpu = time(usage.ru_utime) + time(usage.ru_stime);
+    Ok((Usage { wall, cpu, peak_rss_bytes: usage.ru_maxrss as u64 * 1024 }, stdout))
+}
+
+/// Plain Polars in this process: read each file (timestamps as text, parsed in the plan), the
+/// same SQL, write Parquet. Returns rows written.
+fn polars_tiny(landing: &Path, out: &Path) -> Result<usize, CliError> {
     std::fs::create_dir_all(out).map_err(CliError::io(out.display()))?;
     let read_schema = Arc::new(schema().read_schema(false));
     let mut rows = 0;
@@ -72,13 +123,38 @@ fn polars_baseline(landing: &Path, out: &Path) -> Result<usize, CliError> {
     Ok(rows)
 }
 
-fn rate(n: f64, d: Duration) -> f64 {
-    n / d.as_secs_f64().max(1e-9)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
+fn median<T: Copy + Ord + Default>(mut v: Vec<T>) -> T {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// The value at quantile `q` (nearest rank).
+fn quantile(mut v: Vec<Duration>, q: f64) -> Duration {
+    v.sort();
+    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1));
+    v.get(rank - 1).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One contender's runs.
+struct Contender {
+    name: &'static str,
+    runs: Vec<Usage>,
+}
+
+impl Contender {
+    fn median(&self, f: fn(&Usage) -> Duration) -> Duration {
+        median(self.runs.iter().map(f).collect())
+    }
+    fn rss(&self) -> u64 {
+        median(self.runs.iter().map(|u| u.peak_rss_bytes).collect())
+    }
+    fn rows_per_cpu_second(&self, rows: u64) -> f64 {
+        rows as f64 / self.median(|u| u.cpu).as_secs_f64().max(1e-9)
+    }
 }
 
 pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
@@ -87,66 +163,163 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
     let landing = work.join("landing");
     let per_file = args.rows.div_ceil(args.files.max(1));
     let generated = write_events(&landing, args.files, per_file, None, 7).map_err(CliError::io(landing.display()))?;
-    let mb = generated.bytes as f64 / 1e6;
+    let per_batch = args.files_per_batch.max(1);
+    let commits = generated.files.div_ceil(per_batch);
     out(format_args!(
-        "bench ingest: {} events in {} NDJSON files, {mb:.1} MB, in {}",
+        "bench ingest: {} events in {} NDJSON files ({:.1} MB), {per_batch} files per batch ({commits} commits), partitioned by date; runs of each: {}, alternating; in {}",
         thousands(generated.lines as u64),
         generated.files,
+        generated.bytes as f64 / 1e6,
+        args.runs.max(1),
         work.display()
     ));
 
-    let started = Instant::now();
-    let baseline_rows = polars_baseline(&landing, &work.join("polars-parquet"))?;
-    let baseline = started.elapsed();
-
-    let started = Instant::now();
-    let report = pipeline(&landing, work, "ingest", 1000).run(Trigger::AvailableNow).await?;
-    let tidewater = started.elapsed();
-    let written = report.total(|b| b.output_rows);
-    if written as usize != baseline_rows {
-        return Err(CliError::Usage(format!("tidewater wrote {written} rows but polars {baseline_rows}")));
+    let python = args.python.clone().unwrap_or_else(default_python);
+    let check = Command::new(&python).args(["-c", "import polars, deltalake"]).output();
+    if !check.as_ref().is_ok_and(|o| o.status.success()) {
+        return Err(CliError::Usage(format!(
+            "bench ingest compares against Python polars + deltalake, and `{}` cannot import them: give --python PATH (scripts/test.sh installs them into ~/.cache/tidewater/venv)",
+            python.display()
+        )));
     }
+    let script = work.join("bench_python_baseline.py");
+    std::fs::write(&script, PYTHON_BASELINE).map_err(CliError::io(script.display()))?;
+    let me = std::env::current_exe().map_err(CliError::io("locating the tidewater binary"))?;
 
-    out(format_args!("{:<42} {:>10} {:>12} {:>9}", "", "wall", "rows/s", "MB/s"));
-    let line = |name: &str, d: Duration| {
-        out(format_args!(
-            "{name:<42} {:>8.3} s {:>12} {:>9.1}",
-            d.as_secs_f64(),
-            thousands(rate(generated.lines as f64, d) as u64),
-            rate(mb, d)
-        ));
-    };
-    line("polars: read NDJSON + SQL + write Parquet", baseline);
-    line("tidewater: stream into Delta (txn commits)", tidewater);
+    let mut contenders = [
+        Contender { name: "tidewater run (validate, fingerprint, txn)", runs: Vec::new() },
+        Contender { name: "python: polars + write_deltalake, txn", runs: Vec::new() },
+        Contender { name: "python: plain polars, partitioned parquet", runs: Vec::new() },
+    ];
+    let mut written = [0u64; 3];
+    for run in 0..args.runs.max(1) {
+        for k in 0..contenders.len() {
+            // Alternate the order run by run, so no contender always runs on a warmer cache.
+            let which = if run % 2 == 0 { k } else { contenders.len() - 1 - k };
+            let dir = work.join(format!("run-{run}-{which}"));
+            std::fs::create_dir_all(&dir).map_err(CliError::io(dir.display()))?;
+            let mut command = match which {
+                0 => {
+                    let job = dir.join("job.toml");
+                    std::fs::write(&job, job_file(&landing, &dir, per_batch)).map_err(CliError::io(job.display()))?;
+                    let mut c = Command::new(&me);
+                    c.arg("-q").arg("run").arg(&job).args(["--trigger", "available-now", "--json"]);
+                    c
+                }
+                _ => {
+                    let mut c = Command::new(&python);
+                    let mode = if which == 1 { "delta" } else { "parquet" };
+                    c.arg(&script).arg(mode).arg(&landing).arg(dir.join("out")).arg(per_batch.to_string());
+                    c
+                }
+            };
+            let (usage, stdout) = measure(contenders[which].name, &mut command, &dir.join("stderr.log"))?;
+            let rows = match which {
+                0 => serde_json::from_str::<serde_json::Value>(&stdout).ok().and_then(|report| {
+                    report["batches"].as_array().map(|b| b.iter().filter_map(|b| b["output_rows"].as_u64()).sum())
+                }),
+                _ => stdout.trim().parse().ok(),
+            }
+            .ok_or_else(|| {
+                CliError::Usage(format!("{}: no row count in its output: {stdout}", contenders[which].name))
+            })?;
+            written[which] = rows;
+            contenders[which].runs.push(usage);
+            std::fs::remove_dir_all(&dir).map_err(CliError::io(dir.display()))?;
+        }
+    }
+    if written.iter().any(|&w| w != written[0]) {
+        return Err(CliError::Usage(format!("the contenders wrote different row counts: {written:?}")));
+    }
+    let rows = written[0];
     out(format_args!(
-        "ratio tidewater / polars: {:.2}x ({} batches, {} rows)",
-        tidewater.as_secs_f64() / baseline.as_secs_f64(),
-        report.batches.len(),
-        thousands(written)
+        "{:<44} {:>9} {:>9} {:>14} {:>10}",
+        "(medians; rows per CPU-second over the input)", "wall", "CPU", "rows/CPU-s", "peak RSS"
+    ));
+    for c in &contenders {
+        out(format_args!(
+            "{:<44} {:>7.2} s {:>7.2} s {:>14} {:>6} MiB",
+            c.name,
+            c.median(|u| u.wall).as_secs_f64(),
+            c.median(|u| u.cpu).as_secs_f64(),
+            thousands(c.rows_per_cpu_second(generated.lines as u64) as u64),
+            c.rss() / (1 << 20)
+        ));
+    }
+    let [tidewater, python_delta, plain] = &contenders;
+    let ratio = |other: &Contender| {
+        tidewater.rows_per_cpu_second(generated.lines as u64) / other.rows_per_cpu_second(generated.lines as u64)
+    };
+    out(format_args!(
+        "tidewater: {:.2}x the rows per CPU-second of the Python pipeline (peak RSS {:.2}x), {:.2}x plain Polars'; {} rows written by each",
+        ratio(python_delta),
+        tidewater.rss() as f64 / python_delta.rss().max(1) as f64,
+        ratio(plain),
+        thousands(rows)
     ));
 
-    // Tiny batches: one 1,000-row file per trigger.
+    tiny_batches(work, args.tiny_batches).await?;
+    Ok(EXIT_OK)
+}
+
+/// The Python with polars and deltalake: the venv scripts/test.sh installs, else `python3`.
+fn default_python() -> PathBuf {
+    let venv = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tidewater/venv/bin/python"));
+    venv.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// One stream of `n` tiny batches (one 1,000-row file each), in this process: plan-to-commit
+/// latency of the first and the last 100 batches, beside plain Polars reading one such file and
+/// writing Parquet.
+async fn tiny_batches(work: &Path, n: usize) -> Result<(), CliError> {
+    if n == 0 {
+        return Ok(());
+    }
     let tiny = work.join("tiny-landing");
-    write_events(&tiny, args.tiny_batches, 1_000, None, 8).map_err(CliError::io(tiny.display()))?;
-    let mut polars_tiny = Vec::new();
-    for n in 0..args.tiny_batches {
-        let one = work.join(format!("tiny-one-{n}"));
+    write_events(&tiny, n, 1_000, None, 8).map_err(CliError::io(tiny.display()))?;
+    let mut polars = Vec::new();
+    for k in 0..n.min(30) {
+        let one = work.join(format!("tiny-one-{k}"));
         std::fs::create_dir_all(&one).map_err(CliError::io(one.display()))?;
-        let name = format!("events-0008-{n:05}.json");
+        let name = format!("events-0008-{k:05}.json");
         std::fs::copy(tiny.join(&name), one.join(&name)).map_err(CliError::io(name))?;
         let started = Instant::now();
-        polars_baseline(&one, &work.join(format!("tiny-out-{n}")))?;
-        polars_tiny.push(started.elapsed());
+        polars_tiny(&one, &work.join(format!("tiny-out-{k}")))?;
+        polars.push(started.elapsed());
     }
-    let report = pipeline(&tiny, work, "tiny", 1).run(Trigger::AvailableNow).await?;
-    let batches: Vec<Duration> = report.batches.iter().map(|b| Duration::from_micros(b.duration_us)).collect();
+    let spec = FileSpec::new(tiny.display().to_string(), FileFormat::Ndjson)
+        .with_schema(schema())
+        .with_max_files_per_trigger(1);
+    let started = Instant::now();
+    let report = Pipeline::new("tiny", FileSourceProvider::new(spec))
+        .with_transform(SqlTransform::new(SQL))
+        .with_table(work.join("tiny-table").display().to_string())
+        .with_partition_by(["date"])
+        .with_checkpoint(work.join("tiny-checkpoint").display().to_string())
+        .run(Trigger::AvailableNow)
+        .await?;
+    let total = started.elapsed();
+    let latency: Vec<Duration> = report.batches.iter().map(|b| Duration::from_micros(b.duration_us)).collect();
+    // The first and the last 100 batches (halves of a shorter stream).
+    let window = (latency.len() / 2).clamp(1, 100).min(latency.len());
+    let (first, last) = (&latency[..window], &latency[latency.len() - window..]);
     out(format_args!(
-        "tiny batches (1,000 rows each, {} batches): median per-batch latency {:.1} ms (offset log + read + transform + Delta commit + commit log); polars read + write Parquet of one such file: median {:.1} ms",
-        batches.len(),
-        median(batches).as_secs_f64() * 1e3,
-        median(polars_tiny).as_secs_f64() * 1e3
+        "tiny batches: {} batches of 1,000 rows in one stream, {:.1} s; plan-to-commit latency, batches 1-{window}: median {:.1} ms, p99 {:.1} ms; batches {}-{}: median {:.1} ms, p99 {:.1} ms",
+        latency.len(),
+        total.as_secs_f64(),
+        ms(median(first.to_vec())),
+        ms(quantile(first.to_vec(), 0.99)),
+        latency.len() - window + 1,
+        latency.len(),
+        ms(median(last.to_vec())),
+        ms(quantile(last.to_vec(), 0.99)),
     ));
-    Ok(EXIT_OK)
+    out(format_args!(
+        "plain polars, one such file read + written as Parquet, in this process: median {:.1} ms of {}",
+        ms(median(polars.clone())),
+        polars.len()
+    ));
+    Ok(())
 }
 
 /// A scratch directory: the one given (kept), or a temporary one (removed on drop).
