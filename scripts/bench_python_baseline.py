@@ -40,14 +40,17 @@ if mode == "delta":
     from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
     app_id = "python-baseline"
+    table = DeltaTable(out) if DeltaTable.is_deltatable(out) else None
     for k, paths in enumerate(batches):
-        if DeltaTable.is_deltatable(out):
-            recorded = DeltaTable(out).transaction_version(app_id)
+        if table is not None:
+            table.update_incremental()
+            recorded = table.transaction_version(app_id)
             if recorded is not None and recorded >= k:
                 continue
         df = frame(paths)
         txn = CommitProperties(app_transactions=[Transaction(app_id=app_id, version=k)])
-        write_deltalake(out, df.to_arrow(), mode="append", partition_by=["date"], commit_properties=txn)
+        write_deltalake(table or out, df.to_arrow(), mode="append", partition_by=["date"], commit_properties=txn)
+        table = table or DeltaTable(out)
         rows += df.height
 elif mode == "parquet":
     for k, paths in enumerate(batches):

@@ -314,7 +314,7 @@ pub enum BenchCommand {
     /// plan-to-commit latency of tiny batches (one 1,000-row file each), early and late in one
     /// long stream. Needs a Python with polars and deltalake (--python).
     #[command(after_help = "Examples:
-  tidewater bench ingest                  # 2,000,000 events, 20 files, 2 per batch; 2,000 tiny batches
+  tidewater bench ingest                  # defaults: 2M events, 20 files, 2,000 tiny batches
   tidewater bench ingest --rows 200000 --files 4 --runs 1 --tiny-batches 100 --dir /tmp/bench
   tidewater bench ingest --python ~/.cache/tidewater/venv/bin/python")]
     Ingest(BenchIngestArgs),
@@ -366,7 +366,8 @@ pub struct BenchIngestArgs {
     /// scripts/test.sh installs, ~/.cache/tidewater/venv, else python3).
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
-    /// Working directory (default: a fresh temporary directory, removed afterwards).
+    /// Where to work: a fresh directory made inside DIR, removed afterwards (default: the
+    /// system's temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }

@@ -267,15 +267,41 @@ fn conform(
             let text_options = StrptimeOptions { strict: false, exact: true, cache: true, format: None };
             let expr = match column.ty {
                 ColumnType::Timestamp if read == DataType::String => {
-                    // arrow-rs's RFC 3339 parser, row by row, beside the frame: Polars' `to_datetime`
-                    // guesses one format from the first value and parses each row with chrono,
-                    // re-reading the format string per row.
+                    // arrow-rs's RFC 3339 parser, row by row, beside the frame (Polars' `to_datetime`
+                    // parses each row with chrono, re-reading the format string per row). Only
+                    // the values it cannot read (other ISO-8601 forms such as `2024-03-01T10:15`,
+                    // `2024/03/01 10:15:00`) go to `to_datetime`, whose format is then guessed
+                    // from the first of them.
                     let parsed_name = format!("{PARSED}{name}");
-                    let parsed = tidewater_core::bridge::parse_timestamps(
-                        df.column(name).map_err(Error::polars("timestamps"))?.as_materialized_series(),
-                    )?
-                    .with_name(parsed_name.as_str().into());
-                    df.with_column(parsed.into_column()).map_err(Error::polars("timestamps"))?;
+                    let text = df.column(name).map_err(Error::polars("timestamps"))?.as_materialized_series();
+                    let mut parsed = tidewater_core::bridge::parse_timestamps(text)?;
+                    let missed = text.is_not_null() & parsed.is_null();
+                    if missed.any() {
+                        let leftover =
+                            text.zip_with(&missed, &Series::full_null(name.into(), text.len(), &DataType::String));
+                        let guessed = leftover
+                            .map_err(Error::polars("timestamps"))?
+                            .into_frame()
+                            .lazy()
+                            .select([col(name).str().to_datetime(
+                                Some(TimeUnit::Microseconds),
+                                Some(TimeZone::UTC),
+                                text_options,
+                                lit("raise"),
+                            )])
+                            .collect();
+                        // No format fits the first of them: they stay unparsed (and are rejected).
+                        if let Ok(guessed) = guessed {
+                            let guessed = guessed
+                                .column(name)
+                                .map_err(Error::polars("timestamps"))?
+                                .as_materialized_series()
+                                .clone();
+                            parsed = parsed.zip_with(&!&missed, &guessed).map_err(Error::polars("timestamps"))?;
+                        }
+                    }
+                    df.with_column(parsed.with_name(parsed_name.as_str().into()).into_column())
+                        .map_err(Error::polars("timestamps"))?;
                     col(parsed_name.as_str())
                 }
                 ColumnType::Timestamp => col(name).str().to_datetime(

@@ -169,3 +169,20 @@ fn timestamps_parse_row_by_row_whatever_the_first_row_looks_like() {
         &DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
     );
 }
+
+#[test]
+fn iso_8601_forms_the_fast_parser_lacks_are_still_read() {
+    let row = |id: usize, time: &str| {
+        format!(r#"{{"event_id":"{id}","user_id":{id},"event_time":"{time}","category":"x","amount":1}}"#)
+    };
+    // Minutes without seconds: valid ISO-8601, not what arrow-rs's parser reads; Polars' format
+    // guess (from the first such value) reads them, beside the RFC 3339 rows.
+    let times = ["2024-03-01T10:15:00Z", "2024-03-01T10:15", "2024-03-02T11:30", "nope"];
+    let text: String = times.iter().enumerate().map(|(i, t)| row(i, t) + "\n").collect();
+    let batch = read_file(text.as_bytes(), "f.json", FileFormat::Ndjson, &events_schema()).unwrap();
+    let kept: Vec<Option<i64>> =
+        batch.rows.column("event_time").unwrap().datetime().unwrap().physical().iter().collect();
+    assert_eq!(kept, [Some(1_709_288_100_000_000), Some(1_709_288_100_000_000), Some(1_709_379_000_000_000)]);
+    let rejected: Vec<u64> = batch.rejected.iter().map(|r| r.position).collect();
+    assert_eq!(rejected, [4]);
+}

@@ -40,9 +40,10 @@ fn job_file(landing: &Path, work: &Path, per_batch: usize) -> String {
     let schema: String = COLUMNS.iter().map(|(n, t)| format!("{n} = \"{t}\"\n")).collect();
     let path = |p: PathBuf| toml::Value::String(p.display().to_string()).to_string();
     format!(
-        "name = \"bench\"\ncheckpoint = {}\n\n[source]\nkind = \"files\"\npath = {}\nformat = \"ndjson\"\nmax_files_per_trigger = {per_batch}\n\n[source.schema]\n{schema}\n[transform]\nsql = \"{SQL}\"\n\n[sink]\ntable = {}\npartition_by = [\"date\"]\nquarantine = {}\n",
+        "name = \"bench\"\ncheckpoint = {}\n\n[source]\nkind = \"files\"\npath = {}\nformat = \"ndjson\"\nmax_files_per_trigger = {per_batch}\n\n[source.schema]\n{schema}\n[transform]\nsql = {}\n\n[sink]\ntable = {}\npartition_by = [\"date\"]\nquarantine = {}\n",
         path(work.join("checkpoint")),
         path(landing.to_path_buf()),
+        toml::Value::String(SQL.to_string()),
         path(work.join("table")),
         path(work.join("quarantine")),
     )
@@ -64,8 +65,12 @@ fn measure(what: &str, command: &mut Command, stderr: &Path) -> Result<(Usage, S
     let mut child =
         command.stdout(Stdio::piped()).stderr(log).spawn().map_err(CliError::io(format!("starting {what}")))?;
     let mut stdout = String::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        pipe.read_to_string(&mut stdout).map_err(CliError::io(format!("reading the output of {what}")))?;
+    if let Some(mut pipe) = child.stdout.take()
+        && let Err(e) = pipe.read_to_string(&mut stdout)
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(CliError::io(format!("reading the output of {what}"))(e));
     }
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
@@ -191,7 +196,7 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
         Contender { name: "python: polars + write_deltalake, txn", runs: Vec::new() },
         Contender { name: "python: plain polars, partitioned parquet", runs: Vec::new() },
     ];
-    let mut written = [0u64; 3];
+    let mut written: Vec<(&str, u64)> = Vec::new();
     for run in 0..args.runs.max(1) {
         for k in 0..contenders.len() {
             // Alternate the order run by run, so no contender always runs on a warmer cache.
@@ -223,15 +228,15 @@ pub async fn ingest(args: BenchIngestArgs) -> Result<i32, CliError> {
             .ok_or_else(|| {
                 CliError::Usage(format!("{}: no row count in its output: {stdout}", contenders[which].name))
             })?;
-            written[which] = rows;
+            written.push((contenders[which].name, rows));
             contenders[which].runs.push(usage);
             std::fs::remove_dir_all(&dir).map_err(CliError::io(dir.display()))?;
         }
     }
-    if written.iter().any(|&w| w != written[0]) {
-        return Err(CliError::Usage(format!("the contenders wrote different row counts: {written:?}")));
+    let rows = written.first().map_or(0, |w| w.1);
+    if written.iter().any(|w| w.1 != rows) {
+        return Err(CliError::Usage(format!("the runs wrote different row counts: {written:?}")));
     }
-    let rows = written[0];
     out(format_args!(
         "{:<44} {:>9} {:>9} {:>14} {:>10}",
         "(medians; rows per CPU-second over the input)", "wall", "CPU", "rows/CPU-s", "peak RSS"
