@@ -266,6 +266,8 @@ impl Reconciler {
                         None => rows,
                     };
                     spill.add(side, &rows)?;
+                    drop(rows);
+                    tidewater_core::compute::release_memory();
                     Ok(spill)
                 })
                 .await?;
@@ -289,6 +291,8 @@ impl Reconciler {
                 let (l, r) =
                     (spill.read(Side::Left, bucket, &schemas.0)?, spill.read(Side::Right, bucket, &schemas.1)?);
                 spill.drop_bucket(bucket);
+                // Whatever the last bucket's join left in the allocator goes back first.
+                tidewater_core::compute::release_memory();
                 if fingerprint(&l, &columns)? == fingerprint(&r, &columns)? {
                     // Equal rows: identical under any tolerance; no join needed.
                     let rows = l.height() as u64;

@@ -16,3 +16,14 @@ where
         .await
         .map_err(|e| Error::Internal(format!("{what}: the worker thread failed: {e}")))?
 }
+
+/// Hands the memory the allocator keeps after a large piece of work back to the system (glibc's
+/// `malloc_trim`: freed memory of every arena, not only the top of the heap), so a memory limit
+/// holds for the process and not only for the live data. A no-op elsewhere.
+pub fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
