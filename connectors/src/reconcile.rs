@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tidewater_core::compute::blocking;
 use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
-use tidewater_core::reconcile::spill::{EXPANSION, Side, Spill, buckets_for, differing_buckets, fingerprint};
+use tidewater_core::reconcile::spill::{EXPANSION, Side, Spill, buckets_for, differing_buckets};
 use tidewater_core::reconcile::{
     DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
 };
@@ -284,22 +284,35 @@ impl Reconciler {
             spilled: true,
             ..Report::default()
         };
+        let key = bucket_key(&options, &columns);
         for bucket in 0..buckets {
-            let (spill, names, opts, columns, schemas) =
-                (spill.clone(), names.clone(), options.clone(), columns.clone(), schemas.clone());
+            let (spill, names, opts, columns, schemas, key) =
+                (spill.clone(), names.clone(), options.clone(), columns.clone(), schemas.clone(), key.clone());
             let (part, equal) = blocking("reconcile bucket", move || {
                 let (l, r) =
                     (spill.read(Side::Left, bucket, &schemas.0)?, spill.read(Side::Right, bucket, &schemas.1)?);
                 spill.drop_bucket(bucket);
                 // Whatever the last bucket's join left in the allocator goes back first.
                 tidewater_core::compute::release_memory();
-                if fingerprint(&l, &columns)? == fingerprint(&r, &columns)? {
+                let (rows_l, rows_r) = (l.height() as u64, r.height() as u64);
+                // Within the bucket, as in memory: its rows fall into IN_MEMORY_BUCKETS finer
+                // key-hash buckets of their own (the finer count is a multiple of the spilled
+                // one), and only those whose fingerprints differ are joined.
+                let finer = IN_MEMORY_BUCKETS.saturating_mul(buckets);
+                let (l, r, _) = differing_buckets(l, r, &key, &columns, finer)?;
+                if l.height() + r.height() == 0 {
                     // Equal rows: identical under any tolerance; no join needed.
-                    let rows = l.height() as u64;
-                    let equal = Report { left_rows: rows, right_rows: rows, rows_read: 2 * rows, ..Report::default() };
+                    let equal = Report {
+                        left_rows: rows_l,
+                        right_rows: rows_r,
+                        rows_read: rows_l + rows_r,
+                        ..Report::default()
+                    };
                     return Ok((equal, true));
                 }
-                Ok((diff(l, r, (&names.0, &names.1), &opts)?, false))
+                let mut part = diff(l, r, (&names.0, &names.1), &opts)?;
+                (part.left_rows, part.right_rows, part.rows_read) = (rows_l, rows_r, rows_l + rows_r);
+                Ok((part, false))
             })
             .await?;
             report.buckets_matched_by_fingerprint += u64::from(equal);

@@ -151,11 +151,12 @@ impl fmt::Display for Report {
         if self.buckets > 0 {
             writeln!(
                 f,
-                "{} rows read into {} key-hash buckets{}; {} buckets equal by fingerprint, the rest joined",
+                "{} rows read into {} key-hash buckets{}; {} buckets equal by fingerprint, the rest joined{}",
                 self.rows_read,
                 self.buckets,
                 if self.spilled { " spilled to disk (memory limit)" } else { "" },
-                self.buckets_matched_by_fingerprint
+                self.buckets_matched_by_fingerprint,
+                if self.spilled { " where their finer key-hash buckets differ" } else { "" }
             )?;
         }
         if self.is_identical() {
