@@ -212,15 +212,11 @@ pub fn parse_timestamps(text: &Series) -> Result<Series> {
             }
         }
     }
-    match parsed {
-        Some(series) => Ok(series),
-        None => Series::new_empty(name, &polars::prelude::DataType::String)
-            .cast(&polars::prelude::DataType::Datetime(
-                polars::prelude::TimeUnit::Microseconds,
-                Some(polars::prelude::TimeZone::UTC),
-            ))
-            .map_err(Error::polars("timestamps")),
-    }
+    let utc = polars::prelude::DataType::Datetime(
+        polars::prelude::TimeUnit::Microseconds,
+        Some(polars::prelude::TimeZone::UTC),
+    );
+    Ok(parsed.unwrap_or_else(|| Series::new_empty(name, &utc)))
 }
 
 /// The Polars type of an arrow-rs field.

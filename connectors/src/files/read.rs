@@ -240,6 +240,30 @@ fn read_parquet(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<Sour
     })
 }
 
+/// Timestamps from text: arrow-rs's RFC 3339 parser row by row (Polars' `to_datetime` parses
+/// each row with chrono, re-reading the format string per row). Only the values it cannot read
+/// (other ISO-8601 forms such as `2024-03-01T10:15`, `2024/03/01 10:15:00`) go to `to_datetime`,
+/// whose format is then guessed from the first of them; a value neither reads is null.
+fn parse_timestamp_text(text: &Series, options: StrptimeOptions) -> Result<Series> {
+    let parsed = tidewater_core::bridge::parse_timestamps(text)?;
+    let missed = text.is_not_null() & parsed.is_null();
+    if !missed.any() {
+        return Ok(parsed);
+    }
+    let name = text.name().clone();
+    let leftover = text
+        .zip_with(&missed, &Series::full_null(name.clone(), text.len(), &DataType::String))
+        .map_err(Error::polars("timestamps"))?;
+    let guess =
+        col(name.clone()).str().to_datetime(Some(TimeUnit::Microseconds), Some(TimeZone::UTC), options, lit("raise"));
+    // No format fits the first of them: they all stay unparsed (and are rejected).
+    let Ok(guessed) = leftover.into_frame().lazy().select([guess]).collect() else {
+        return Ok(parsed);
+    };
+    let guessed = guessed.column(&name).map_err(Error::polars("timestamps"))?.as_materialized_series();
+    parsed.zip_with(&!&missed, guessed).map_err(Error::polars("timestamps"))
+}
+
 /// Parses text columns to their declared types and splits off the rows that fail, with a reason.
 /// `locate(row)` gives a rejected row's origin, position and raw text.
 ///
@@ -267,39 +291,10 @@ fn conform(
             let text_options = StrptimeOptions { strict: false, exact: true, cache: true, format: None };
             let expr = match column.ty {
                 ColumnType::Timestamp if read == DataType::String => {
-                    // arrow-rs's RFC 3339 parser, row by row, beside the frame (Polars' `to_datetime`
-                    // parses each row with chrono, re-reading the format string per row). Only
-                    // the values it cannot read (other ISO-8601 forms such as `2024-03-01T10:15`,
-                    // `2024/03/01 10:15:00`) go to `to_datetime`, whose format is then guessed
-                    // from the first of them.
+                    // Parsed beside the frame; the select below only picks it up.
                     let parsed_name = format!("{PARSED}{name}");
                     let text = df.column(name).map_err(Error::polars("timestamps"))?.as_materialized_series();
-                    let mut parsed = tidewater_core::bridge::parse_timestamps(text)?;
-                    let missed = text.is_not_null() & parsed.is_null();
-                    if missed.any() {
-                        let leftover =
-                            text.zip_with(&missed, &Series::full_null(name.into(), text.len(), &DataType::String));
-                        let guessed = leftover
-                            .map_err(Error::polars("timestamps"))?
-                            .into_frame()
-                            .lazy()
-                            .select([col(name).str().to_datetime(
-                                Some(TimeUnit::Microseconds),
-                                Some(TimeZone::UTC),
-                                text_options,
-                                lit("raise"),
-                            )])
-                            .collect();
-                        // No format fits the first of them: they stay unparsed (and are rejected).
-                        if let Ok(guessed) = guessed {
-                            let guessed = guessed
-                                .column(name)
-                                .map_err(Error::polars("timestamps"))?
-                                .as_materialized_series()
-                                .clone();
-                            parsed = parsed.zip_with(&!&missed, &guessed).map_err(Error::polars("timestamps"))?;
-                        }
-                    }
+                    let parsed = parse_timestamp_text(text, text_options.clone())?;
                     df.with_column(parsed.with_name(parsed_name.as_str().into()).into_column())
                         .map_err(Error::polars("timestamps"))?;
                     col(parsed_name.as_str())

@@ -201,15 +201,17 @@ impl Checkpoint {
     /// the log's length.
     pub async fn forget(&self, id: BatchId) -> Result<()> {
         for dir in ["commits", "offsets"] {
-            let rel = format!("{dir}/{}.json", id.get());
-            match self.store.delete(&self.path(&rel)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => {
-                    return Err(Error::Store { path: self.display(&rel), op: "delete", source: Box::new(source) });
-                }
-            }
+            self.delete(&format!("{dir}/{}.json", id.get())).await?;
         }
         Ok(())
+    }
+
+    /// Deletes an entry; one already gone is fine.
+    async fn delete(&self, rel: &str) -> Result<()> {
+        match self.store.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(Error::Store { path: self.display(rel), op: "delete", source: Box::new(source) }),
+        }
     }
 
     /// Deletes the offset and commit entries of batches before `keep_from`, keeping the log's cost
@@ -218,13 +220,8 @@ impl Checkpoint {
         let mut deleted = 0;
         for dir in ["commits", "offsets"] {
             for n in self.list_numbered(dir).await?.into_iter().filter(|&n| n < keep_from.get()) {
-                let rel = format!("{dir}/{n}.json");
-                match self.store.delete(&self.path(&rel)).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                    Err(source) => {
-                        return Err(Error::Store { path: self.display(&rel), op: "delete", source: Box::new(source) });
-                    }
-                }
+                self.delete(&format!("{dir}/{n}.json")).await?;
+                deleted += 1;
             }
         }
         Ok(deleted)

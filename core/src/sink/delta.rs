@@ -3,8 +3,8 @@
 //! # Invariant
 //! For an app id, a batch id lands in at most one commit. Before writing, the sink knows the
 //! table's recorded txn version for its app id (read from the log, or its own last commit, see
-//! below) and skips any batch at or below it (Spark's `DeltaSink.addBatch` rule). The data files and the txn go into the same `_delta_log` entry, so
-//! either both are visible or neither. A commit that fails because another writer recorded the
+//! below) and skips any batch at or below it (Spark's `DeltaSink.addBatch` rule). The data files
+//! and the txn go into the same `_delta_log` entry, so either both are visible or neither. A commit that fails because another writer recorded the
 //! batch first (`ConcurrentTransaction`) is re-checked and reported as skipped.
 //!
 //! # Per-batch cost
@@ -262,13 +262,19 @@ async fn checkpoint_at(
         .map_err(|e| e.to_string())
 }
 
-/// Whether the commit after `snapshot` cleans expired log files: when the table allows it and that
-/// commit writes a checkpoint (delta-rs would otherwise list the whole `_delta_log` after every
-/// commit, a cost that grows with the table's history).
-fn cleans_logs(snapshot: &DeltaTableState) -> bool {
-    let config = snapshot.table_config();
-    let next = snapshot.version() + 1;
-    config.enable_expired_log_cleanup() && (next + 1).is_multiple_of(config.checkpoint_interval().get())
+/// Whether a checkpoint is due at `version` (delta-rs's and Spark's rule: every
+/// `delta.checkpointInterval` versions, counting from version 0).
+fn checkpoint_due(snapshot: &DeltaTableState, version: u64) -> bool {
+    (version + 1).is_multiple_of(snapshot.table_config().checkpoint_interval().get())
+}
+
+/// The properties of a commit through delta-rs's full protocol after `snapshot`: the txn, and
+/// expired log files cleaned only when that commit writes a checkpoint (delta-rs would otherwise
+/// list the whole `_delta_log` after every commit, a cost that grows with the table's history).
+fn checked_properties(snapshot: &DeltaTableState, txn: &Transaction) -> CommitProperties {
+    let cleans =
+        snapshot.table_config().enable_expired_log_cleanup() && checkpoint_due(snapshot, snapshot.version() + 1);
+    CommitProperties::default().with_application_transaction(txn.clone()).with_cleanup_expired_logs(Some(cleans))
 }
 
 type Fingerprints = BTreeMap<fingerprint::PartitionValues, fingerprint::Fingerprint>;
@@ -411,14 +417,9 @@ impl DeltaSink {
         );
         let actions: Vec<Action> =
             adds.into_iter().map(Action::Add).chain(removes.into_iter().map(Action::Remove)).collect();
-        let properties = |snapshot: &DeltaTableState| {
-            CommitProperties::default()
-                .with_application_transaction(txn.clone())
-                .with_cleanup_expired_logs(Some(cleans_logs(snapshot)))
-        };
         let mut version = None;
         if blind_append && let Some(known) = self.known_version {
-            version = self.append_after(known, &actions, &operation, &properties).await.map_err(commit_err)?;
+            version = self.append_after(known, &actions, &operation, &txn).await.map_err(commit_err)?;
             if version.is_none() {
                 // Another writer took the version: back to the log, and Delta's conflict check.
                 tracing::info!(table = %self.url, %id, "the table moved on; refreshing before the commit");
@@ -444,7 +445,7 @@ impl DeltaSink {
         }
         let version = match version {
             Some(version) => version,
-            None => match self.commit_checked(actions, operation, &properties).await {
+            None => match self.commit_checked(actions, operation, &txn).await {
                 Ok(version) => version,
                 Err(source) => {
                     // Another writer may have committed this batch (a zombie of ours): re-check.
@@ -483,13 +484,14 @@ impl DeltaSink {
         known: u64,
         actions: &[Action],
         operation: &DeltaOperation,
-        properties: &(dyn Fn(&DeltaTableState) -> CommitProperties + Sync),
+        txn: &Transaction,
     ) -> std::result::Result<Option<u64>, DeltaTableError> {
         let Some(table) = self.table.as_ref() else {
             return Err(DeltaTableError::Generic("table not open".into()));
         };
         let snapshot = table.snapshot()?;
-        let prepared = CommitBuilder::from(properties(snapshot))
+        // No post-commit hook runs on this path: the properties are the txn alone.
+        let prepared = CommitBuilder::from(CommitProperties::default().with_application_transaction(txn.clone()))
             .with_actions(actions.to_vec())
             .build(Some(snapshot), table.log_store(), operation.clone())
             .into_prepared_commit_future()
@@ -509,8 +511,7 @@ impl DeltaSink {
             Err(TransactionError::VersionAlreadyExists(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        let config = snapshot.table_config();
-        if (version + 1).is_multiple_of(config.checkpoint_interval().get()) {
+        if checkpoint_due(snapshot, version) {
             self.checkpoint_in_background(version).await;
         }
         Ok(Some(version))
@@ -560,13 +561,13 @@ impl DeltaSink {
         &mut self,
         actions: Vec<Action>,
         operation: DeltaOperation,
-        properties: &(dyn Fn(&DeltaTableState) -> CommitProperties + Sync),
+        txn: &Transaction,
     ) -> std::result::Result<u64, DeltaTableError> {
         let Some(table) = self.table.as_mut() else {
             return Err(DeltaTableError::Generic("table not open".into()));
         };
         let snapshot = table.snapshot()?;
-        let done = CommitBuilder::from(properties(snapshot))
+        let done = CommitBuilder::from(checked_properties(snapshot, txn))
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), operation)
             .await?;
