@@ -14,21 +14,22 @@
 //! ```
 
 use crate::delta::{DataFile, DeltaSnapshotSource, TableVersion, open_snapshot};
-use polars::prelude::Schema;
+use polars::prelude::{DataFrame, Schema};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tidewater_core::compute::blocking;
+use tidewater_core::reconcile::buckets::{BucketPrints, Side, Spill, buckets_for, keep_differing};
 use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
-use tidewater_core::reconcile::spill::{EXPANSION, Side, Spill, buckets_for, differing_buckets};
 use tidewater_core::reconcile::{
     DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
 };
 use tidewater_core::sink::{DeltaSink, WriteKind};
 use tidewater_core::{BatchId, Error, Result};
 
-/// Key-hash buckets of an in-memory comparison: only buckets whose fingerprints differ are joined.
-const IN_MEMORY_BUCKETS: u32 = 256;
+/// The memory a join of rows takes, per byte of those rows in memory: the join's output, the
+/// comparisons and the allocator's slack (docs/performance.md, "The checker's memory").
+const JOIN_FACTOR: f64 = 4.0;
 
 /// Memory the comparison aims to stay under unless told otherwise: 1 GiB.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
@@ -183,142 +184,231 @@ impl Reconciler {
             left_read = left_files.into_iter().map(|(f, _)| f).collect();
             right_read = right_files.into_iter().map(|(f, _)| f).collect();
         }
-        let bytes: u64 = left_read.iter().chain(&right_read).map(|f| f.size).sum();
-        let buckets = buckets_for(bytes, self.memory);
         let sides = [(&left, left_read), (&right, right_read)];
-        let mut report = if buckets <= 1 {
-            self.compare_in_memory(sides, names, options).await?
-        } else {
-            self.compare_in_buckets(sides, buckets, (left_schema, right_schema), names, options).await?
-        };
+        let mut report = self.compare(sides, (left_schema, right_schema), names, options).await?;
         report.partitions_matched_by_fingerprint = matched;
         report.left_rows += matched_rows;
         report.right_rows += matched_rows;
         Ok(report)
     }
 
-    async fn compare_in_memory(
-        &self,
-        [(left, left_files), (right, right_files)]: [(&DeltaSnapshotSource, Vec<DataFile>); 2],
-        names: (String, String),
-        options: DiffOptions,
-    ) -> Result<Report> {
-        let (l, r) = tokio::try_join!(left.read_files(&left_files), right.read_files(&right_files))?;
-        let filter = self.filter.clone();
-        blocking("reconcile", move || {
-            let (mut l, mut r) = (l.rows, r.rows);
-            if let Some(condition) = &filter {
-                l = filter_rows(l, condition)?;
-                r = filter_rows(r, condition)?;
-            }
-            // Fingerprinted on read: rows hashed by key into buckets; only the buckets whose
-            // fingerprints differ are joined.
-            let (rows_l, rows_r) = (l.height() as u64, r.height() as u64);
-            if rows_l + rows_r == 0 {
-                return diff(l, r, (&names.0, &names.1), &options);
-            }
-            let columns = compared_columns(l.schema(), r.schema(), &options);
-            let (l, r, equal) = differing_buckets(l, r, &bucket_key(&options, &columns), &columns, IN_MEMORY_BUCKETS)?;
-            let mut report = diff(l, r, (&names.0, &names.1), &options)?;
-            report.left_rows = rows_l;
-            report.right_rows = rows_r;
-            report.rows_read = rows_l + rows_r;
-            report.buckets = u64::from(IN_MEMORY_BUCKETS);
-            report.buckets_matched_by_fingerprint = u64::from(equal);
-            Ok(report)
-        })
-        .await
-    }
-
-    async fn compare_in_buckets(
+    /// Compares the files of both sides that must be read, within the memory limit.
+    ///
+    /// Each side is read a group of files at a time (a quarter of the limit, sized by the measured
+    /// ratio of rows in memory to Parquet bytes); every row is hashed by key into a key-hash
+    /// bucket and each bucket fingerprinted, and the rows are kept while they fit. Buckets whose
+    /// fingerprints agree are equal. The rows of the others are taken from the kept rows, or
+    /// from a second read when the rows were not kept, and joined; when even those would not
+    /// fit, they are spilled to disk by key-hash bucket and joined a bucket at a time.
+    async fn compare(
         &self,
         sides: [(&DeltaSnapshotSource, Vec<DataFile>); 2],
-        buckets: u32,
         schemas: (Schema, Schema),
         names: (String, String),
         options: DiffOptions,
     ) -> Result<Report> {
-        let parent = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&parent).map_err(Error::io(&parent, "create spill directory"))?;
-        let dir = tempfile::Builder::new()
-            .prefix("tidewater-reconcile-")
-            .tempdir_in(&parent)
-            .map_err(Error::io(&parent, "create spill directory"))?;
         let columns = compared_columns(&schemas.0, &schemas.1, &options);
-        let mut spill = Spill::new(dir.path(), buckets, bucket_key(&options, &columns));
-        tracing::info!(buckets, spill = %dir.path().display(), "reconcile: the rows to compare exceed the memory limit; spilling by key hash");
-        // Read files in groups of about a quarter of the memory limit (in memory), spill each.
-        let group_bytes = (self.memory / (4 * EXPANSION)).max(1);
-        for ((snapshot, files), side) in sides.into_iter().zip([Side::Left, Side::Right]) {
-            let mut start = 0;
-            while start < files.len() {
-                let mut end = start + 1;
-                let mut size = files[start].size;
-                while end < files.len() && size + files[end].size <= group_bytes {
-                    size += files[end].size;
-                    end += 1;
-                }
-                let rows = snapshot.read_files(&files[start..end]).await?.rows;
-                let filter = self.filter.clone();
-                spill = blocking("reconcile spill", move || {
-                    let rows = match &filter {
-                        Some(condition) => filter_rows(rows, condition)?,
-                        None => rows,
-                    };
-                    spill.add(side, &rows)?;
-                    drop(rows);
-                    tidewater_core::compute::release_memory();
-                    Ok(spill)
-                })
-                .await?;
-                start = end;
-            }
-        }
-        let spill = Arc::new(spill);
+        let samples = options.samples;
+        let bytes: u64 = sides.iter().flat_map(|(_, files)| files).map(|f| f.size).sum();
+        let mut prints = BucketPrints::new(buckets_for(bytes), bucket_key(&options, &columns), columns.clone());
         let mut report = Report {
             left: names.0.clone(),
             right: names.1.clone(),
             key: options.key.clone(),
             columns_compared: columns.clone(),
-            buckets: u64::from(buckets),
-            spilled: true,
+            buckets: u64::from(prints.buckets()),
+            passes: 1,
             ..Report::default()
         };
-        let key = bucket_key(&options, &columns);
-        for bucket in 0..buckets {
-            let (spill, names, opts, columns, schemas, key) =
-                (spill.clone(), names.clone(), options.clone(), columns.clone(), schemas.clone(), key.clone());
-            let (part, equal) = blocking("reconcile bucket", move || {
-                let (l, r) =
-                    (spill.read(Side::Left, bucket, &schemas.0)?, spill.read(Side::Right, bucket, &schemas.1)?);
-                spill.drop_bucket(bucket);
-                // Whatever the last bucket's join left in the allocator goes back first.
-                tidewater_core::compute::release_memory();
-                let (rows_l, rows_r) = (l.height() as u64, r.height() as u64);
-                // Within the bucket, as in memory: its rows fall into IN_MEMORY_BUCKETS finer
-                // key-hash buckets of their own (the finer count is a multiple of the spilled
-                // one), and only those whose fingerprints differ are joined.
-                let finer = IN_MEMORY_BUCKETS.saturating_mul(buckets);
-                let (l, r, _) = differing_buckets(l, r, &key, &columns, finer)?;
-                if l.height() + r.height() == 0 {
-                    // Equal rows: identical under any tolerance; no join needed.
-                    let equal = Report {
-                        left_rows: rows_l,
-                        right_rows: rows_r,
-                        rows_read: rows_l + rows_r,
-                        ..Report::default()
-                    };
-                    return Ok((equal, true));
+        // First read: fingerprints, and the rows (with their buckets) while they fit.
+        let mut reader = GroupReader::new(self.memory, self.filter.clone());
+        let mut kept: Option<Vec<(Side, DataFrame, Vec<u32>)>> = Some(Vec::new());
+        let mut kept_bytes = 0u64;
+        let mut row_bytes = 0f64;
+        for ((snapshot, files), side) in sides.iter().zip([Side::Left, Side::Right]) {
+            let mut start = 0;
+            while let Some(rows) = reader.next(snapshot, files, &mut start).await? {
+                row_bytes = row_bytes.max(reader.row_bytes);
+                let (p, assigned, rows) = blocking("reconcile: fingerprinting buckets", move || {
+                    let assigned = prints.add(side, &rows)?;
+                    Ok((prints, assigned, rows))
+                })
+                .await?;
+                prints = p;
+                if let Some(list) = &mut kept {
+                    kept_bytes += reader.took + 4 * assigned.len() as u64;
+                    // Half the limit: the differing buckets' rows are copied out of the kept
+                    // rows, which may be all of them.
+                    if kept_bytes <= self.memory / 2 {
+                        list.push((side, rows, assigned));
+                        continue;
+                    }
+                    kept = None;
+                    tracing::info!(
+                        memory = self.memory,
+                        "reconcile: the rows to compare exceed the memory limit; reading them twice"
+                    );
                 }
-                let mut part = diff(l, r, (&names.0, &names.1), &opts)?;
-                (part.left_rows, part.right_rows, part.rows_read) = (rows_l, rows_r, rows_l + rows_r);
-                Ok((part, false))
-            })
-            .await?;
-            report.buckets_matched_by_fingerprint += u64::from(equal);
-            report.absorb(part, options.samples);
+                drop(rows);
+                tidewater_core::compute::release_memory();
+            }
+        }
+        let differs = Arc::new(prints.differing());
+        let [(left_rows, left_differing), (right_rows, right_differing)] = prints.rows(&differs);
+        (report.left_rows, report.right_rows, report.rows_read) = (left_rows, right_rows, left_rows + right_rows);
+        report.buckets_matched_by_fingerprint = differs.iter().filter(|d| !**d).count() as u64;
+        if report.rows_read == 0 {
+            (report.buckets, report.buckets_matched_by_fingerprint) = (0, 0);
+        }
+        // The differing buckets' rows: joined in memory, or spilled and joined a bucket at a time.
+        let need = (left_differing + right_differing) as f64 * row_bytes * JOIN_FACTOR;
+        let mut differing = if need <= self.memory as f64 {
+            Differing::InMemory(DataFrame::empty_with_schema(&schemas.0), DataFrame::empty_with_schema(&schemas.1))
+        } else {
+            let buckets = (need / self.memory.max(1) as f64).ceil().min(f64::from(1u32 << 16)) as u32;
+            let parent = self.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+            std::fs::create_dir_all(&parent).map_err(Error::io(&parent, "create spill directory"))?;
+            let dir = tempfile::Builder::new()
+                .prefix("tidewater-reconcile-")
+                .tempdir_in(&parent)
+                .map_err(Error::io(&parent, "create spill directory"))?;
+            tracing::info!(buckets, spill = %dir.path().display(), "reconcile: the differing buckets' rows exceed the memory limit; spilling them by key hash");
+            report.spilled = true;
+            let spill = Spill::new(dir.path(), buckets, bucket_key(&options, &columns));
+            Differing::Spilled(spill, dir)
+        };
+        match kept {
+            Some(list) => {
+                for (side, rows, assigned) in list {
+                    let differs = differs.clone();
+                    differing = blocking("reconcile: rows of the differing buckets", move || {
+                        differing.add(side, keep_differing(&rows, &assigned, &differs)?)?;
+                        Ok(differing)
+                    })
+                    .await?;
+                }
+            }
+            None => {
+                report.passes = 2;
+                let prints = Arc::new(prints);
+                for ((snapshot, files), side) in sides.iter().zip([Side::Left, Side::Right]) {
+                    let mut start = 0;
+                    while let Some(rows) = reader.next(snapshot, files, &mut start).await? {
+                        let (prints, differs) = (prints.clone(), differs.clone());
+                        differing = blocking("reconcile: rows of the differing buckets", move || {
+                            let assigned = prints.assign(&rows)?;
+                            differing.add(side, keep_differing(&rows, &assigned, &differs)?)?;
+                            drop(rows);
+                            tidewater_core::compute::release_memory();
+                            Ok(differing)
+                        })
+                        .await?;
+                    }
+                }
+            }
+        }
+        match differing {
+            Differing::InMemory(l, r) => {
+                let part = blocking("reconcile", move || diff(l, r, (&names.0, &names.1), &options)).await?;
+                report.absorb(part, samples);
+            }
+            Differing::Spilled(spill, _dir) => {
+                let spill = Arc::new(spill);
+                for bucket in 0..spill.buckets() {
+                    let (spill, names, opts, schemas) =
+                        (spill.clone(), names.clone(), options.clone(), schemas.clone());
+                    let part = blocking("reconcile: joining a spilled bucket", move || {
+                        let (l, r) =
+                            (spill.read(Side::Left, bucket, &schemas.0)?, spill.read(Side::Right, bucket, &schemas.1)?);
+                        spill.drop_bucket(bucket);
+                        let part = diff(l, r, (&names.0, &names.1), &opts);
+                        tidewater_core::compute::release_memory();
+                        part
+                    })
+                    .await?;
+                    report.absorb(part, samples);
+                }
+            }
         }
         Ok(report)
+    }
+}
+
+/// Reads a side's files a group at a time: about a quarter of the memory limit, by the ratio of
+/// memory to Parquet bytes measured on the group before (the first file is read alone to
+/// measure it): the process's peak resident memory while reading a group, above what it held
+/// before, or the rows' own size if larger.
+struct GroupReader {
+    budget: f64,
+    expansion: Option<f64>,
+    filter: Option<String>,
+    /// The memory the last group took, and that per row read.
+    took: u64,
+    row_bytes: f64,
+}
+
+impl GroupReader {
+    fn new(memory: u64, filter: Option<String>) -> Self {
+        GroupReader { budget: memory as f64 / 4.0, expansion: None, filter, took: 0, row_bytes: 0.0 }
+    }
+
+    /// The rows of the next group of `files` from `*start` (advanced past it), filtered;
+    /// `None` after the last.
+    async fn next(
+        &mut self,
+        snapshot: &DeltaSnapshotSource,
+        files: &[DataFile],
+        start: &mut usize,
+    ) -> Result<Option<DataFrame>> {
+        if *start >= files.len() {
+            return Ok(None);
+        }
+        let mut end = *start + 1;
+        let mut size = files[*start].size;
+        if let Some(expansion) = self.expansion {
+            while end < files.len() && (size + files[end].size) as f64 * expansion <= self.budget {
+                size += files[end].size;
+                end += 1;
+            }
+        }
+        let before = tidewater_core::compute::resident_memory();
+        let watch = tidewater_core::compute::MemoryWatch::start();
+        let rows = snapshot.read_files(&files[*start..end]).await?.rows;
+        // What reading the group took at its peak (decoding included), where the system says;
+        // else the rows' own size.
+        let took = match (before, watch) {
+            (Some(before), Some(watch)) => watch.peak().saturating_sub(before),
+            _ => 0,
+        };
+        self.took = took.max(rows.estimated_size() as u64);
+        self.row_bytes = self.took as f64 / rows.height().max(1) as f64;
+        let measured = self.took as f64 / size.max(1) as f64;
+        *start = end;
+        self.expansion = Some(measured);
+        Ok(Some(match &self.filter {
+            Some(condition) => {
+                let condition = condition.clone();
+                blocking("reconcile: filtering rows", move || filter_rows(rows, &condition)).await?
+            }
+            None => rows,
+        }))
+    }
+}
+
+/// Where the rows of the differing buckets go.
+enum Differing {
+    InMemory(DataFrame, DataFrame),
+    Spilled(Spill, tempfile::TempDir),
+}
+
+impl Differing {
+    fn add(&mut self, side: Side, rows: DataFrame) -> Result<()> {
+        let what = "reconcile: stacking the differing buckets' rows";
+        match (self, side) {
+            (Differing::InMemory(l, _), Side::Left) => l.vstack_mut_owned(rows).map_err(Error::polars(what)).map(drop),
+            (Differing::InMemory(_, r), Side::Right) => r.vstack_mut_owned(rows).map_err(Error::polars(what)).map(drop),
+            (Differing::Spilled(spill, _), side) => spill.add(side, &rows),
+        }
     }
 }
 

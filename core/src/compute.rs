@@ -27,3 +27,74 @@ pub fn release_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Bounds the memory the allocator keeps for the whole process: one arena shared by every thread
+/// (glibc's `M_ARENA_MAX`), so what one thread frees is reused by the next instead of staying in
+/// the freeing thread's own arena. Call before the threads start; a no-op elsewhere.
+pub fn bound_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// This process's resident memory now, in bytes (Linux's `/proc/self/statm`); `None` where the
+/// system does not tell.
+pub fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// The peak of this process's resident memory while some work runs, sampled every millisecond
+/// by a thread of its own (so nothing the process's own peak accounting keeps is reset).
+pub struct MemoryWatch {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+impl MemoryWatch {
+    /// Starts watching; `None` where the system does not tell the resident memory.
+    pub fn start() -> Option<MemoryWatch> {
+        let first = resident_memory()?;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = done.clone();
+        let sampler = std::thread::Builder::new()
+            .name("tidewater-memory-watch".into())
+            .spawn(move || {
+                let mut peak = first;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(resident_memory().unwrap_or(0));
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                peak.max(resident_memory().unwrap_or(0))
+            })
+            .ok()?;
+        Some(MemoryWatch { done, sampler })
+    }
+
+    /// Stops watching and returns the peak seen, in bytes.
+    pub fn peak(self) -> u64 {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_watch_sees_a_passing_allocation() {
+        let before = super::resident_memory().unwrap();
+        let watch = super::MemoryWatch::start().unwrap();
+        let big = vec![1u8; 64 << 20];
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        drop(big);
+        let peak = watch.peak();
+        assert!(peak >= before + (60 << 20), "{before} {peak}");
+        assert!(super::resident_memory().unwrap() < peak, "the allocation is gone, the peak is kept");
+    }
+}

@@ -249,8 +249,9 @@ impl CompareArgs {
 /// How much memory a comparison may use, and where it spills beyond that.
 #[derive(Debug, Args)]
 pub struct MemoryArgs {
-    /// Memory to aim for, such as 512MiB or 4GiB (a target, not a hard cap). Beyond it the rows to
-    /// compare are spilled to disk in key-hash buckets and compared one bucket at a time.
+    /// Memory the comparison may hold, such as 64MiB or 4GiB. Rows that do not fit are
+    /// fingerprinted by key-hash bucket and read again for the differing buckets only; those
+    /// rows are spilled to disk by bucket when even they do not fit.
     #[arg(long, value_name = "SIZE", default_value = "1GiB")]
     pub memory: bytesize::ByteSize,
     /// Where to spill (default: the system's temporary directory; deleted at the end).

@@ -28,6 +28,10 @@ pub const EXIT_ERROR: i32 = 2;
 pub fn main_with(registry: Registry) -> i32 {
     let cli = cli::Cli::parse();
     telemetry::init(cli.verbose, cli.quiet);
+    if matches!(cli.command, cli::Command::Reconcile(_) | cli::Command::Verify(_)) {
+        // Comparisons run under --memory: the allocator must not keep what they free per thread.
+        tidewater_core::compute::bound_allocator();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

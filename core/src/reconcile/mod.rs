@@ -12,9 +12,9 @@
 //! - Values: null equals null and differs from any value; NaN equals NaN; floats are equal when
 //!   `|l - r| <= abs + rel * max(|l|, |r|)` (keyed comparison only: a multiset compares exactly).
 
+pub mod buckets;
 pub mod fingerprint;
 mod report;
-pub mod spill;
 
 pub use report::{Kind, Report, Sample, SchemaDifference, ValueDiff};
 

@@ -89,7 +89,11 @@ pub struct Report {
     pub buckets: u64,
     /// Of those, buckets found equal by fingerprint without a row-level join.
     pub buckets_matched_by_fingerprint: u64,
-    /// Whether the buckets were spilled to disk to stay under the memory limit.
+    /// How many times the data files were read: 1, or 2 when their rows did not fit in memory
+    /// (fingerprinted by bucket on the first read; the differing buckets' rows taken on the
+    /// second).
+    pub passes: u8,
+    /// Whether the differing buckets' rows were spilled to disk to stay under the memory limit.
     pub spilled: bool,
 }
 
@@ -98,12 +102,10 @@ impl Report {
         self.schema.is_empty() && self.counts.values().all(|&n| n == 0)
     }
 
-    /// Adds the findings of a comparison of another part of the same two tables (a bucket),
-    /// keeping at most `samples` samples per kind.
+    /// Adds the findings of a comparison of a part of the same two tables (the rows of some
+    /// buckets): its counts, partitions, columns and samples, keeping at most `samples` samples
+    /// per kind. Row counts are the caller's: a part holds only some of the rows read.
     pub fn absorb(&mut self, part: Report, samples: usize) {
-        self.left_rows += part.left_rows;
-        self.right_rows += part.right_rows;
-        self.rows_read += part.rows_read;
         for (kind, n) in part.counts {
             *self.counts.entry(kind).or_default() += n;
         }
@@ -151,12 +153,12 @@ impl fmt::Display for Report {
         if self.buckets > 0 {
             writeln!(
                 f,
-                "{} rows read into {} key-hash buckets{}; {} buckets equal by fingerprint, the rest joined{}",
+                "{} rows read{} into {} key-hash buckets; {} buckets equal by fingerprint, the rest joined{}",
                 self.rows_read,
+                if self.passes > 1 { " twice (memory limit)" } else { "" },
                 self.buckets,
-                if self.spilled { " spilled to disk (memory limit)" } else { "" },
                 self.buckets_matched_by_fingerprint,
-                if self.spilled { " where their finer key-hash buckets differ" } else { "" }
+                if self.spilled { " after spilling their rows to disk (memory limit)" } else { "" },
             )?;
         }
         if self.is_identical() {

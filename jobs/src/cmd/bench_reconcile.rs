@@ -135,7 +135,7 @@ pub async fn reconcile(args: BenchReconcileArgs) -> Result<i32, CliError> {
         ));
     }
     // Bounded memory: the changed table again, every file read (no fingerprint step: --ignore
-    // nothing but a column selection forces rows), spilled into key-hash buckets.
+    // nothing but a column selection forces rows), within the memory limit.
     let started = Instant::now();
     let report = Reconciler::new(left.display().to_string(), damaged.display().to_string())
         .key(["id"])
@@ -145,13 +145,15 @@ pub async fn reconcile(args: BenchReconcileArgs) -> Result<i32, CliError> {
         .run()
         .await?;
     out(format_args!(
-        "{:<58} {} {:>12}   ({} buckets, {} equal by fingerprint, {} rows read)",
+        "{:<58} {} {:>12}   ({} buckets, {} equal by fingerprint, {} rows read {}x{})",
         format!("tidewater reconcile --columns (all) --memory {}, changed", args.memory),
         time(started.elapsed()),
         format!("{} diffs", report.counts.values().sum::<u64>()),
         report.buckets,
         report.buckets_matched_by_fingerprint,
-        thousands(report.rows_read)
+        thousands(report.rows_read),
+        report.passes,
+        if report.spilled { ", differing rows spilled" } else { "" }
     ));
     if args.keep {
         out(format_args!("tables kept: {}", temp.keep().display()));

@@ -1,12 +1,13 @@
-//! Bounded memory: rows spilled to Parquet files by key-hash bucket, so two tables larger than
-//! memory are compared one bucket at a time.
+//! Key-hash buckets: how the checker compares rows it must read within a memory limit.
 //!
 //! A row's bucket is a hash of its key columns (keyed comparison) or of every compared column
 //! (multiset comparison), so a key, or an equal row, lands in the same bucket on both sides and
 //! in the same bucket whatever partition it sits in: a bucket pair holds everything needed to
 //! find the key's differences, its duplicates and a key that moved between partitions. Each bucket
-//! pair is first compared by fingerprint (row count plus order-independent row hash); only
-//! buckets whose fingerprints differ are joined row by row.
+//! pair is compared by fingerprint (row count plus order-independent row hash, [`BucketPrints`]);
+//! only the rows of buckets whose fingerprints differ are joined row by row, and when even those
+//! do not fit in memory they are spilled to Parquet files by bucket ([`Spill`]) and joined a
+//! bucket at a time.
 
 use super::fingerprint::{Fingerprint, row_hashes};
 use crate::error::{Error, Result};
@@ -114,37 +115,70 @@ pub fn bucket_of(hash: u64, buckets: u32) -> u32 {
     (((hash >> 32) * u64::from(buckets)) >> 32) as u32
 }
 
-/// In-memory bucketing: keeps only the rows of the key-hash buckets whose fingerprints differ
-/// between `left` and `right` (rows hashed into `buckets` by `hash_columns`, fingerprints over
-/// `columns`). Returns the narrowed frames and how many buckets were equal.
-pub fn differing_buckets(
-    left: DataFrame,
-    right: DataFrame,
-    hash_columns: &[String],
-    columns: &[String],
-    buckets: u32,
-) -> Result<(DataFrame, DataFrame, u32)> {
-    let assign = |df: &DataFrame| -> Result<(Vec<u32>, Vec<u64>)> {
-        let keys = row_hashes(df, hash_columns)?;
-        let rows = row_hashes(df, columns)?;
-        Ok((keys.into_iter().map(|h| bucket_of(h, buckets)).collect(), rows))
-    };
-    let (lb, lh) = assign(&left)?;
-    let (rb, rh) = assign(&right)?;
-    let mut acc = vec![(Fingerprint::default(), Fingerprint::default()); buckets as usize];
-    for (b, h) in lb.iter().zip(&lh) {
-        acc[*b as usize].0 = acc[*b as usize].0.combine(Fingerprint { rows: 1, hash: *h });
+/// The key-hash buckets of both sides' rows, each with a fingerprint (row count plus
+/// order-independent row hash), accumulated a group of rows at a time: only the rows of buckets
+/// whose fingerprints differ need a row-by-row join.
+#[derive(Clone, Debug)]
+pub struct BucketPrints {
+    hash_columns: Vec<String>,
+    columns: Vec<String>,
+    left: Vec<Fingerprint>,
+    right: Vec<Fingerprint>,
+}
+
+impl BucketPrints {
+    /// `buckets` buckets, picked by a hash of `hash_columns`, fingerprinted over `columns`.
+    pub fn new(buckets: u32, hash_columns: Vec<String>, columns: Vec<String>) -> Self {
+        let empty = vec![Fingerprint::default(); buckets.max(1) as usize];
+        BucketPrints { hash_columns, columns, left: empty.clone(), right: empty }
     }
-    for (b, h) in rb.iter().zip(&rh) {
-        acc[*b as usize].1 = acc[*b as usize].1.combine(Fingerprint { rows: 1, hash: *h });
+
+    pub fn buckets(&self) -> u32 {
+        self.left.len() as u32
     }
-    let differs: Vec<bool> = acc.iter().map(|(l, r)| l != r).collect();
-    let equal = differs.iter().filter(|d| !**d).count() as u32;
-    let keep = |df: DataFrame, assigned: &[u32]| -> Result<DataFrame> {
-        let mask: BooleanChunked = assigned.iter().map(|b| differs[*b as usize]).collect();
-        df.filter(&mask).map_err(Error::polars("reconcile: narrowing to differing buckets"))
-    };
-    Ok((keep(left, &lb)?, keep(right, &rb)?, equal))
+
+    /// Adds one side's rows; returns each row's bucket.
+    pub fn add(&mut self, side: Side, rows: &DataFrame) -> Result<Vec<u32>> {
+        let keys = row_hashes(rows, &self.hash_columns)?;
+        let hashes = if self.hash_columns == self.columns { keys.clone() } else { row_hashes(rows, &self.columns)? };
+        let buckets = self.buckets();
+        let prints = match side {
+            Side::Left => &mut self.left,
+            Side::Right => &mut self.right,
+        };
+        let assigned: Vec<u32> = keys.into_iter().map(|h| bucket_of(h, buckets)).collect();
+        for (b, hash) in assigned.iter().zip(hashes) {
+            prints[*b as usize] = prints[*b as usize].combine(Fingerprint { rows: 1, hash });
+        }
+        Ok(assigned)
+    }
+
+    /// Each row's bucket, without fingerprinting (a second read of rows already added).
+    pub fn assign(&self, rows: &DataFrame) -> Result<Vec<u32>> {
+        let buckets = self.buckets();
+        Ok(row_hashes(rows, &self.hash_columns)?.into_iter().map(|h| bucket_of(h, buckets)).collect())
+    }
+
+    /// Which buckets differ between the sides.
+    pub fn differing(&self) -> Vec<bool> {
+        self.left.iter().zip(&self.right).map(|(l, r)| l != r).collect()
+    }
+
+    /// Rows added per side: all of them, and those in the buckets `differs` marks.
+    pub fn rows(&self, differs: &[bool]) -> [(u64, u64); 2] {
+        let count = |prints: &[Fingerprint]| {
+            let all = prints.iter().map(|p| p.rows).sum();
+            let differing = prints.iter().zip(differs).filter(|(_, d)| **d).map(|(p, _)| p.rows).sum();
+            (all, differing)
+        };
+        [count(&self.left), count(&self.right)]
+    }
+}
+
+/// The rows of `rows` whose bucket (`assigned`, one per row) is marked in `differs`.
+pub fn keep_differing(rows: &DataFrame, assigned: &[u32], differs: &[bool]) -> Result<DataFrame> {
+    let mask: BooleanChunked = assigned.iter().map(|b| differs[*b as usize]).collect();
+    rows.filter(&mask).map_err(Error::polars("reconcile: rows of the differing buckets"))
 }
 
 /// The fingerprint of `df` over `columns`.
@@ -153,16 +187,10 @@ pub fn fingerprint(df: &DataFrame, columns: &[String]) -> Result<Fingerprint> {
     Ok(Fingerprint { rows: hashes.len() as u64, hash: hashes.into_iter().fold(0u64, u64::wrapping_add) })
 }
 
-/// How many bytes of memory a comparison needs per byte of Parquet: rows take several times their
-/// Parquet size, and a join several times that again.
-pub const EXPANSION: u64 = 12;
-
-/// How many buckets keep one bucket pair's working set under `memory` bytes, given the Parquet
-/// bytes to compare, at [`EXPANSION`] (a fixed estimate; docs/performance.md shows data that
-/// expands more).
-pub fn buckets_for(parquet_bytes: u64, memory: u64) -> u32 {
-    let need = parquet_bytes.saturating_mul(EXPANSION);
-    need.div_ceil(memory.max(1)).clamp(1, 1 << 16) as u32
+/// Key-hash buckets for `parquet_bytes` of data files: about one per KiB of Parquet, from 256 to
+/// 65,536 (1 MiB of fingerprints a side), so a few differing rows leave little to join.
+pub fn buckets_for(parquet_bytes: u64) -> u32 {
+    (parquet_bytes / 1024).clamp(256, 1 << 16) as u32
 }
 
 #[cfg(test)]
@@ -194,23 +222,32 @@ mod tests {
     }
 
     #[test]
-    fn only_the_bucket_holding_a_difference_is_kept() {
+    fn only_the_bucket_holding_a_difference_differs() {
         let left = df!["id" => (0i64..500).collect::<Vec<_>>(), "v" => (0i64..500).collect::<Vec<_>>()].unwrap();
         let mut v: Vec<i64> = (0..500).collect();
         v[42] = -1;
         let right = df!["id" => (0i64..500).collect::<Vec<_>>(), "v" => v].unwrap().reverse();
-        let cols = ["id".to_string(), "v".to_string()];
-        let (l, r, equal) = differing_buckets(left, right, &cols[..1], &cols, 64).unwrap();
-        assert_eq!(equal, 63);
-        assert!(l.height() < 30 && l.height() == r.height(), "{}", l.height());
-        assert!(l.column("id").unwrap().i64().unwrap().to_vec().contains(&Some(42)));
+        let mut prints = BucketPrints::new(64, vec!["id".into()], vec!["id".into(), "v".into()]);
+        // The left side in two groups, the right in one: the fingerprints add up.
+        let mut assigned = prints.add(Side::Left, &left.slice(0, 200)).unwrap();
+        assigned.extend(prints.add(Side::Left, &left.slice(200, 300)).unwrap());
+        let right_assigned = prints.add(Side::Right, &right).unwrap();
+        assert_eq!(right_assigned, prints.assign(&right).unwrap(), "a second read finds the same buckets");
+        let differs = prints.differing();
+        assert_eq!(differs.iter().filter(|d| !**d).count(), 63);
+        let [(all, l), (_, r)] = prints.rows(&differs);
+        assert_eq!(all, 500);
+        assert!(l < 30 && l == r, "{l}");
+        let kept = keep_differing(&left, &assigned, &differs).unwrap();
+        assert_eq!(kept.height() as u64, l);
+        assert!(kept.column("id").unwrap().i64().unwrap().to_vec().contains(&Some(42)));
     }
 
     #[test]
-    fn bucket_count_grows_with_the_data_and_shrinks_with_memory() {
-        assert_eq!(buckets_for(1 << 20, 1 << 30), 1);
-        assert!(buckets_for(1 << 30, 1 << 30) > 1);
-        assert!(buckets_for(1 << 30, 1 << 28) > buckets_for(1 << 30, 1 << 30));
+    fn bucket_count_grows_with_the_data() {
+        assert_eq!(buckets_for(1 << 10), 256);
+        assert_eq!(buckets_for(1 << 30), 1 << 16);
+        assert!(buckets_for(1 << 25) > buckets_for(1 << 20));
         assert!((0..1000u64).all(|h| bucket_of(h.wrapping_mul(0x9E37_79B9_7F4A_7C15), 5) < 5));
     }
 }
