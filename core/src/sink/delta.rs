@@ -237,20 +237,23 @@ async fn checkpoint_at(
     version: u64,
     cleanup: Option<i64>,
 ) -> std::result::Result<usize, String> {
-    let engine = log_store.engine(None);
+    let store = log_store.root_object_store(None);
     let root = log_store.transaction_url(None).map_err(|e| e.to_string())?;
     // A thread of its own at the lowest CPU priority (Linux keeps a nice value per thread), so
     // the checkpoint yields the cores to the batches; it ends with the checkpoint, so no pool
-    // thread is left at that priority.
+    // thread is left at that priority. Its engine runs the reads and the write of the checkpoint
+    // on a runtime of its own, started from that thread (so at that priority too), not on the
+    // process's runtime where delta-rs's engine would run them beside the batches.
     let (done, written) = futures::channel::oneshot::channel();
     std::thread::Builder::new()
         .name("tidewater-checkpoint".into())
         .spawn(move || {
             // SAFETY: a plain syscall on this thread's own id.
             unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+            let engine = delta_kernel_default_engine::DefaultEngineBuilder::new(store).build();
             let write = || {
-                let snapshot = delta_kernel::Snapshot::builder_for(root).at_version(version).build(engine.as_ref())?;
-                snapshot.checkpoint(engine.as_ref(), None).map(|_| ())
+                let snapshot = delta_kernel::Snapshot::builder_for(root).at_version(version).build(&engine)?;
+                snapshot.checkpoint(&engine, None).map(|_| ())
             };
             let _ = done.send(write().map_err(|e| e.to_string()));
         })
