@@ -27,8 +27,9 @@ use tidewater_core::reconcile::{
 use tidewater_core::sink::{DeltaSink, WriteKind};
 use tidewater_core::{BatchId, Error, Result};
 
-/// The memory a join of rows takes, per byte of those rows in memory: the join's output, the
-/// comparisons and the allocator's slack (docs/performance.md, "The checker's memory").
+/// The memory a join of rows takes, per byte those rows took to read: the join's output, the
+/// comparisons and the allocator's slack (measured 3: docs/performance.md, "the checker within
+/// its memory").
 const JOIN_FACTOR: f64 = 4.0;
 
 /// Memory the comparison aims to stay under unless told otherwise: 1 GiB.
@@ -109,9 +110,9 @@ impl Reconciler {
         self
     }
 
-    /// The memory the comparison aims to stay under, in bytes (default [`DEFAULT_MEMORY`]).
-    /// When the data to compare would not fit, its rows are spilled to disk in key-hash buckets
-    /// and compared one bucket at a time.
+    /// The memory the comparison may hold, in bytes (default [`DEFAULT_MEMORY`]). Rows that do
+    /// not fit are fingerprinted by key-hash bucket and read again for the differing buckets
+    /// only; those rows are spilled to disk by bucket when even they do not fit.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory = bytes;
         self
@@ -125,9 +126,10 @@ impl Reconciler {
 
     /// Compares the tables: schemas first; then, without column selection or a row filter,
     /// partitions whose fingerprints (recorded by the writer in the Delta log) agree on both
-    /// sides are settled from the logs. The other partitions' files are read: in memory when they
-    /// fit the memory limit, else spilled to disk by key-hash bucket, each bucket pair compared by
-    /// fingerprint and joined row by row only when the fingerprints differ.
+    /// sides are settled from the logs. The other partitions' files are read, their rows hashed
+    /// by key into key-hash buckets and each bucket pair compared by fingerprint; only the rows
+    /// of buckets whose fingerprints differ are joined, within the memory limit (see
+    /// [`Reconciler::memory_limit`]).
     pub async fn run(self) -> Result<Report> {
         let (left, right) =
             tokio::try_join!(open_snapshot(&self.left.0, self.left.1), open_snapshot(&self.right.0, self.right.1))?;
@@ -194,12 +196,13 @@ impl Reconciler {
 
     /// Compares the files of both sides that must be read, within the memory limit.
     ///
-    /// Each side is read a group of files at a time (a quarter of the limit, sized by the measured
-    /// ratio of rows in memory to Parquet bytes); every row is hashed by key into a key-hash
-    /// bucket and each bucket fingerprinted, and the rows are kept while they fit. Buckets whose
-    /// fingerprints agree are equal. The rows of the others are taken from the kept rows, or
-    /// from a second read when the rows were not kept, and joined; when even those would not
-    /// fit, they are spilled to disk by key-hash bucket and joined a bucket at a time.
+    /// Each side is read a group of files at a time (about a quarter of the limit, sized by the
+    /// measured memory per Parquet byte); every row is hashed by key into a key-hash bucket and
+    /// each bucket fingerprinted, and the rows are kept while they take at most half the limit.
+    /// Buckets whose fingerprints agree are equal. The rows of the others are taken from the kept
+    /// rows, or from a second read of the sides that have any when the rows were not kept, and
+    /// joined; when even those would not fit, they are spilled to disk by key-hash bucket and
+    /// joined a bucket at a time.
     async fn compare(
         &self,
         sides: [(&DeltaSnapshotSource, Vec<DataFile>); 2],
@@ -221,14 +224,15 @@ impl Reconciler {
             ..Report::default()
         };
         // First read: fingerprints, and the rows (with their buckets) while they fit.
-        let mut reader = GroupReader::new(self.memory, self.filter.clone());
+        let mut readers =
+            [GroupReader::new(self.memory, self.filter.clone()), GroupReader::new(self.memory, self.filter.clone())];
         let mut kept: Option<Vec<(Side, DataFrame, Vec<u32>)>> = Some(Vec::new());
         let mut kept_bytes = 0u64;
-        let mut row_bytes = 0f64;
-        for ((snapshot, files), side) in sides.iter().zip([Side::Left, Side::Right]) {
+        let (mut took, mut rows_read) = (0u64, 0u64);
+        for (((snapshot, files), side), reader) in sides.iter().zip([Side::Left, Side::Right]).zip(&mut readers) {
             let mut start = 0;
             while let Some(rows) = reader.next(snapshot, files, &mut start).await? {
-                row_bytes = row_bytes.max(reader.row_bytes);
+                (took, rows_read) = (took + reader.took, rows_read + reader.rows as u64);
                 let (p, assigned, rows) = blocking("reconcile: fingerprinting buckets", move || {
                     let assigned = prints.add(side, &rows)?;
                     Ok((prints, assigned, rows))
@@ -236,7 +240,9 @@ impl Reconciler {
                 .await?;
                 prints = p;
                 if let Some(list) = &mut kept {
-                    kept_bytes += reader.took + 4 * assigned.len() as u64;
+                    // What the group took, for the share of its rows the filter kept.
+                    let share = rows.height() as f64 / reader.rows.max(1) as f64;
+                    kept_bytes += (reader.took as f64 * share) as u64 + 4 * assigned.len() as u64;
                     // Half the limit: the differing buckets' rows are copied out of the kept
                     // rows, which may be all of them.
                     if kept_bytes <= self.memory / 2 {
@@ -246,7 +252,7 @@ impl Reconciler {
                     kept = None;
                     tracing::info!(
                         memory = self.memory,
-                        "reconcile: the rows to compare exceed the memory limit; reading them twice"
+                        "reconcile: the rows to compare exceed the memory limit; fingerprinting them first"
                     );
                 }
                 drop(rows);
@@ -261,6 +267,7 @@ impl Reconciler {
             (report.buckets, report.buckets_matched_by_fingerprint) = (0, 0);
         }
         // The differing buckets' rows: joined in memory, or spilled and joined a bucket at a time.
+        let row_bytes = took as f64 / rows_read.max(1) as f64;
         let need = (left_differing + right_differing) as f64 * row_bytes * JOIN_FACTOR;
         let mut differing = if need <= self.memory as f64 {
             Differing::InMemory(DataFrame::empty_with_schema(&schemas.0), DataFrame::empty_with_schema(&schemas.1))
@@ -287,11 +294,19 @@ impl Reconciler {
                     })
                     .await?;
                 }
+                tidewater_core::compute::release_memory();
             }
             None => {
-                report.passes = 2;
+                // Read again, only the sides with rows in a differing bucket.
                 let prints = Arc::new(prints);
-                for ((snapshot, files), side) in sides.iter().zip([Side::Left, Side::Right]) {
+                let again = [left_differing > 0, right_differing > 0];
+                for ((((snapshot, files), side), reader), again) in
+                    sides.iter().zip([Side::Left, Side::Right]).zip(&mut readers).zip(again)
+                {
+                    if !again {
+                        continue;
+                    }
+                    report.passes = 2;
                     let mut start = 0;
                     while let Some(rows) = reader.next(snapshot, files, &mut start).await? {
                         let (prints, differs) = (prints.clone(), differs.clone());
@@ -321,12 +336,17 @@ impl Reconciler {
                         let (l, r) =
                             (spill.read(Side::Left, bucket, &schemas.0)?, spill.read(Side::Right, bucket, &schemas.1)?);
                         spill.drop_bucket(bucket);
+                        if l.height() + r.height() == 0 {
+                            return Ok(None);
+                        }
                         let part = diff(l, r, (&names.0, &names.1), &opts);
                         tidewater_core::compute::release_memory();
-                        part
+                        part.map(Some)
                     })
                     .await?;
-                    report.absorb(part, samples);
+                    if let Some(part) = part {
+                        report.absorb(part, samples);
+                    }
                 }
             }
         }
@@ -335,21 +355,21 @@ impl Reconciler {
 }
 
 /// Reads a side's files a group at a time: about a quarter of the memory limit, by the ratio of
-/// memory to Parquet bytes measured on the group before (the first file is read alone to
+/// memory to Parquet bytes measured on the side's group before (its first file is read alone to
 /// measure it): the process's peak resident memory while reading a group, above what it held
 /// before, or the rows' own size if larger.
 struct GroupReader {
     budget: f64,
     expansion: Option<f64>,
     filter: Option<String>,
-    /// The memory the last group took, and that per row read.
+    /// The memory the last group took, and the rows it read (before the filter).
     took: u64,
-    row_bytes: f64,
+    rows: usize,
 }
 
 impl GroupReader {
     fn new(memory: u64, filter: Option<String>) -> Self {
-        GroupReader { budget: memory as f64 / 4.0, expansion: None, filter, took: 0, row_bytes: 0.0 }
+        GroupReader { budget: memory as f64 / 4.0, expansion: None, filter, took: 0, rows: 0 }
     }
 
     /// The rows of the next group of `files` from `*start` (advanced past it), filtered;
@@ -373,18 +393,21 @@ impl GroupReader {
         }
         let before = tidewater_core::compute::resident_memory();
         let watch = tidewater_core::compute::MemoryWatch::start();
-        let rows = snapshot.read_files(&files[*start..end]).await?.rows;
+        let read = snapshot.read_files(&files[*start..end]).await;
+        let peak = watch.map(tidewater_core::compute::MemoryWatch::peak);
+        let rows = read?.rows;
         // What reading the group took at its peak (decoding included), where the system says;
         // else the rows' own size.
-        let took = match (before, watch) {
-            (Some(before), Some(watch)) => watch.peak().saturating_sub(before),
+        let took = match (before, peak) {
+            (Some(before), Some(peak)) => peak.saturating_sub(before),
             _ => 0,
         };
         self.took = took.max(rows.estimated_size() as u64);
-        self.row_bytes = self.took as f64 / rows.height().max(1) as f64;
-        let measured = self.took as f64 / size.max(1) as f64;
+        self.rows = rows.height();
+        if self.rows > 0 {
+            self.expansion = Some(self.took as f64 / size.max(1) as f64);
+        }
         *start = end;
-        self.expansion = Some(measured);
         Ok(Some(match &self.filter {
             Some(condition) => {
                 let condition = condition.clone();

@@ -53,7 +53,7 @@ pub fn resident_memory() -> Option<u64> {
 /// by a thread of its own (so nothing the process's own peak accounting keeps is reset).
 pub struct MemoryWatch {
     done: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    sampler: std::thread::JoinHandle<u64>,
+    sampler: Option<std::thread::JoinHandle<u64>>,
 }
 
 impl MemoryWatch {
@@ -73,13 +73,20 @@ impl MemoryWatch {
                 peak.max(resident_memory().unwrap_or(0))
             })
             .ok()?;
-        Some(MemoryWatch { done, sampler })
+        Some(MemoryWatch { done, sampler: Some(sampler) })
     }
 
     /// Stops watching and returns the peak seen, in bytes.
-    pub fn peak(self) -> u64 {
+    pub fn peak(mut self) -> u64 {
         self.done.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.sampler.join().unwrap_or(0)
+        self.sampler.take().and_then(|s| s.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for MemoryWatch {
+    /// A watch dropped without [`MemoryWatch::peak`] (an error on the way) stops its sampler.
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

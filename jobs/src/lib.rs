@@ -28,7 +28,11 @@ pub const EXIT_ERROR: i32 = 2;
 pub fn main_with(registry: Registry) -> i32 {
     let cli = cli::Cli::parse();
     telemetry::init(cli.verbose, cli.quiet);
-    if matches!(cli.command, cli::Command::Reconcile(_) | cli::Command::Verify(_)) {
+    let compares = matches!(
+        cli.command,
+        cli::Command::Reconcile(_) | cli::Command::Verify(_) | cli::Command::Bench(cli::BenchCommand::Reconcile(_))
+    );
+    if compares {
         // Comparisons run under --memory: the allocator must not keep what they free per thread.
         tidewater_core::compute::bound_allocator();
     }

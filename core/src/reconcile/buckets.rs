@@ -61,7 +61,9 @@ impl Spill {
         let hashes = row_hashes(rows, &self.hash_columns)?;
         let mut members: Vec<Vec<IdxSize>> = vec![Vec::new(); self.buckets as usize];
         for (i, h) in hashes.into_iter().enumerate() {
-            members[bucket_of(h, self.buckets) as usize].push(i as IdxSize);
+            // The low bits: rows of one fingerprint bucket (the high bits) spread over every
+            // spill bucket, so spilling the differing buckets' rows does split them.
+            members[bucket_of(h.rotate_left(32), self.buckets) as usize].push(i as IdxSize);
         }
         self.pieces += 1;
         for (bucket, idx) in members.into_iter().enumerate() {

@@ -237,8 +237,13 @@ async fn checkpoint_at(
     version: u64,
     cleanup: Option<i64>,
 ) -> std::result::Result<usize, String> {
-    let store = log_store.root_object_store(None);
-    let root = log_store.transaction_url(None).map_err(|e| e.to_string())?;
+    // A store of its own (for S3, its own HTTP client): connections opened on the checkpoint's
+    // runtime must not be left in the pool of the store the batches use once that runtime ends.
+    let config = log_store.config();
+    let own = deltalake::logstore::logstore_for(config.location(), config.options().clone())
+        .map_err(|e| format!("cannot open the table's store for the checkpoint: {e}"))?;
+    let store = own.root_object_store(None);
+    let root = own.transaction_url(None).map_err(|e| e.to_string())?;
     // A thread of its own at the lowest CPU priority (Linux keeps a nice value per thread), so
     // the checkpoint yields the cores to the batches; it ends with the checkpoint, so no pool
     // thread is left at that priority. Its engine runs the reads and the write of the checkpoint
