@@ -1,18 +1,20 @@
 """Reads the demo's streamed and batched tables with two independent Delta readers, the Python
 deltalake package (delta-rs) with polars, and DuckDB's delta extension (delta-kernel-rs), and
 checks they hold the same rows, each event once, that the tables record their key, and that every
-commit's txn is unique per app id. Prints a closing line `N passed, N failed`."""
+commit's txn is unique per app id; and that Tidewater refuses a column-mapped table another writer
+made, naming the feature. Prints a closing line `N passed, N failed`."""
 import glob
 import json
 import os
 import pathlib
+import subprocess
 import sys
 
 import duckdb
 import duckdb_ext
 
 import polars as pl
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 root = pathlib.Path(sys.argv[1])
 passed, failed = 0, 0
@@ -77,6 +79,24 @@ for table in ["events", "events_batch", "events_quarantine"]:
                 dupes += key in seen
                 seen.add(key)
     check(f"{table}: txn (appId, version) unique", dupes == 0 and len(seen) > 0, f"{dupes} duplicates, {len(seen)} txns")
+
+# A table another writer made with column mapping (its Parquet files name columns by physical
+# name, as Databricks writes them): Tidewater must refuse to read it, naming the table feature,
+# not read its columns as nulls.
+mapped = root / "column_mapped"
+write_deltalake(
+    str(mapped),
+    pl.DataFrame({"id": [1, 2], "v": ["x", "y"]}).to_arrow(),
+    configuration={"delta.columnMapping.mode": "name", "delta.minReaderVersion": "2", "delta.minWriterVersion": "5"},
+)
+out = subprocess.run(
+    [os.environ["TIDEWATER_BIN"], "reconcile", str(mapped), str(mapped), "--key", "id"], capture_output=True, text=True
+)
+check(
+    "a column-mapped table is refused, naming the feature",
+    out.returncode == 2 and "column mapping (table feature columnMapping" in out.stderr and "panicked" not in out.stderr,
+    f"exit {out.returncode}: {out.stderr}",
+)
 
 print(f"interop: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -63,7 +63,29 @@ async fn open_at(url: &url::Url, at: TableVersion, describe: &str) -> Result<Del
         TableVersion::Version(v) => table.load_version(v).await.map_err(delta_err("load version"))?,
         TableVersion::AsOf(t) => table.load_with_datetime(t).await.map_err(delta_err("load as of"))?,
     }
+    refuse_unreadable(&table, describe)?;
     Ok(table)
+}
+
+/// Refuses a table whose data files, read as plain Parquet (as this reader does), would give the
+/// wrong rows: column mapping (the files name columns by physical name) and deletion vectors
+/// (rows deleted outside the files), both table features Databricks writes.
+fn refuse_unreadable(table: &DeltaTable, describe: &str) -> Result<()> {
+    let refuse = |problem: String| Err(Error::Source { source_name: describe.to_string(), problem });
+    let state = table.snapshot().map_err(Error::delta(table.table_url(), "snapshot"))?;
+    let mode = state.metadata().configuration().get("delta.columnMapping.mode").cloned();
+    if let Some(mode) = mode.filter(|m| m != "none") {
+        return refuse(format!(
+            "the table uses column mapping (table feature columnMapping, delta.columnMapping.mode = {mode}): its data files name columns by physical name, which Tidewater does not read yet"
+        ));
+    }
+    let with_vectors = state.snapshot().log_data().iter().filter(|f| f.deletion_vector_descriptor().is_some()).count();
+    if with_vectors > 0 {
+        return refuse(format!(
+            "{with_vectors} data files carry deletion vectors (table feature deletionVectors): rows deleted from them are recorded outside the files, which Tidewater does not read yet"
+        ));
+    }
+    Ok(())
 }
 
 /// Opens a table's snapshot for listing and reading its files.

@@ -131,8 +131,7 @@ impl Reconciler {
     /// of buckets whose fingerprints differ are joined, within the memory limit (see
     /// [`Reconciler::memory_limit`]).
     pub async fn run(self) -> Result<Report> {
-        let (left, right) =
-            tokio::try_join!(open_snapshot(&self.left.0, self.left.1), open_snapshot(&self.right.0, self.right.1))?;
+        let (left, right) = open_both(&self.left, &self.right).await?;
         let names = (format!("{}@{}", left.url(), left.version()), format!("{}@{}", right.url(), right.version()));
         let (left_by, right_by) = (left.partition_by()?, right.partition_by()?);
         let mut options = self.options.clone();
@@ -484,8 +483,7 @@ impl Reconciler {
                 report.before.right
             )));
         }
-        let (truth, target) =
-            tokio::try_join!(open_snapshot(&self.left.0, self.left.1), open_snapshot(&self.right.0, self.right.1))?;
+        let (truth, target) = open_both(&self.left, &self.right).await?;
         let partition_by = target.partition_by()?;
         if partition_by != truth.partition_by()? {
             return Err(tidewater_core::Error::Unsupported(
@@ -573,6 +571,16 @@ impl Reconciler {
         let removes = target.removes(&|path, _| affected.contains(path))?;
         Ok((rows, removes, format!("{keys} differing keys of ({})", self.options.key.join(", "))))
     }
+}
+
+/// Opens both tables at once, and waits for both even when one fails: a load dropped half way
+/// leaves delta-rs's kernel tasks to panic when the runtime ends.
+async fn open_both(
+    left: &(String, TableVersion),
+    right: &(String, TableVersion),
+) -> Result<(DeltaSnapshotSource, DeltaSnapshotSource)> {
+    let (l, r) = tokio::join!(open_snapshot(&left.0, left.1), open_snapshot(&right.0, right.1));
+    Ok((l?, r?))
 }
 
 fn repair_key(text: &str) -> String {
