@@ -236,10 +236,30 @@ impl Pipeline {
         query.run(trigger).await
     }
 
+    /// A batch run into the job's own sink table after its stream has written there would append
+    /// a second copy of every row the stream wrote: refused, naming the stream's last batch.
+    async fn refuse_a_second_copy(&self, target: &url::Url) -> Result<()> {
+        let Some(meta) = self.checkpoint()?.get_json::<crate::checkpoint::QueryMetadata>("metadata").await? else {
+            return Ok(());
+        };
+        let app_id = meta.id.app_id();
+        let recorded = DeltaSink::new(target.clone(), &app_id, WriteKind::Stream).committed_version().await?;
+        match recorded {
+            Some(batch) => Err(Error::Unsupported(format!(
+                "{target}: the stream of job {} has written to this table (txn {app_id} up to batch {batch}); a batch run into it would append a second copy of those rows. Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`); replacing the stream's rows in place is not supported yet",
+                self.name
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Runs the transform over the source as a bounded input into the sink table (or
     /// `options.into`), chunk by chunk. `progress(done, total)` is called after each chunk.
     pub async fn batch(&self, options: &BatchOptions, progress: &dyn Fn(usize, usize)) -> Result<BatchRunReport> {
         let target = table_url(options.into.as_deref().map_or_else(|| self.table(), Ok)?)?;
+        if options.into.is_none() {
+            self.refuse_a_second_copy(&target).await?;
+        }
         let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, target.as_str().as_bytes());
         let state = self.checkpoint()?.child(&format!("batch/{key}"));
         let mut source = self.source.open_bounded(options.source_version).await?;

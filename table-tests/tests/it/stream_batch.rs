@@ -20,6 +20,16 @@ fn stream_with_restarts_and_varying_batch_sizes_equals_batch() {
         expect_exit(tidewater(&["run", path(&job), "--trigger", "once"]), 0);
         assert_eq!(read_log(&dir.path().join("table")).len(), versions, "a run with nothing new commits nothing");
 
+        // Into the stream's own table, a batch run would append a second copy: refused, and
+        // nothing is written.
+        if max_files == 1 {
+            let versions = read_log(&dir.path().join("table")).len();
+            let out = expect_exit(tidewater(&["batch", path(&job)]), 2);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("would append a second copy") && stderr.contains("--into TABLE"), "{stderr}");
+            assert_eq!(read_log(&dir.path().join("table")).len(), versions, "the refused run wrote nothing");
+        }
+
         let batch_table = dir.path().join("batch-table");
         expect_exit(tidewater(&["batch", path(&job), "--into", path(&batch_table)]), 0);
 
