@@ -212,7 +212,8 @@ impl Reconciler {
         let columns = compared_columns(&schemas.0, &schemas.1, &options);
         let samples = options.samples;
         let bytes: u64 = sides.iter().flat_map(|(_, files)| files).map(|f| f.size).sum();
-        let mut prints = BucketPrints::new(buckets_for(bytes), bucket_key(&options, &columns), columns.clone());
+        let key = bucket_key(&options, &columns);
+        let mut prints = BucketPrints::new(buckets_for(bytes), key.clone(), columns.clone());
         let mut report = Report {
             left: names.0.clone(),
             right: names.1.clone(),
@@ -227,11 +228,12 @@ impl Reconciler {
             [GroupReader::new(self.memory, self.filter.clone()), GroupReader::new(self.memory, self.filter.clone())];
         let mut kept: Option<Vec<(Side, DataFrame, Vec<u32>)>> = Some(Vec::new());
         let mut kept_bytes = 0u64;
-        let (mut took, mut rows_read) = (0u64, 0u64);
+        // What the groups took to read, and the rows they read before the filter.
+        let (mut took, mut unfiltered) = (0u64, 0u64);
         for (((snapshot, files), side), reader) in sides.iter().zip([Side::Left, Side::Right]).zip(&mut readers) {
             let mut start = 0;
             while let Some(rows) = reader.next(snapshot, files, &mut start).await? {
-                (took, rows_read) = (took + reader.took, rows_read + reader.rows as u64);
+                (took, unfiltered) = (took + reader.took, unfiltered + reader.rows as u64);
                 let (p, assigned, rows) = blocking("reconcile: fingerprinting buckets", move || {
                     let assigned = prints.add(side, &rows)?;
                     Ok((prints, assigned, rows))
@@ -266,7 +268,7 @@ impl Reconciler {
             (report.buckets, report.buckets_matched_by_fingerprint) = (0, 0);
         }
         // The differing buckets' rows: joined in memory, or spilled and joined a bucket at a time.
-        let row_bytes = took as f64 / rows_read.max(1) as f64;
+        let row_bytes = took as f64 / unfiltered.max(1) as f64;
         let need = (left_differing + right_differing) as f64 * row_bytes * JOIN_FACTOR;
         let mut differing = if need <= self.memory as f64 {
             Differing::InMemory(DataFrame::empty_with_schema(&schemas.0), DataFrame::empty_with_schema(&schemas.1))
@@ -280,7 +282,7 @@ impl Reconciler {
                 .map_err(Error::io(&parent, "create spill directory"))?;
             tracing::info!(buckets, spill = %dir.path().display(), "reconcile: the differing buckets' rows exceed the memory limit; spilling them by key hash");
             report.spilled = true;
-            let spill = Spill::new(dir.path(), buckets, bucket_key(&options, &columns));
+            let spill = Spill::new(dir.path(), buckets, key);
             Differing::Spilled(spill, dir)
         };
         match kept {

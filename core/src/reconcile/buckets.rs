@@ -142,13 +142,13 @@ impl BucketPrints {
     /// Adds one side's rows; returns each row's bucket.
     pub fn add(&mut self, side: Side, rows: &DataFrame) -> Result<Vec<u32>> {
         let keys = row_hashes(rows, &self.hash_columns)?;
-        let hashes = if self.hash_columns == self.columns { keys.clone() } else { row_hashes(rows, &self.columns)? };
-        let buckets = self.buckets();
+        let assigned = self.bucket_each(&keys);
+        // A multiset comparison hashes every compared column for both: the key hash is the row's.
+        let hashes = if self.hash_columns == self.columns { keys } else { row_hashes(rows, &self.columns)? };
         let prints = match side {
             Side::Left => &mut self.left,
             Side::Right => &mut self.right,
         };
-        let assigned: Vec<u32> = keys.into_iter().map(|h| bucket_of(h, buckets)).collect();
         for (b, hash) in assigned.iter().zip(hashes) {
             prints[*b as usize] = prints[*b as usize].combine(Fingerprint { rows: 1, hash });
         }
@@ -157,8 +157,12 @@ impl BucketPrints {
 
     /// Each row's bucket, without fingerprinting (a second read of rows already added).
     pub fn assign(&self, rows: &DataFrame) -> Result<Vec<u32>> {
+        Ok(self.bucket_each(&row_hashes(rows, &self.hash_columns)?))
+    }
+
+    fn bucket_each(&self, keys: &[u64]) -> Vec<u32> {
         let buckets = self.buckets();
-        Ok(row_hashes(rows, &self.hash_columns)?.into_iter().map(|h| bucket_of(h, buckets)).collect())
+        keys.iter().map(|h| bucket_of(*h, buckets)).collect()
     }
 
     /// Which buckets differ between the sides.
@@ -183,12 +187,6 @@ pub fn keep_differing(rows: &DataFrame, assigned: &[u32], differs: &[bool]) -> R
     rows.filter(&mask).map_err(Error::polars("reconcile: rows of the differing buckets"))
 }
 
-/// The fingerprint of `df` over `columns`.
-pub fn fingerprint(df: &DataFrame, columns: &[String]) -> Result<Fingerprint> {
-    let hashes = row_hashes(df, columns)?;
-    Ok(Fingerprint { rows: hashes.len() as u64, hash: hashes.into_iter().fold(0u64, u64::wrapping_add) })
-}
-
 /// Key-hash buckets for `parquet_bytes` of data files: about one per KiB of Parquet, from 256 to
 /// 65,536 (1 MiB of fingerprints a side), so a few differing rows leave little to join.
 pub fn buckets_for(parquet_bytes: u64) -> u32 {
@@ -198,6 +196,11 @@ pub fn buckets_for(parquet_bytes: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fingerprint(df: &DataFrame, columns: &[String]) -> Fingerprint {
+        let hashes = row_hashes(df, columns).unwrap();
+        Fingerprint { rows: hashes.len() as u64, hash: hashes.into_iter().fold(0u64, u64::wrapping_add) }
+    }
 
     #[test]
     fn equal_keys_meet_in_one_bucket_and_every_row_comes_back() {
@@ -215,7 +218,7 @@ mod tests {
         for b in 0..spill.buckets() {
             let (l, r) = (spill.read(Side::Left, b, &schema).unwrap(), spill.read(Side::Right, b, &schema).unwrap());
             let cols = ["id".to_string(), "v".to_string()];
-            assert_eq!(fingerprint(&l, &cols).unwrap(), fingerprint(&r, &cols).unwrap(), "bucket {b}");
+            assert_eq!(fingerprint(&l, &cols), fingerprint(&r, &cols), "bucket {b}");
             total += l.height();
             non_empty += usize::from(l.height() > 0);
         }
