@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, the end-to-end table tests (real `tidewater` processes on real Delta
 # tables, killed and restarted; some on an S3-compatible server this script installs and starts,
-# and stops at the end), the README's Rust example, then an interop check that reads the demo's
+# and stops at the end; some with a Delta table changed by Python deltalake, as another engine
+# would change it), the README's Rust example, then an interop check that reads the demo's
 # tables with the Python `deltalake` and `polars` packages and with DuckDB's delta extension
 # (installed here into a cached venv), and a small `tidewater bench ingest` (its Python baselines
 # use that venv; it fails if the three pipelines do not write the same rows).
@@ -20,6 +21,15 @@ TARGET_DIR=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["target_dir
 echo "== build (first build on a fresh machine: ~30 minutes on 2 cores)"
 cargo build --workspace --all-targets --locked
 export TIDEWATER_BIN="$TARGET_DIR/debug/tidewater"
+
+echo "== Python deltalake, polars and DuckDB (the tests' second engine and readers), in a cached venv"
+VENV="$CACHE/venv"
+if ! "$VENV/bin/python" -c 'import deltalake, polars, duckdb, duckdb_ext' 2>/dev/null; then
+  python3 -m venv "$VENV"
+  # duckdb-ext-delta carries the extension built for duckdb 1.4.4 (DuckDB cannot download it here)
+  "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow 'duckdb==1.4.4' 'duckdb-ext-delta==1.4.4.20260205'
+fi
+export TIDEWATER_PYTHON="$VENV/bin/python"
 
 echo "== tests (with an S3 server for the object-store tests)"
 source scripts/s3-server.sh
@@ -41,12 +51,6 @@ grep -q "compare by key (event_id)" "$EXAMPLE/out" && grep -q "^IDENTICAL" "$EXA
 rm -rf "$EXAMPLE"
 
 echo "== interop: the demo's tables read by Python deltalake + polars, and by DuckDB's delta extension"
-VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c 'import deltalake, polars, duckdb, duckdb_ext' 2>/dev/null; then
-  python3 -m venv "$VENV"
-  # duckdb-ext-delta carries the extension built for duckdb 1.4.4 (DuckDB cannot download it here)
-  "$VENV/bin/pip" install -q 'deltalake>=1.1' 'polars>=1.0' pyarrow 'duckdb==1.4.4' 'duckdb-ext-delta==1.4.4.20260205'
-fi
 DEMO=$(mktemp -d)
 trap 'rm -rf "$DEMO"; s3_stop' EXIT
 "$TIDEWATER_BIN" -q demo --dir "$DEMO/demo" --files 6 --rows-per-file 500 >/dev/null

@@ -3,13 +3,15 @@
 //! Sources that talk to the outside world, each a [`tidewater_core::SourceProvider`]:
 //! - [`files`]: a landing directory of NDJSON, CSV or Parquet files, streamed file by file or read
 //!   whole as a bounded input;
-//! - [`delta`]: a Delta table's snapshot at a version, as a bounded input;
+//! - [`delta`]: a Delta table, streamed commit by commit or read as a snapshot at a version;
 //! - [`reconcile`]: the consistency checker over two Delta tables ([`Reconciler`]).
 
 pub mod delta;
 pub mod files;
 pub mod reconcile;
 
-pub use delta::{DeltaSnapshotSpec, DeltaSourceProvider, TableSnapshot, TableVersion, read_snapshot};
+pub use delta::{
+    DeltaSourceProvider, DeltaSpec, DeltaStreamOptions, StartingVersion, TableSnapshot, TableVersion, read_snapshot,
+};
 pub use files::{FileFormat, FileSourceProvider, FileSpec, InputSchema};
 pub use reconcile::{Reconciler, RepairReport};

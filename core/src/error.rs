@@ -92,6 +92,13 @@ pub enum Error {
     #[error("source {source_name}: {problem}")]
     Source { source_name: String, problem: String },
 
+    /// Input the query still needs was deleted (log retention, VACUUM, topic retention): going on
+    /// would silently skip rows.
+    #[error(
+        "source {source_name}: data loss: {problem}. Restart from a new checkpoint location (choosing where to start), or reprocess with `tidewater batch`"
+    )]
+    DataLoss { source_name: String, problem: String },
+
     #[error("{path}: {op} failed: {source}")]
     Io {
         path: String,
@@ -131,6 +138,7 @@ impl Error {
             Error::Polars { .. } => "polars",
             Error::Arrow { .. } => "arrow",
             Error::Source { .. } => "source",
+            Error::DataLoss { .. } => "data_loss",
             Error::Io { .. } => "io",
             Error::Unsupported(_) => "unsupported",
             Error::Internal(_) => "internal",

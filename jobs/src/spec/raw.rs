@@ -34,6 +34,10 @@ pub struct RawSource {
     pub format: Option<String>,
     pub max_files_per_trigger: Option<i64>,
     pub files_per_chunk: Option<i64>,
+    pub max_bytes_per_trigger: Option<toml::Value>,
+    pub starting_version: Option<toml::Value>,
+    pub skip_change_commits: Option<bool>,
+    pub ignore_deletes: Option<bool>,
     pub schema: Option<BTreeMap<String, toml::Value>>,
 }
 

@@ -3,8 +3,8 @@
 use super::raw::{RawJob, RawSource};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tidewater_connectors::DeltaSnapshotSpec;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
+use tidewater_connectors::{DeltaSpec, StartingVersion};
 use tidewater_core::Trigger;
 use tidewater_core::location::parse_location;
 
@@ -20,7 +20,7 @@ pub struct SpecError {
 #[derive(Clone, Debug)]
 pub enum SourceSpec {
     Files(FileSpec),
-    Delta(DeltaSnapshotSpec),
+    Delta(DeltaSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -166,9 +166,22 @@ fn source(
             None => Ok(()),
         }
     };
+    let positive = |key: &str, n: i64| -> Result<usize, SpecError> {
+        usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| err(key, format!("{n} is not a positive number")))
+    };
     match raw.kind.as_str() {
         "files" => {
-            foreign("files", &[("table", raw.table.is_some()), ("files_per_chunk", raw.files_per_chunk.is_some())])?;
+            foreign(
+                "files",
+                &[
+                    ("table", raw.table.is_some()),
+                    ("files_per_chunk", raw.files_per_chunk.is_some()),
+                    ("max_bytes_per_trigger", raw.max_bytes_per_trigger.is_some()),
+                    ("starting_version", raw.starting_version.is_some()),
+                    ("skip_change_commits", raw.skip_change_commits.is_some()),
+                    ("ignore_deletes", raw.ignore_deletes.is_some()),
+                ],
+            )?;
             let path =
                 raw.path.as_deref().ok_or_else(|| err("source.path", "missing: the landing directory".into()))?;
             let format: FileFormat = raw
@@ -179,11 +192,7 @@ fn source(
                 .map_err(|e| err("source.format", e))?;
             let mut spec = FileSpec::new(location("source.path", path)?, format);
             if let Some(n) = raw.max_files_per_trigger {
-                let n = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| err("source.max_files_per_trigger", format!("{n} is not a positive number")))?;
-                spec = spec.with_max_files_per_trigger(n);
+                spec = spec.with_max_files_per_trigger(positive("source.max_files_per_trigger", n)?);
             }
             if let Some(columns) = &raw.schema {
                 let mut parsed = Vec::new();
@@ -199,26 +208,47 @@ fn source(
             Ok(SourceSpec::Files(spec))
         }
         "delta" => {
-            foreign(
-                "delta",
-                &[
-                    ("format", raw.format.is_some()),
-                    ("schema", raw.schema.is_some()),
-                    ("max_files_per_trigger", raw.max_files_per_trigger.is_some()),
-                ],
-            )?;
+            foreign("delta", &[("format", raw.format.is_some()), ("schema", raw.schema.is_some())])?;
             let table = raw
                 .table
                 .as_deref()
                 .or(raw.path.as_deref())
                 .ok_or_else(|| err("source.table", "missing: the Delta table to read".into()))?;
-            let mut spec = DeltaSnapshotSpec::new(location("source.table", table)?);
+            let mut spec = DeltaSpec::new(location("source.table", table)?);
             if let Some(n) = raw.files_per_chunk {
-                spec.files_per_chunk = usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| err("source.files_per_chunk", format!("{n} is not a positive number")))?;
+                spec.files_per_chunk = positive("source.files_per_chunk", n)?;
             }
+            let stream = &mut spec.stream;
+            if let Some(n) = raw.max_files_per_trigger {
+                stream.max_files_per_trigger = positive("source.max_files_per_trigger", n)?;
+            }
+            if let Some(value) = &raw.max_bytes_per_trigger {
+                let key = "source.max_bytes_per_trigger";
+                let bytes = match value {
+                    toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|&n| n > 0),
+                    toml::Value::String(text) => {
+                        text.parse::<bytesize::ByteSize>().ok().map(|b| b.as_u64()).filter(|&n| n > 0)
+                    }
+                    _ => None,
+                };
+                stream.max_bytes_per_trigger = Some(bytes.ok_or_else(|| {
+                    err(key, format!("expected a positive size such as 268435456 or \"256MiB\", found {value}"))
+                })?);
+            }
+            if let Some(value) = &raw.starting_version {
+                stream.starting_version = match value {
+                    toml::Value::String(s) if s == "latest" => StartingVersion::Latest,
+                    toml::Value::Integer(n) if *n >= 0 => StartingVersion::Version(*n as u64),
+                    _ => {
+                        return Err(err(
+                            "source.starting_version",
+                            format!("expected a table version (0 or more) or \"latest\", found {value}"),
+                        ));
+                    }
+                };
+            }
+            stream.skip_change_commits = raw.skip_change_commits.unwrap_or(false);
+            stream.ignore_deletes = raw.ignore_deletes.unwrap_or(false);
             Ok(SourceSpec::Delta(spec))
         }
         other => Err(err("source.kind", format!("unknown kind `{other}`; expected `files` or `delta`"))),
@@ -331,6 +361,65 @@ interval = "2s"
         for (text, expected) in cases {
             let e = load_text(&text).unwrap_err().to_string();
             assert!(e.contains("job.toml: "), "{e}");
+            assert!(e.contains(expected), "expected `{expected}` in: {e}");
+        }
+    }
+
+    /// The bronze → silver job of issue 15, as written there.
+    const SILVER_JOB: &str = r#"
+name = "silver"
+checkpoint = "/data/checkpoints/silver"
+
+[source]
+kind = "delta"
+table = "/data/tables/bronze"          # partitioned by date
+max_files_per_trigger = 8
+
+[transform]
+sql = "SELECT event_id, user_id, category, amount * 2 AS amount2, date FROM input WHERE amount >= 0"
+
+[sink]
+table = "/data/tables/silver"
+mode = "append"
+partition_by = ["date"]
+key = ["event_id"]
+"#;
+
+    #[test]
+    fn the_delta_stream_job_loads_with_its_options() {
+        let job = load_text(SILVER_JOB).unwrap();
+        let SourceSpec::Delta(delta) = &job.source else { panic!("delta source") };
+        assert_eq!(delta.stream.max_files_per_trigger, 8);
+        assert_eq!(delta.stream.starting_version, StartingVersion::Snapshot);
+        let with = |extra: &str| {
+            SILVER_JOB.replace("max_files_per_trigger = 8", &format!("max_files_per_trigger = 8\n{extra}"))
+        };
+        let job = load_text(&with(
+            "starting_version = \"latest\"\nmax_bytes_per_trigger = \"1MiB\"\nskip_change_commits = true",
+        ))
+        .unwrap();
+        let SourceSpec::Delta(delta) = &job.source else { panic!("delta source") };
+        assert_eq!(delta.stream.starting_version, StartingVersion::Latest);
+        assert_eq!(delta.stream.max_bytes_per_trigger, Some(1 << 20));
+        assert!(delta.stream.skip_change_commits && !delta.stream.ignore_deletes);
+        let job = load_text(&with("starting_version = 12\nignore_deletes = true")).unwrap();
+        let SourceSpec::Delta(delta) = &job.source else { panic!("delta source") };
+        assert_eq!(delta.stream.starting_version, StartingVersion::Version(12));
+        assert!(delta.stream.ignore_deletes);
+
+        let cases = [
+            (with("starting_version = \"earliest\""), "source.starting_version: expected a table version"),
+            (with("starting_version = -1"), "source.starting_version: expected a table version"),
+            (with("max_bytes_per_trigger = \"lots\""), "source.max_bytes_per_trigger: expected a positive size"),
+            (SILVER_JOB.replace("= 8", "= 0"), "source.max_files_per_trigger: 0 is not a positive number"),
+            (with("skip_change_commits = \"yes\""), "invalid type"),
+            (
+                ISSUE_JOB.replace("max_files_per_trigger = 10", "starting_version = 3"),
+                "source.starting_version: is not a key of a `files` source",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = load_text(&text).unwrap_err().to_string();
             assert!(e.contains(expected), "expected `{expected}` in: {e}");
         }
     }

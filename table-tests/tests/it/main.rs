@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod delta_stream;
 mod property;
 mod reconcile;
 mod s3;

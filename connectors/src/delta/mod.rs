@@ -1,6 +1,7 @@
-//! A Delta table's snapshot as a bounded input: `tidewater batch` over a table, at its latest
-//! version or `--source-version N`. Files are read with Polars from the table's object store; partition
-//! values come from the log, typed by the table schema.
+//! A Delta table as an input: its snapshot as a bounded input (`tidewater batch` over a table, at
+//! its latest version or `--source-version N`), or its commits as a stream ([`stream`]). Files are
+//! read with Polars from the table's object store; partition values come from the log, typed by
+//! the table schema.
 
 use async_trait::async_trait;
 use deltalake::DeltaTable;
@@ -10,23 +11,31 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Cursor;
+use std::sync::Arc;
 use tidewater_core::bridge::polars_dtype;
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
-/// A Delta table read as a bounded input.
+mod stream;
+
+use stream::DeltaStream;
+pub use stream::{DeltaStreamOptions, StartingVersion};
+
+/// A Delta table as a job's input: its snapshot as a bounded input (`files_per_chunk`), or its
+/// commits as a stream ([`DeltaStreamOptions`]).
 #[derive(Clone, Debug)]
-pub struct DeltaSnapshotSpec {
+pub struct DeltaSpec {
     pub table: String,
     /// Data files per chunk (one chunk = one commit of the batch run).
     pub files_per_chunk: usize,
+    pub stream: DeltaStreamOptions,
 }
 
-impl DeltaSnapshotSpec {
+impl DeltaSpec {
     pub fn new(table: impl Into<String>) -> Self {
-        DeltaSnapshotSpec { table: table.into(), files_per_chunk: 64 }
+        DeltaSpec { table: table.into(), files_per_chunk: 64, stream: DeltaStreamOptions::default() }
     }
 }
 
@@ -73,19 +82,29 @@ async fn open_at(url: &url::Url, at: TableVersion, describe: &str) -> Result<Del
 fn refuse_unreadable(table: &DeltaTable, describe: &str) -> Result<()> {
     let refuse = |problem: String| Err(Error::Source { source_name: describe.to_string(), problem });
     let state = table.snapshot().map_err(Error::delta(table.table_url(), "snapshot"))?;
-    let mode = state.metadata().configuration().get("delta.columnMapping.mode").cloned();
-    if let Some(mode) = mode.filter(|m| m != "none") {
-        return refuse(format!(
-            "the table uses column mapping (table feature columnMapping, delta.columnMapping.mode = {mode}): its data files name columns by physical name, which Tidewater does not read yet"
-        ));
+    if let Some(problem) = column_mapping(state.metadata().configuration().get(COLUMN_MAPPING).map(String::as_str)) {
+        return refuse(problem);
     }
     let with_vectors = state.snapshot().log_data().iter().filter(|f| f.deletion_vector_descriptor().is_some()).count();
     if with_vectors > 0 {
-        return refuse(format!(
-            "{with_vectors} data files carry deletion vectors (table feature deletionVectors): rows deleted from them are recorded outside the files, which Tidewater does not read yet"
-        ));
+        return refuse(deletion_vectors(with_vectors));
     }
     Ok(())
+}
+
+const COLUMN_MAPPING: &str = "delta.columnMapping.mode";
+
+/// Why a table with this `delta.columnMapping.mode` cannot be read, if it cannot.
+fn column_mapping(mode: Option<&str>) -> Option<String> {
+    mode.filter(|m| *m != "none").map(|mode| format!(
+        "the table uses column mapping (table feature columnMapping, {COLUMN_MAPPING} = {mode}): its data files name columns by physical name, which Tidewater does not read yet"
+    ))
+}
+
+fn deletion_vectors(files: usize) -> String {
+    format!(
+        "{files} data files carry deletion vectors (table feature deletionVectors): rows deleted from them are recorded outside the files, which Tidewater does not read yet"
+    )
 }
 
 /// Opens a table's snapshot for listing and reading its files.
@@ -120,11 +139,11 @@ pub async fn read_snapshot(location: &str, at: TableVersion) -> Result<TableSnap
 }
 
 pub struct DeltaSourceProvider {
-    spec: DeltaSnapshotSpec,
+    spec: DeltaSpec,
 }
 
 impl DeltaSourceProvider {
-    pub fn new(spec: DeltaSnapshotSpec) -> Self {
+    pub fn new(spec: DeltaSpec) -> Self {
         DeltaSourceProvider { spec }
     }
 }
@@ -135,11 +154,10 @@ impl SourceProvider for DeltaSourceProvider {
         format!("delta {}", self.spec.table)
     }
 
-    async fn open_stream(&self, _state: Checkpoint) -> Result<Box<dyn Source>> {
-        Err(Error::Unsupported(format!(
-            "{}: streaming a Delta table's new commits is not available yet; read its snapshot with `tidewater batch`",
-            self.describe()
-        )))
+    async fn open_stream(&self, state: Checkpoint) -> Result<Box<dyn Source>> {
+        let url = existing_table_url(&self.spec.table)?;
+        let table = open_at(&url, TableVersion::Latest, &self.describe()).await?;
+        Ok(Box::new(DeltaStream::open(table, self.describe(), state, self.spec.stream.clone())?))
     }
 
     async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>> {
@@ -166,6 +184,100 @@ fn partition_value(text: String, dtype: &DataType) -> Expr {
             lit("raise"),
         ),
         other => lit(text).cast(other.clone()),
+    }
+}
+
+/// Reads a table's data files as Polars frames in the table's schema, partition values from
+/// the log; shared by the snapshot and the stream.
+#[derive(Clone)]
+pub(crate) struct FileReader {
+    store: Arc<dyn object_store::ObjectStore>,
+    schema: Schema,
+    partition_columns: Vec<String>,
+    describe: String,
+}
+
+impl FileReader {
+    pub(crate) fn of(table: &DeltaTable, describe: &str) -> Result<Self> {
+        let state = table.snapshot().map_err(Error::delta(table.table_url(), "snapshot"))?;
+        let mut schema = Schema::default();
+        for field in state.snapshot().arrow_schema().fields() {
+            schema.insert(field.name().as_str().into(), polars_dtype(field)?);
+        }
+        Ok(FileReader {
+            store: table.object_store(),
+            schema,
+            partition_columns: state.metadata().partition_columns().to_vec(),
+            describe: describe.to_string(),
+        })
+    }
+
+    fn err(&self, problem: impl std::fmt::Display) -> Error {
+        Error::Source { source_name: self.describe.clone(), problem: problem.to_string() }
+    }
+
+    pub(crate) fn empty_frame(&self) -> DataFrame {
+        DataFrame::empty_with_schema(&self.schema)
+    }
+
+    /// Reads `files`, two fetched and decoded at a time (one per core of the machine kind this
+    /// runs on); the rows come back in the order of `files`. A file the log names but the store
+    /// no longer holds (vacuumed) is a [`Error::DataLoss`].
+    pub(crate) async fn read(&self, files: &[DataFile]) -> Result<SourceBatch> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let read = |file: &DataFile| {
+            let (store, schema, partition_columns) =
+                (self.store.clone(), self.schema.clone(), self.partition_columns.clone());
+            let (path, values) = (file.path.clone(), file.partition_values.clone());
+            async move {
+                let location = Path::from_url_path(&path).map_err(|e| self.err(format!("{path}: {e}")))?;
+                let fetched = match store.get(&location).await {
+                    Ok(fetched) => fetched,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(Error::DataLoss {
+                            source_name: self.describe.clone(),
+                            problem: format!(
+                                "data file {path}, which the table's log lists, is gone (removed by VACUUM?); its rows cannot be read"
+                            ),
+                        });
+                    }
+                    Err(e) => return Err(self.err(format!("{path}: {e}"))),
+                };
+                let bytes = fetched.bytes().await.map_err(|e| self.err(format!("{path}: {e}")))?;
+                let what = format!("{}: {path}", self.describe);
+                tidewater_core::compute::blocking("reading a Delta data file", move || {
+                    let polars = |e: PolarsError| Error::Source { source_name: what.clone(), problem: e.to_string() };
+                    let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars)?;
+                    let columns: Vec<Expr> = schema
+                        .iter()
+                        .map(|(name, dtype)| {
+                            if partition_columns.iter().any(|p| p == name.as_str()) {
+                                // Partition values live in the log, as text, typed by the table schema.
+                                match values.get(name.as_str()).cloned().flatten() {
+                                    Some(v) => partition_value(v, dtype).alias(name.clone()),
+                                    None => lit(NULL).cast(dtype.clone()).alias(name.clone()),
+                                }
+                            } else if df.schema().contains(name) {
+                                col(name.clone()).cast(dtype.clone())
+                            } else {
+                                // A column added to the table after this file was written.
+                                lit(NULL).cast(dtype.clone()).alias(name.clone())
+                            }
+                        })
+                        .collect();
+                    df.lazy().select(columns).collect().map_err(polars)
+                })
+                .await
+            }
+        };
+        let frames: Vec<DataFrame> = futures::stream::iter(files).map(read).buffered(2).try_collect().await?;
+        let mut rows = self.empty_frame();
+        let mut input_records = 0u64;
+        for df in frames {
+            input_records += df.height() as u64;
+            rows.vstack_mut_owned(df).map_err(|e| self.err(format!("stacking data files: {e}")))?;
+        }
+        Ok(SourceBatch { rows, rejected: Vec::new(), input_records })
     }
 }
 
@@ -213,68 +325,16 @@ impl DeltaSnapshotSource {
 
     /// The table's schema as Polars types.
     pub(crate) fn polars_schema(&self) -> Result<Schema> {
-        let arrow = self.state()?.snapshot().arrow_schema();
-        let mut schema = Schema::default();
-        for field in arrow.fields() {
-            schema.insert(field.name().as_str().into(), polars_dtype(field)?);
-        }
-        Ok(schema)
+        Ok(self.reader()?.schema)
     }
 
     /// Reads data files of this snapshot, with their partition values, in the table's schema.
-    /// Two files are fetched and decoded at a time (one per core of the machine kind this runs
-    /// on); the rows come back in the order of `files`.
     pub(crate) async fn read_files(&self, files: &[DataFile]) -> Result<SourceBatch> {
-        use futures::{StreamExt as _, TryStreamExt as _};
-        let partition_columns: Vec<String> = self.state()?.metadata().partition_columns().to_vec();
-        let schema = self.polars_schema()?;
-        let store = self.table.object_store();
-        let read = |file: &DataFile| {
-            let (store, schema, partition_columns) = (store.clone(), schema.clone(), partition_columns.clone());
-            let (path, values) = (file.path.clone(), file.partition_values.clone());
-            async move {
-                let location = Path::from_url_path(&path).map_err(|e| self.err(format!("{path}: {e}")))?;
-                let bytes = store
-                    .get(&location)
-                    .await
-                    .map_err(|e| self.err(format!("{path}: {e}")))?
-                    .bytes()
-                    .await
-                    .map_err(|e| self.err(format!("{path}: {e}")))?;
-                let what = format!("{}: {path}", self.describe);
-                tidewater_core::compute::blocking("reading a Delta data file", move || {
-                    let polars = |e: PolarsError| Error::Source { source_name: what.clone(), problem: e.to_string() };
-                    let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars)?;
-                    let columns: Vec<Expr> = schema
-                        .iter()
-                        .map(|(name, dtype)| {
-                            if partition_columns.iter().any(|p| p == name.as_str()) {
-                                // Partition values live in the log, as text, typed by the table schema.
-                                match values.get(name.as_str()).cloned().flatten() {
-                                    Some(v) => partition_value(v, dtype).alias(name.clone()),
-                                    None => lit(NULL).cast(dtype.clone()).alias(name.clone()),
-                                }
-                            } else if df.schema().contains(name) {
-                                col(name.clone()).cast(dtype.clone())
-                            } else {
-                                // A column added to the table after this file was written.
-                                lit(NULL).cast(dtype.clone()).alias(name.clone())
-                            }
-                        })
-                        .collect();
-                    df.lazy().select(columns).collect().map_err(polars)
-                })
-                .await
-            }
-        };
-        let frames: Vec<DataFrame> = futures::stream::iter(files).map(read).buffered(2).try_collect().await?;
-        let mut rows = DataFrame::empty_with_schema(&schema);
-        let mut input_records = 0u64;
-        for df in frames {
-            input_records += df.height() as u64;
-            rows.vstack_mut_owned(df).map_err(|e| self.err(format!("stacking data files: {e}")))?;
-        }
-        Ok(SourceBatch { rows, rejected: Vec::new(), input_records })
+        self.reader()?.read(files).await
+    }
+
+    fn reader(&self) -> Result<FileReader> {
+        FileReader::of(&self.table, &self.describe)
     }
 
     /// The snapshot's data files in path order, each with the fingerprint the writer recorded
