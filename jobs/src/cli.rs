@@ -98,7 +98,8 @@ Exit status: 0 identical, 1 different, 2 error.")]
         subcommand,
         after_help = "Examples:
   tidewater bench ingest --rows 1000000 --files 10
-  tidewater bench reconcile --rows 10000000 --memory 256MiB"
+  tidewater bench reconcile --rows 10000000 --memory 256MiB
+  tidewater bench delta-stream --commits 10000"
     )]
     Bench(BenchCommand),
 }
@@ -325,6 +326,29 @@ pub enum BenchCommand {
   tidewater bench reconcile                      # 10,000,000 rows, 10 changed
   tidewater bench reconcile --rows 1000000 --memory 64MiB --dir /tmp/rb --keep")]
     Reconcile(BenchReconcileArgs),
+    /// Stream the last commits of a bronze Delta table with few commits and of one with many
+    /// (one file per commit, one batch each): the per-batch cost must not grow with the log.
+    /// Baseline: plain Polars reading, filtering and writing the same files.
+    #[command(after_help = "Examples:
+  tidewater bench delta-stream                          # bronze of 10 and 10,000 commits
+  tidewater bench delta-stream --commits 1000 --batches 50 --dir /tmp/bench")]
+    DeltaStream(BenchDeltaStreamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDeltaStreamArgs {
+    /// Commits of the long bronze table (the short one has 10).
+    #[arg(long, default_value_t = 10_000)]
+    pub commits: usize,
+    /// Commits streamed from the end of each table (at most all of them).
+    #[arg(long, default_value_t = 200)]
+    pub batches: usize,
+    /// Rows per bronze commit.
+    #[arg(long, default_value_t = 1_000)]
+    pub rows_per_commit: usize,
+    /// Where to work: a fresh directory made inside DIR, removed afterwards.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -134,13 +134,13 @@ fn median<T: Copy + Ord + Default>(mut v: Vec<T>) -> T {
 }
 
 /// The value at quantile `q` (nearest rank).
-fn quantile(mut v: Vec<Duration>, q: f64) -> Duration {
+pub(crate) fn quantile(mut v: Vec<Duration>, q: f64) -> Duration {
     v.sort();
     let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1));
     v.get(rank - 1).copied().unwrap_or_default()
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

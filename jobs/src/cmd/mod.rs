@@ -2,6 +2,7 @@
 
 mod batch;
 mod bench;
+mod bench_delta_stream;
 mod bench_reconcile;
 mod demo;
 mod reconcile;
@@ -45,6 +46,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
         Command::Demo(args) => demo::demo(args, registry).await,
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
         Command::Bench(BenchCommand::Reconcile(args)) => bench_reconcile::reconcile(args).await,
+        Command::Bench(BenchCommand::DeltaStream(args)) => bench_delta_stream::delta_stream(args).await,
     }
 }
 
