@@ -24,7 +24,7 @@ use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
 use tidewater_core::reconcile::{
     DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
 };
-use tidewater_core::sink::{DeltaSink, WriteKind};
+use tidewater_core::sink::{Change, DeltaSink, WriteKind};
 use tidewater_core::{BatchId, Error, Result};
 
 /// The memory a join of rows takes, per byte those rows took to read: the join's output, the
@@ -522,7 +522,9 @@ impl Reconciler {
         let key = format!("{}|{}", truth.url(), target.url());
         let app_id = format!("tidewater-repair-{}", repair_key(&key));
         let mut sink = DeltaSink::new(target_url, app_id, WriteKind::Batch);
-        let commit = sink.replace(BatchId::new(truth.version()), rows, removes, predicate).await?;
+        let what = format!("replace where {predicate}");
+        let change = Change::Replace { removes, predicate, read_version: target.version() };
+        let commit = sink.commit(BatchId::new(truth.version()), rows, &what, change).await?;
         report.committed_version = commit.version();
         report.after = Some(self.run().await?);
         Ok(report)

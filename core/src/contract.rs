@@ -99,6 +99,17 @@ pub struct Chunk {
 pub trait BoundedSource: Send {
     async fn plan(&mut self) -> Result<Vec<Chunk>>;
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch>;
+
+    /// Plans a backfill over `scope`: one chunk per slice that holds data, each reading only its
+    /// slice, with estimated rows and bytes; and the source version the chunks read. A source
+    /// that cannot select by range says so with [`crate::Error::Unsupported`].
+    async fn plan_slices(&mut self, scope: &crate::backfill::RangeScope) -> Result<crate::backfill::SlicePlan> {
+        let _ = scope;
+        Err(crate::Error::Unsupported(
+            "planning a backfill by date range needs a Delta source (a landing directory's --files plan is not available yet)"
+                .into(),
+        ))
+    }
 }
 
 /// Opens a configured input either as a stream or as a bounded input.

@@ -14,7 +14,8 @@
 //! - [`contract`]: [`Transform`], [`Source`], [`BoundedSource`], [`SourceProvider`], [`Sink`] and
 //!   what each must guarantee.
 //! - [`engine`]: the micro-batch loop and its triggers; [`checkpoint`]: the offset and commit logs
-//!   and the recovery rule; [`batch`]: the chunked batch runner.
+//!   and the recovery rule; [`batch`]: the chunked batch runner; [`backfill`]: slices of history
+//!   replaced chunk by chunk.
 //! - [`sink`]: the idempotent Delta sink (one commit per batch, with its `txn`) and the quarantine.
 //! - [`Pipeline`]: the builder users call, from Rust or through the `tidewater` command.
 //!
@@ -22,6 +23,7 @@
 //! through `object_store` and delta-rs. Transforms are pure: their time comes from
 //! [`BatchContext`], recorded in the offset log, so a replayed batch writes the same rows.
 
+pub mod backfill;
 pub mod batch;
 pub mod bridge;
 pub mod checkpoint;
@@ -39,6 +41,7 @@ pub mod sink;
 pub mod transform;
 pub mod watermark;
 
+pub use backfill::{Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope};
 pub use batch::{BatchPlan, BatchRunReport};
 pub use checkpoint::Checkpoint;
 pub use context::{BatchContext, Mode};

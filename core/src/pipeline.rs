@@ -1,6 +1,7 @@
 //! The user-facing builder: a source, a transform, a Delta sink and a checkpoint, run as a stream
 //! (`run(trigger)`) or as a bounded batch (`batch()`).
 
+use crate::backfill::{Backfill, BackfillPlan, RangeScope};
 use crate::batch::{BatchRunReport, load_or_plan, run_plan};
 use crate::checkpoint::Checkpoint;
 use crate::contract::{SourceProvider, Transform};
@@ -32,7 +33,7 @@ use url::Url;
 /// ```
 pub struct Pipeline {
     name: String,
-    source: Arc<dyn SourceProvider>,
+    pub(crate) source: Arc<dyn SourceProvider>,
     transform: Arc<dyn Transform>,
     table: Option<String>,
     partition_by: Vec<String>,
@@ -284,5 +285,96 @@ impl Pipeline {
         };
         let mut writer = self.writer(target, quarantine, (late, None), &plan.app_id, WriteKind::Batch)?;
         run_plan(&plan, source.as_mut(), &mut writer, format!("{}/plan.json", state.url()), progress).await
+    }
+
+    /// The writer of one backfill chunk: the job's sink table, partitioning and key, committing
+    /// with `app_id`; no late rule (a backfill recomputes everything in its slice).
+    pub(crate) fn backfill_writer(&self, target: Url, app_id: &str) -> Result<BatchWriter> {
+        let quarantine = Self::quarantine_url(self.quarantine.as_deref(), &target)?;
+        self.writer(target, quarantine, (LateRule::None, None), app_id, WriteKind::Batch)
+    }
+
+    /// The job's backfills' directory in its checkpoint.
+    fn backfills(&self) -> Result<Checkpoint> {
+        Ok(crate::backfill::backfills_dir(&self.checkpoint()?))
+    }
+
+    /// Plans a backfill of `scope` into the job's sink table and records it under the job's
+    /// checkpoint with a new id. Nothing is recorded when the plan is refused (an unknown
+    /// column, a range with no data).
+    pub async fn plan_backfill(&self, scope: RangeScope) -> Result<Backfill<'_>> {
+        let target = table_url(self.table()?)?;
+        self.refuse_beside_the_stream(&target).await?;
+        let mut source = self.source.open_bounded(None).await?;
+        let planned = source.plan_slices(&scope).await?;
+        let planned_at_ms = self.clock.now_ms();
+        let id = format!(
+            "{}-{}",
+            chrono::DateTime::from_timestamp_millis(planned_at_ms).unwrap_or_default().format("%Y%m%dT%H%M%S"),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let plan = BackfillPlan {
+            v: 1,
+            id: id.clone(),
+            job: self.name.clone(),
+            source: self.source.describe(),
+            source_version: planned.version,
+            target: target.to_string(),
+            column: planned.column,
+            scope,
+            planned_at_ms,
+            chunks: planned.chunks,
+        };
+        let dir = self.backfills()?.child(&id);
+        dir.create_json("plan.json", &plan).await?;
+        tracing::info!(backfill = %id, chunks = plan.chunks.len(), plan = %dir.url(), "planned backfill");
+        Ok(Backfill { pipeline: self, dir, plan })
+    }
+
+    /// Every recorded backfill of the job, oldest first.
+    pub async fn backfill_plans(&self) -> Result<Vec<BackfillPlan>> {
+        let dir = self.backfills()?;
+        let mut plans = Vec::new();
+        for id in dir.list_dirs().await? {
+            if let Some(plan) = dir.child(&id).get_json::<BackfillPlan>("plan.json").await? {
+                plans.push(plan);
+            }
+        }
+        plans.sort_by(|a, b| (a.planned_at_ms, &a.id).cmp(&(b.planned_at_ms, &b.id)));
+        Ok(plans)
+    }
+
+    /// A recorded backfill: `id`, or the latest planned.
+    pub async fn backfill(&self, id: Option<&str>) -> Result<Backfill<'_>> {
+        let plans = self.backfill_plans().await?;
+        let plan = match id {
+            Some(id) => plans.into_iter().find(|p| p.id == id).ok_or_else(|| {
+                Error::Unsupported(format!("job {}: no backfill with id {id} (see `tidewater backfill list`)", self.name))
+            })?,
+            None => plans.into_iter().last().ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "job {}: no backfill planned yet; plan one with `tidewater backfill plan JOB --from DATE --to DATE`",
+                    self.name
+                ))
+            })?,
+        };
+        let dir = self.backfills()?.child(&plan.id);
+        Ok(Backfill { pipeline: self, dir, plan })
+    }
+
+    /// A backfill replaces slices of the sink table; beside the job's own stream it would remove
+    /// rows the stream wrote from data the backfill did not read. Refused until that is exact.
+    async fn refuse_beside_the_stream(&self, target: &Url) -> Result<()> {
+        let Some(meta) = self.checkpoint()?.get_json::<crate::checkpoint::QueryMetadata>("metadata").await? else {
+            return Ok(());
+        };
+        let app_id = meta.id.app_id();
+        match DeltaSink::new(target.clone(), &app_id, WriteKind::Stream).committed_version().await? {
+            Some(batch) => Err(Error::Unsupported(format!(
+                "{target}: the stream of job {} has written to this table (txn {app_id} up to batch {batch}); a backfill beside the job's own stream is not supported yet. Backfill with a job file whose sink is another table",
+                self.name
+            ))),
+            None => Ok(()),
+        }
     }
 }

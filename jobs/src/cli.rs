@@ -61,6 +61,21 @@ pub enum Command {
   tidewater batch events.toml --into /data/tables/events_reprocessed   # again: resumes, or does nothing
   tidewater batch copy.toml --source-version 42                        # a Delta source at version 42")]
     Batch(BatchArgs),
+    /// Reprocess slices of a job's history: plan by date range, run the chunks (in parallel,
+    /// resumable), watch their status.
+    ///
+    /// Each chunk replaces exactly its slice of the job's sink table (its partitions) with the
+    /// transform's new output, in one Delta commit carrying the chunk's own txn, so readers never
+    /// see half a chunk, and a chunk killed and run again commits once.
+    #[command(
+        subcommand,
+        after_help = "Examples:
+  tidewater backfill plan silver.toml --from 2024-01-01 --to 2024-03-31 --by day
+  tidewater backfill run silver.toml --parallel 2          # the latest plan
+  tidewater backfill status silver.toml --json
+  tidewater backfill run silver.toml --worker $JOB_COMPLETION_INDEX/3   # one pod of an Indexed Job"
+    )]
+    Backfill(BackfillCommand),
     /// Compare two Delta tables: say they are identical (exit 0) or where they differ (exit 1).
     ///
     /// With --key: rows missing on each side, changed rows with the columns that differ, and
@@ -168,6 +183,107 @@ pub struct BatchArgs {
     pub replan: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// Plan a backfill: one chunk per day (or month) of the source's date partition column that
+    /// holds data, with estimated rows and bytes from the Delta log; recorded under the job's
+    /// checkpoint with a new backfill id. Nothing is recorded for a refused plan.
+    #[command(after_help = "Examples:
+  tidewater backfill plan silver.toml --from 2024-01-01 --to 2024-03-31
+  tidewater backfill plan silver.toml --from 2024-01-01 --to 2024-12-31 --by month --on date")]
+    Plan(BackfillPlanArgs),
+    /// Run a backfill's chunks that the sink table does not record yet (the latest plan unless
+    /// --id): killed and run again, it resumes; a finished one writes nothing.
+    #[command(after_help = "Examples:
+  tidewater backfill run silver.toml --parallel 2
+  tidewater backfill run silver.toml --id 20240401T101500-3f2a1c --dry-run
+  tidewater backfill run silver.toml --worker 0/3    # chunks 0, 3, 6, … of the plan
+
+Exit status: 0 every chunk of this run's share committed, 2 a chunk failed (the others ran).")]
+    Run(BackfillRunArgs),
+    /// Every chunk of a backfill: pending, running, done or failed; rows; duration; the sink
+    /// table version it committed.
+    Status(BackfillStatusArgs),
+    /// The job's backfills, oldest first.
+    List(BackfillListArgs),
+    /// No new chunk of the backfill starts; running chunks finish or leave nothing.
+    Cancel(BackfillCancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillPlanArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    /// First day of the range (YYYY-MM-DD), inclusive.
+    #[arg(long, value_name = "DATE", required_unless_present_any = ["versions", "files"])]
+    pub from: Option<String>,
+    /// Last day of the range (YYYY-MM-DD), inclusive.
+    #[arg(long, value_name = "DATE", required_unless_present_any = ["versions", "files"])]
+    pub to: Option<String>,
+    /// Chunk size.
+    #[arg(long, value_name = "UNIT", default_value = "day")]
+    pub by: String,
+    /// The source's date column to plan over (default: its only partition column).
+    #[arg(long, value_name = "COLUMN")]
+    pub on: Option<String>,
+    /// Plan over a commit range of a Delta source, such as 10..250 (not available yet).
+    #[arg(long, value_name = "A..B", conflicts_with_all = ["from", "to", "files"])]
+    pub versions: Option<String>,
+    /// Plan over the files of a landing directory (not available yet).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub files: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillRunArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    /// The backfill (default: the latest planned).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Chunks at once; memory holds at most this many chunks' input and output.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
+    /// Take only this worker's share of the chunks: I/N takes chunks k with k % N == I.
+    #[arg(long, value_name = "I/N")]
+    pub worker: Option<String>,
+    /// Print what each chunk would read and replace; commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillStatusArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    /// The backfill (default: the latest planned).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillListArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillCancelArgs {
+    /// The job file (TOML).
+    pub job: PathBuf,
+    /// The backfill to cancel.
+    #[arg(long)]
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

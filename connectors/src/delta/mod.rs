@@ -16,6 +16,7 @@ use tidewater_core::bridge::polars_dtype;
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
+use tidewater_core::backfill::{RangeScope, SliceChunk, SlicePlan};
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
 mod stream;
@@ -412,5 +413,74 @@ impl BoundedSource for DeltaSnapshotSource {
         let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
             .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
         self.read_files(&chunk.files).await
+    }
+
+    async fn plan_slices(&mut self, scope: &RangeScope) -> Result<SlicePlan> {
+        let partitions = self.partition_by()?;
+        let column = match (&scope.column, partitions.as_slice()) {
+            (Some(column), _) => column.clone(),
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                return Err(Error::Unsupported(format!(
+                    "{}: the table is partitioned by [{}]: say which date column to plan over with --on COLUMN",
+                    self.describe,
+                    partitions.join(", ")
+                )));
+            }
+        };
+        if !partitions.contains(&column) {
+            let columns: Vec<String> = self.polars_schema()?.iter_names().map(|n| n.to_string()).collect();
+            let problem = if columns.contains(&column) {
+                format!(
+                    "`{column}` is not a partition column of the table (partitioned by [{}]); a backfill plans over a date partition column",
+                    partitions.join(", ")
+                )
+            } else {
+                format!("`{column}` is not a column of the table (columns: {})", columns.join(", "))
+            };
+            return Err(Error::Unsupported(format!("{}: {problem}", self.describe)));
+        }
+        let version = self.version();
+        let state = self.state()?;
+        // (date, file, rows) of every data file, from the log.
+        let mut dated: Vec<(chrono::NaiveDate, DataFile, u64)> = Vec::new();
+        for f in state.snapshot().log_data().iter() {
+            let values = f.partition_values_map();
+            let Some(text) = values.get(&column).cloned().flatten() else { continue };
+            let date: chrono::NaiveDate = text
+                .parse()
+                .map_err(|_| self.err(format!("partition value `{text}` of `{column}` is not a date (YYYY-MM-DD)")))?;
+            let rows = f.num_records().unwrap_or(0) as u64;
+            let size = u64::try_from(f.size()).unwrap_or_default();
+            dated.push((date, DataFile { path: f.path().into_owned(), partition_values: values, size }, rows));
+        }
+        dated.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
+        let mut chunks = Vec::new();
+        for (from, until) in scope.slices() {
+            let files: Vec<&(chrono::NaiveDate, DataFile, u64)> =
+                dated.iter().filter(|(d, _, _)| *d >= from && *d < until).collect();
+            if files.is_empty() {
+                continue;
+            }
+            let spec = SnapshotChunk { version, files: files.iter().map(|(_, f, _)| f.clone()).collect() };
+            chunks.push(SliceChunk {
+                from,
+                until,
+                files: files.len(),
+                estimated_rows: files.iter().map(|(_, _, r)| r).sum(),
+                estimated_bytes: files.iter().map(|(_, f, _)| f.size).sum(),
+                read: Chunk {
+                    describe: format!("{column} {}", tidewater_core::backfill::describe_range(from, until)),
+                    spec: serde_json::to_value(spec).map_err(|e| Error::Internal(format!("chunk spec: {e}")))?,
+                },
+            });
+        }
+        if chunks.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "{}: no data with {column} in {}..={} at version {version}: nothing to backfill, no plan recorded",
+                self.describe, scope.from, scope.to
+            )));
+        }
+        Ok(SlicePlan { version, column, chunks })
     }
 }

@@ -140,7 +140,7 @@ async fn run_chunks(
         let id = BatchId::new(k as u64);
         let ctx = BatchContext::new(id, Mode::Batch, plan.planned_at_ms);
         let read = source.read_chunk(chunk).await?;
-        let (mut chunk_report, _) = writer.write(read, &ctx, &chunk.describe).await?;
+        let (mut chunk_report, _) = writer.write(read, &ctx, &chunk.describe, crate::sink::Change::Append).await?;
         chunk_report.duration_us = started.elapsed().as_micros() as u64;
         tracing::info!(
             chunk = k,

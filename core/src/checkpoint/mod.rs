@@ -136,6 +136,15 @@ impl Checkpoint {
             .map_err(|source| Error::Store { path: self.display(rel), op: "put", source: Box::new(source) })
     }
 
+    /// The names of the directories directly under this location (none if it does not exist).
+    pub async fn list_dirs(&self) -> Result<Vec<String>> {
+        match self.store.list_with_delimiter(Some(&self.root)).await {
+            Ok(listed) => Ok(listed.common_prefixes.iter().filter_map(|p| p.filename().map(String::from)).collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(source) => Err(Error::Store { path: self.url.clone(), op: "list", source: Box::new(source) }),
+        }
+    }
+
     /// The numeric file names directly under `dir`, ascending.
     pub async fn list_numbered(&self, dir: &str) -> Result<Vec<u64>> {
         let prefix = self.path(dir);

@@ -88,13 +88,14 @@ impl BatchWriter {
     }
 
     /// Sets late rows aside, transforms the rest and commits (quarantine, late table, then the
-    /// sink), all keyed by `ctx.batch_id`. Returns the report minus timing, and the largest event
+    /// sink, with `change`), all keyed by `ctx.batch_id`. Returns the report minus timing, and the largest event
     /// time of the on-time rows (for the next watermark).
     pub async fn write(
         &mut self,
         read: SourceBatch,
         ctx: &BatchContext,
         range: &str,
+        change: crate::sink::Change,
     ) -> Result<(BatchReport, Option<i64>)> {
         let id = ctx.batch_id;
         let (transform, rows, context, rule) = (self.transform.clone(), read.rows, ctx.clone(), self.late.0.clone());
@@ -120,7 +121,7 @@ impl BatchWriter {
         if let (Some(sink), Some(watermark)) = (self.late.1.as_mut(), ctx.watermark_ms.filter(|_| late_rows > 0)) {
             sink.add_batch(id, late_frame(late, id.get() as i64, watermark)?, range).await?;
         }
-        let commit = self.sink.add_batch(id, output, range).await?;
+        let commit = self.sink.commit(id, output, range, change).await?;
         let report = BatchReport {
             batch: id,
             range: range.to_string(),
@@ -248,7 +249,8 @@ impl StreamQuery {
         let id = entry.context.batch_id;
         let range = entry.range.to_string();
         let read = self.source.read(&entry.range).await?;
-        let (mut report, max_event_ms) = self.writer.write(read, &entry.context, &range).await?;
+        let (mut report, max_event_ms) =
+            self.writer.write(read, &entry.context, &range, crate::sink::Change::Append).await?;
         let next_watermark_ms = match &self.writer.late.0 {
             LateRule::Watermark(wm) => wm.advance(entry.context.watermark_ms, max_event_ms),
             _ => entry.context.watermark_ms,

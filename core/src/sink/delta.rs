@@ -315,34 +315,39 @@ fn tag_fingerprints(adds: &mut [Add], fingerprints: std::result::Result<Result<F
 #[async_trait]
 impl Sink for DeltaSink {
     async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
-        self.write_commit(id, rows, range, Vec::new(), None).await
+        self.commit(id, rows, range, Change::Append).await
+    }
+}
+
+/// What a commit does to the table besides adding the batch's rows.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Nothing else: a blind append.
+    Append,
+    /// Remove these files, chosen from the table at `read_version`: the commit is built on that
+    /// snapshot, so Delta's conflict check sees any commit since that touched them (a repair).
+    Replace { removes: Vec<Remove>, predicate: String, read_version: u64 },
+    /// Remove every file whose partition value of `column` is in `[from, until)` (ISO dates), as
+    /// the table is when the commit is built (a backfill chunk's slice).
+    ReplaceSlice { column: String, from: String, until: String },
+}
+
+impl Change {
+    fn predicate(&self) -> Option<String> {
+        match self {
+            Change::Append => None,
+            Change::Replace { predicate, .. } => Some(predicate.clone()),
+            Change::ReplaceSlice { column, from, until } => Some(format!("{column} >= '{from}' AND {column} < '{until}'")),
+        }
     }
 }
 
 impl DeltaSink {
-    /// Replaces rows in one commit: removes `files` and adds `rows`, with the txn (app id, `id`),
-    /// recorded as an overwrite with `predicate` (a repair). Skipped, like a batch, when the table
-    /// already records `id` for the app id.
-    pub async fn replace(
-        &mut self,
-        id: BatchId,
-        rows: DataFrame,
-        files: Vec<Remove>,
-        predicate: String,
-    ) -> Result<SinkCommit> {
-        let what = format!("replace where {predicate}");
-        self.write_commit(id, rows, &what, files, Some(predicate)).await
-    }
-
-    async fn write_commit(
-        &mut self,
-        id: BatchId,
-        rows: DataFrame,
-        range: &str,
-        removes: Vec<Remove>,
-        predicate: Option<String>,
-    ) -> Result<SinkCommit> {
-        let result = self.try_write_commit(id, rows, range, removes, predicate).await;
+    /// Commits `rows` with the txn (app id, `id`) and `change`, in one commit; skipped, like a
+    /// batch, when the table already records `id` for the app id. A replacing commit is recorded
+    /// as an overwrite with its predicate.
+    pub async fn commit(&mut self, id: BatchId, rows: DataFrame, range: &str, change: Change) -> Result<SinkCommit> {
+        let result = self.try_write_commit(id, rows, range, change).await;
         if result.is_err() {
             // Whatever failed, the next attempt starts from the log.
             (self.recorded, self.known_version) = (None, None);
@@ -350,15 +355,65 @@ impl DeltaSink {
         result
     }
 
-    async fn try_write_commit(
-        &mut self,
-        id: BatchId,
-        mut rows: DataFrame,
-        range: &str,
-        removes: Vec<Remove>,
-        predicate: Option<String>,
-    ) -> Result<SinkCommit> {
-        let blind_append = removes.is_empty() && predicate.is_none();
+    /// The txn versions the table records for each of `app_ids` (`None`: not committed), read
+    /// from its latest version; all `None` when the table does not exist yet.
+    pub async fn recorded_versions(&mut self, app_ids: &[String]) -> Result<Vec<Option<i64>>> {
+        let url = self.url.to_string();
+        let Some(table) = self.refreshed().await? else {
+            return Ok(vec![None; app_ids.len()]);
+        };
+        let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
+        let mut out = Vec::with_capacity(app_ids.len());
+        for app_id in app_ids {
+            out.push(
+                snapshot
+                    .transaction_version(table.log_store().as_ref(), app_id)
+                    .await
+                    .map_err(Error::delta(&url, "read txn"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// How many files a [`Change::ReplaceSlice`] of `[from, until)` would remove now.
+    pub async fn slice_files(&mut self, column: &str, from: &str, until: &str) -> Result<usize> {
+        if self.refreshed().await?.is_none() {
+            return Ok(0);
+        }
+        Ok(self.slice_removes(column, from, until)?.len())
+    }
+
+    /// The files of the table's current snapshot whose partition value of `column` is in
+    /// `[from, until)`; an error if the table is not partitioned by `column`.
+    fn slice_removes(&self, column: &str, from: &str, until: &str) -> Result<Vec<Remove>> {
+        let table = self.table.as_ref().ok_or_else(|| Error::Internal("table not open".into()))?;
+        let snapshot = table.snapshot().map_err(Error::delta(&self.url, "snapshot"))?;
+        let partitions = snapshot.metadata().partition_columns();
+        if !partitions.iter().any(|p| p == column) {
+            return Err(Error::Unsupported(format!(
+                "table {}: a backfill replaces its slice by partition, and the table is partitioned by [{}], not by `{column}`",
+                self.url,
+                partitions.join(", ")
+            )));
+        }
+        Ok(snapshot
+            .snapshot()
+            .log_data()
+            .iter()
+            .filter(|f| {
+                f.partition_values_map()
+                    .get(column)
+                    .cloned()
+                    .flatten()
+                    .is_some_and(|v| v.as_str() >= from && v.as_str() < until)
+            })
+            .map(|f| f.remove_action(true))
+            .collect())
+    }
+
+    async fn try_write_commit(&mut self, id: BatchId, mut rows: DataFrame, range: &str, change: Change) -> Result<SinkCommit> {
+        let predicate = change.predicate();
+        let blind_append = predicate.is_none();
         // A replace reads the log: it must conflict-check against the table as it is now.
         let mut recorded = match self.recorded.take() {
             Some(known) if blind_append => known,
@@ -379,6 +434,19 @@ impl DeltaSink {
             self.recorded = Some(Some(recorded));
             return Ok(SinkCommit::Skipped { recorded });
         }
+        let removes = match change {
+            Change::Append => Vec::new(),
+            Change::Replace { removes, read_version, .. } => {
+                // Back to the snapshot the removes were chosen from (the txn check above read
+                // the latest): the conflict check covers every commit since.
+                let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
+                if table.version() != Some(read_version) {
+                    table.load_version(read_version).await.map_err(Error::delta(&self.url, "load the version read"))?;
+                }
+                removes
+            }
+            Change::ReplaceSlice { column, from, until } => self.slice_removes(&column, &from, &until)?,
+        };
         let fingerprints = self.start_fingerprints(&rows);
         let batches = to_record_batches(&mut rows)?;
         let url = self.url.to_string();

@@ -1,5 +1,6 @@
 //! One module per subcommand; [`dispatch`] picks it and returns the exit status.
 
+mod backfill;
 mod batch;
 mod bench;
 mod bench_delta_stream;
@@ -41,6 +42,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
     match command {
         Command::Run(args) => run::run(args, registry).await,
         Command::Batch(args) => batch::batch(args, registry).await,
+        Command::Backfill(command) => backfill::backfill(command, registry).await,
         Command::Reconcile(args) => reconcile::reconcile(args).await,
         Command::Verify(args) => verify::verify(args, registry).await,
         Command::Demo(args) => demo::demo(args, registry).await,

@@ -1,0 +1,427 @@
+//! Backfills: the job's transform over slices of the source's history, each slice replacing its
+//! own slice of the sink table in one Delta commit.
+//!
+//! # Invariant
+//! A plan is recorded once, under `<checkpoint>/backfills/<id>/plan.json`, before any chunk runs.
+//! Chunk `k` commits with `txn {appId: tidewater-backfill-<id>-<k>, version: 0}`, in the same
+//! commit as its removes and adds: the table itself says which chunks are committed, whatever
+//! order they finish in, and a chunk replayed after a crash is skipped by the sink. The ledger
+//! (`chunks/<k>.json`: running, done, failed, rows, duration, version) is for people and
+//! `status`; the table is the truth.
+
+use crate::checkpoint::Checkpoint;
+use crate::contract::Chunk;
+use crate::error::{Error, Result};
+use chrono::{Datelike, Months, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+/// How a date range is cut into chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Day,
+    Month,
+}
+
+impl std::str::FromStr for Granularity {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "day" => Ok(Granularity::Day),
+            "month" => Ok(Granularity::Month),
+            "hour" => Err("--by hour needs an hourly partition column, and partitions here are dates; use day or month".into()),
+            other => Err(format!("unknown granularity `{other}`; expected day or month")),
+        }
+    }
+}
+
+/// A date range over one column of the source, cut into chunks: `[from, to]`, both inclusive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeScope {
+    /// The source's date column; `None`: its only partition column.
+    pub column: Option<String>,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub by: Granularity,
+}
+
+impl RangeScope {
+    /// Refuses a range that ends before it starts.
+    pub fn new(column: Option<String>, from: NaiveDate, to: NaiveDate, by: Granularity) -> Result<Self> {
+        if from > to {
+            return Err(Error::Unsupported(format!("--from {from} is after --to {to}")));
+        }
+        Ok(RangeScope { column, from, to, by })
+    }
+
+    /// The chunks' half-open ranges `[start, end)`, covering `[from, to]` exactly.
+    pub fn slices(&self) -> Vec<(NaiveDate, NaiveDate)> {
+        let end = self.to.succ_opt().unwrap_or(self.to);
+        let mut out = Vec::new();
+        let mut start = self.from;
+        while start < end {
+            let next = match self.by {
+                Granularity::Day => start.succ_opt().unwrap_or(end),
+                Granularity::Month => {
+                    let first = NaiveDate::from_ymd_opt(start.year(), start.month(), 1).unwrap_or(start);
+                    first.checked_add_months(Months::new(1)).unwrap_or(end)
+                }
+            };
+            out.push((start, next.min(end)));
+            start = next;
+        }
+        out
+    }
+}
+
+/// One planned slice of a source: what to read, and its estimated size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceChunk {
+    pub from: NaiveDate,
+    /// Exclusive.
+    pub until: NaiveDate,
+    pub files: usize,
+    /// From the Delta log's file statistics (`numRecords`), where the writer recorded them.
+    pub estimated_rows: u64,
+    pub estimated_bytes: u64,
+    pub read: Chunk,
+}
+
+/// What a source planned for a backfill.
+#[derive(Clone, Debug)]
+pub struct SlicePlan {
+    /// The source version every chunk reads.
+    pub version: u64,
+    /// The column the slices are over (the scope's, or the source's partition column).
+    pub column: String,
+    pub chunks: Vec<SliceChunk>,
+}
+
+/// `plan.json`: a backfill's identity, scope and chunks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackfillPlan {
+    pub v: u32,
+    pub id: String,
+    pub job: String,
+    pub source: String,
+    /// The source table version every chunk reads.
+    pub source_version: u64,
+    pub target: String,
+    /// The column the slices are over, in the source and in the sink table.
+    pub column: String,
+    pub scope: RangeScope,
+    pub planned_at_ms: i64,
+    pub chunks: Vec<SliceChunk>,
+}
+
+impl BackfillPlan {
+    /// The Delta txn app id of chunk `k`'s commit.
+    pub fn app_id(&self, k: usize) -> String {
+        format!("tidewater-backfill-{}-{k}", self.id)
+    }
+}
+
+/// Where a chunk is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl std::fmt::Display for ChunkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChunkState::Pending => "pending",
+            ChunkState::Running => "running",
+            ChunkState::Done => "done",
+            ChunkState::Failed => "failed",
+        })
+    }
+}
+
+/// `chunks/<k>.json`, and a line of `backfill status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkStatus {
+    pub chunk: usize,
+    pub range: String,
+    pub state: ChunkState,
+    pub rows: Option<u64>,
+    pub duration_ms: Option<u64>,
+    /// The sink table version the chunk committed.
+    pub version: Option<u64>,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// Where a job's backfills live in its checkpoint.
+pub fn backfills_dir(checkpoint: &Checkpoint) -> Checkpoint {
+    checkpoint.child("backfills")
+}
+
+/// The chunk's range as people read it: `2024-01-01` for a day, `2024-01-01..2024-02-01`.
+pub fn describe_range(from: NaiveDate, until: NaiveDate) -> String {
+    if from.succ_opt() == Some(until) { from.to_string() } else { format!("{from}..{until}") }
+}
+
+/// How a backfill runs.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Chunks at once: memory holds at most this many chunks' input and output.
+    pub parallel: usize,
+    /// `(i, n)`: this process takes only chunks `k` with `k % n == i` (a Kubernetes Indexed Job).
+    pub worker: Option<(usize, usize)>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { parallel: 1, worker: None }
+    }
+}
+
+/// Attempts per chunk for transient errors (object store, commit conflicts), with backoff.
+const ATTEMPTS: u32 = 5;
+
+/// What a `run` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackfillReport {
+    pub id: String,
+    pub target: String,
+    pub chunks_total: usize,
+    /// Chunks of this worker's share committed before this run.
+    pub already_done: usize,
+    /// Chunks this run committed, failed or left (cancel).
+    pub chunks: Vec<ChunkStatus>,
+    pub cancelled: bool,
+}
+
+impl BackfillReport {
+    pub fn failed(&self) -> impl Iterator<Item = &ChunkStatus> {
+        self.chunks.iter().filter(|c| c.state == ChunkState::Failed)
+    }
+}
+
+/// A recorded backfill of a pipeline: run it, read its status, cancel it.
+pub struct Backfill<'a> {
+    pub(crate) pipeline: &'a crate::Pipeline,
+    pub(crate) dir: Checkpoint,
+    pub(crate) plan: BackfillPlan,
+}
+
+impl Backfill<'_> {
+    pub fn plan(&self) -> &BackfillPlan {
+        &self.plan
+    }
+
+    /// Where the plan and the ledger are.
+    pub fn location(&self) -> &str {
+        self.dir.url()
+    }
+
+    fn sink(&self, k: usize) -> Result<crate::sink::DeltaSink> {
+        let url = crate::location::table_url(&self.plan.target)?;
+        Ok(crate::sink::DeltaSink::new(url, self.plan.app_id(k), crate::sink::WriteKind::Batch))
+    }
+
+    /// Which chunks the table records as committed (the truth, whatever the ledger says).
+    async fn committed(&self) -> Result<Vec<bool>> {
+        let app_ids: Vec<String> = (0..self.plan.chunks.len()).map(|k| self.plan.app_id(k)).collect();
+        let recorded = self.sink(0)?.recorded_versions(&app_ids).await?;
+        Ok(recorded.iter().map(Option::is_some).collect())
+    }
+
+    /// Every chunk's state: done when the table records its txn, else what the ledger says.
+    pub async fn status(&self) -> Result<Vec<ChunkStatus>> {
+        let committed = self.committed().await?;
+        let mut out = Vec::new();
+        for (k, chunk) in self.plan.chunks.iter().enumerate() {
+            let ledger = self.dir.get_json::<ChunkStatus>(&format!("chunks/{k}.json")).await?;
+            let mut status = ledger.unwrap_or_else(|| self.pending(k, chunk));
+            if committed[k] {
+                status.state = ChunkState::Done;
+                status.error = None;
+            } else if status.state == ChunkState::Done {
+                // A ledger that says done without the commit: the commit was lost or the table
+                // replaced; the table is the truth.
+                status.state = ChunkState::Pending;
+            }
+            out.push(status);
+        }
+        Ok(out)
+    }
+
+    fn pending(&self, k: usize, chunk: &SliceChunk) -> ChunkStatus {
+        ChunkStatus {
+            chunk: k,
+            range: describe_range(chunk.from, chunk.until),
+            state: ChunkState::Pending,
+            rows: None,
+            duration_ms: None,
+            version: None,
+            attempts: 0,
+            error: None,
+        }
+    }
+
+    /// No new chunk of this backfill starts after this; running ones finish (or leave nothing).
+    pub async fn cancel(&self) -> Result<()> {
+        self.dir.put_json("cancel", &serde_json::json!({"cancelled_at_ms": chrono::Utc::now().timestamp_millis()})).await
+    }
+
+    async fn is_cancelled(&self) -> Result<bool> {
+        Ok(self.dir.get_json::<serde_json::Value>("cancel").await?.is_some())
+    }
+
+    /// What each chunk of this worker's share would read and replace; commits nothing.
+    pub async fn dry_run(&self, options: &RunOptions) -> Result<Vec<(ChunkStatus, usize)>> {
+        let committed = self.committed().await?;
+        let mut sink = self.sink(0)?;
+        let mut out = Vec::new();
+        for (k, chunk) in self.plan.chunks.iter().enumerate().filter(|(k, _)| mine(*k, options)) {
+            let mut status = self.pending(k, chunk);
+            if committed[k] {
+                status.state = ChunkState::Done;
+            }
+            let replaced =
+                sink.slice_files(&self.plan.column, &chunk.from.to_string(), &chunk.until.to_string()).await?;
+            out.push((status, replaced));
+        }
+        Ok(out)
+    }
+
+    /// Runs the chunks of this worker's share that the table does not record yet, `parallel` at
+    /// once. A chunk that fails for good is recorded as failed and the others go on;
+    /// `progress` hears of every chunk that ends.
+    pub async fn run(&self, options: &RunOptions, progress: &(dyn Fn(&ChunkStatus) + Sync)) -> Result<BackfillReport> {
+        use futures::StreamExt as _;
+        let committed = self.committed().await?;
+        let share: Vec<usize> = (0..self.plan.chunks.len()).filter(|k| mine(*k, options)).collect();
+        let pending: Vec<usize> = share.iter().copied().filter(|k| !committed[*k]).collect();
+        let mut report = BackfillReport {
+            id: self.plan.id.clone(),
+            target: self.plan.target.clone(),
+            chunks_total: self.plan.chunks.len(),
+            already_done: share.len() - pending.len(),
+            chunks: Vec::new(),
+            cancelled: false,
+        };
+        let mut runs = futures::stream::iter(pending).map(|k| self.run_chunk(k)).buffer_unordered(options.parallel.max(1));
+        while let Some(status) = runs.next().await {
+            match status? {
+                Some(status) => {
+                    progress(&status);
+                    report.chunks.push(status);
+                }
+                None => report.cancelled = true,
+            }
+        }
+        report.chunks.sort_by_key(|c| c.chunk);
+        Ok(report)
+    }
+
+    /// One chunk, with retries; `None` when the backfill was cancelled before it started.
+    async fn run_chunk(&self, k: usize) -> Result<Option<ChunkStatus>> {
+        if self.is_cancelled().await? {
+            return Ok(None);
+        }
+        let chunk = &self.plan.chunks[k];
+        let mut status = self.pending(k, chunk);
+        let started = std::time::Instant::now();
+        loop {
+            status.attempts += 1;
+            status.state = ChunkState::Running;
+            self.dir.put_json(&format!("chunks/{k}.json"), &status).await?;
+            match self.attempt(k, chunk).await {
+                Ok(report) => {
+                    status.state = ChunkState::Done;
+                    status.rows = Some(report.output_rows);
+                    status.version = report.table_version;
+                    status.error = None;
+                    break;
+                }
+                Err(e) if e.retry() == crate::Retry::Yes && status.attempts < ATTEMPTS => {
+                    let wait = std::time::Duration::from_millis(250 << status.attempts);
+                    tracing::warn!(backfill = %self.plan.id, chunk = k, range = %status.range, attempt = status.attempts, "chunk failed, retrying in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    status.state = ChunkState::Failed;
+                    status.error = Some(error_chain(&e));
+                    tracing::error!(backfill = %self.plan.id, chunk = k, range = %status.range, "chunk failed: {}", error_chain(&e));
+                    break;
+                }
+            }
+        }
+        status.duration_ms = Some(started.elapsed().as_millis() as u64);
+        self.dir.put_json(&format!("chunks/{k}.json"), &status).await?;
+        if status.state == ChunkState::Done {
+            tracing::info!(backfill = %self.plan.id, chunk = k, range = %status.range, rows = ?status.rows, version = ?status.version, "chunk committed");
+        }
+        Ok(Some(status))
+    }
+
+    async fn attempt(&self, k: usize, chunk: &SliceChunk) -> Result<crate::engine::BatchReport> {
+        let mut source = self.pipeline.source.open_bounded(Some(self.plan.source_version)).await?;
+        let read = source.read_chunk(&chunk.read).await?;
+        let target = crate::location::table_url(&self.plan.target)?;
+        let mut writer = self.pipeline.backfill_writer(target, &self.plan.app_id(k))?;
+        let ctx = crate::BatchContext::new(crate::BatchId::FIRST, crate::Mode::Batch, self.plan.planned_at_ms);
+        let change = crate::sink::Change::ReplaceSlice {
+            column: self.plan.column.clone(),
+            from: chunk.from.to_string(),
+            until: chunk.until.to_string(),
+        };
+        let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
+        writer.settle().await;
+        Ok(result?.0)
+    }
+}
+
+fn mine(k: usize, options: &RunOptions) -> bool {
+    options.worker.is_none_or(|(i, n)| k % n == i)
+}
+
+/// An error and its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn slices_cover_the_range_exactly() {
+        let days = RangeScope::new(Some("date".into()), d("2024-01-30"), d("2024-02-02"), Granularity::Day).unwrap();
+        assert_eq!(days.slices().len(), 4);
+        assert_eq!(days.slices()[3], (d("2024-02-02"), d("2024-02-03")));
+        let months = RangeScope::new(Some("date".into()), d("2024-01-15"), d("2024-03-31"), Granularity::Month).unwrap();
+        assert_eq!(
+            months.slices(),
+            vec![
+                (d("2024-01-15"), d("2024-02-01")),
+                (d("2024-02-01"), d("2024-03-01")),
+                (d("2024-03-01"), d("2024-04-01"))
+            ]
+        );
+        let e = RangeScope::new(Some("date".into()), d("2024-03-01"), d("2024-01-01"), Granularity::Day).unwrap_err();
+        assert_eq!(e.to_string(), "--from 2024-03-01 is after --to 2024-01-01");
+        assert!("hour".parse::<Granularity>().unwrap_err().contains("use day or month"));
+    }
+}

@@ -1,0 +1,208 @@
+//! `tidewater backfill plan|run|status|list|cancel JOB.toml`: slices of history reprocessed into
+//! the job's own sink table, chunk by chunk.
+
+use super::{CliError, emit, out, thousands};
+use crate::cli::{BackfillCommand, BackfillPlanArgs, BackfillRunArgs};
+use crate::spec::load;
+use crate::{EXIT_ERROR, EXIT_OK, Registry, pipeline_for};
+use std::io::IsTerminal;
+use std::path::Path;
+use tidewater_core::backfill::{RunOptions, describe_range};
+use tidewater_core::{BackfillPlan, ChunkState, ChunkStatus, Granularity, Pipeline, RangeScope};
+
+pub async fn backfill(command: BackfillCommand, registry: &Registry) -> Result<i32, CliError> {
+    let pipeline = |job: &Path| -> Result<Pipeline, CliError> { Ok(pipeline_for(&load(job)?, registry)?) };
+    match command {
+        BackfillCommand::Plan(args) => plan(&pipeline(&args.job)?, &args).await,
+        BackfillCommand::Run(args) => run(&pipeline(&args.job)?, &args).await,
+        BackfillCommand::Status(args) => {
+            let pipeline = pipeline(&args.job)?;
+            let backfill = pipeline.backfill(args.id.as_deref()).await?;
+            let status = backfill.status().await?;
+            emit(&args.output, &status, || status_table(backfill.plan(), &status))?;
+            Ok(EXIT_OK)
+        }
+        BackfillCommand::List(args) => {
+            let plans = pipeline(&args.job)?.backfill_plans().await?;
+            emit(&args.output, &plans, || {
+                let mut text = String::new();
+                for p in &plans {
+                    text.push_str(&format!(
+                        "{}  {} {}..={} by {:?}, {} chunks, source version {}\n",
+                        p.id,
+                        p.column,
+                        p.scope.from,
+                        p.scope.to,
+                        p.scope.by,
+                        p.chunks.len(),
+                        p.source_version
+                    ));
+                }
+                if plans.is_empty() {
+                    text.push_str("no backfills planned\n");
+                }
+                text
+            })?;
+            Ok(EXIT_OK)
+        }
+        BackfillCommand::Cancel(args) => {
+            let pipeline = pipeline(&args.job)?;
+            let backfill = pipeline.backfill(Some(&args.id)).await?;
+            backfill.cancel().await?;
+            out(format_args!("backfill {}: cancelled; no new chunk starts, running chunks finish", args.id));
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn date(flag: &str, value: Option<&str>) -> Result<chrono::NaiveDate, CliError> {
+    let value = value.ok_or_else(|| CliError::Usage(format!("{flag} DATE is required")))?;
+    value.parse().map_err(|_| CliError::Usage(format!("{flag} {value}: expected a date as YYYY-MM-DD")))
+}
+
+async fn plan(pipeline: &Pipeline, args: &BackfillPlanArgs) -> Result<i32, CliError> {
+    if args.versions.is_some() || args.files {
+        return Err(CliError::Usage(format!(
+            "{}: not available yet; plan by date range with --from and --to",
+            if args.files { "--files" } else { "--versions" }
+        )));
+    }
+    let by: Granularity = args.by.parse().map_err(|e| CliError::Usage(format!("--by {}: {e}", args.by)))?;
+    let scope = RangeScope::new(args.on.clone(), date("--from", args.from.as_deref())?, date("--to", args.to.as_deref())?, by)?;
+    let backfill = pipeline.plan_backfill(scope).await?;
+    let plan = backfill.plan();
+    emit(&args.output, plan, || {
+        let mut text = format!(
+            "backfill {}: {} chunks over {} of {} at version {}, into {}\n",
+            plan.id,
+            plan.chunks.len(),
+            plan.column,
+            plan.source,
+            plan.source_version,
+            plan.target
+        );
+        text.push_str(&format!("{:>6}  {:<24} {:>7} {:>14} {:>12}\n", "chunk", "range", "files", "est. rows", "est. MiB"));
+        for (k, c) in plan.chunks.iter().enumerate() {
+            text.push_str(&format!(
+                "{k:>6}  {:<24} {:>7} {:>14} {:>12.1}\n",
+                describe_range(c.from, c.until),
+                c.files,
+                thousands(c.estimated_rows),
+                c.estimated_bytes as f64 / (1 << 20) as f64
+            ));
+        }
+        text.push_str(&format!("plan recorded at {}/plan.json; run it with `tidewater backfill run`\n", backfill.location()));
+        text
+    })?;
+    Ok(EXIT_OK)
+}
+
+fn worker(text: &str) -> Result<(usize, usize), CliError> {
+    let bad = || CliError::Usage(format!("--worker {text}: expected I/N with 0 <= I < N, such as 0/3"));
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliError> {
+    let options = RunOptions { parallel: usize::from(args.parallel), worker: args.worker.as_deref().map(worker).transpose()? };
+    let backfill = pipeline.backfill(args.id.as_deref()).await?;
+    let plan = backfill.plan();
+    if args.dry_run {
+        let chunks = backfill.dry_run(&options).await?;
+        let mut text = format!("backfill {} (dry run: nothing is committed)\n", plan.id);
+        for (status, replaced) in &chunks {
+            let c = &plan.chunks[status.chunk];
+            text.push_str(&format!(
+                "chunk {:>4}  {:<24} {}: reads {} files (~{} rows) of {} at version {}; replaces {replaced} files of {} where {}\n",
+                status.chunk,
+                status.range,
+                status.state,
+                c.files,
+                thousands(c.estimated_rows),
+                plan.source,
+                plan.source_version,
+                plan.target,
+                c.read.describe,
+            ));
+        }
+        emit(&args.output, &chunks.iter().map(|(s, r)| (s, r)).collect::<Vec<_>>(), || text)?;
+        return Ok(EXIT_OK);
+    }
+    let total = plan.chunks.len();
+    let started = std::time::Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let rows = std::sync::atomic::AtomicU64::new(0);
+    let progress = |status: &ChunkStatus| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let r = rows.fetch_add(status.rows.unwrap_or(0), std::sync::atomic::Ordering::Relaxed) + status.rows.unwrap_or(0);
+        if tty {
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            eprint!("\r  backfill {}: {n} chunks this run, {:.0} rows/s   ", plan.id, r as f64 / secs);
+        }
+    };
+    let report = backfill.run(&options, &progress).await?;
+    if tty {
+        eprintln!();
+    }
+    let failed: Vec<&ChunkStatus> = report.failed().collect();
+    emit(&args.output, &report, || {
+        let committed = report.chunks.iter().filter(|c| c.state == ChunkState::Done).count();
+        let mut text = format!(
+            "backfill {}: {committed} chunks committed, {} failed, {} already done before (of {total}) into {}{}\n",
+            report.id,
+            failed.len(),
+            report.already_done,
+            report.target,
+            if report.cancelled { "; cancelled: the other chunks did not start" } else { "" }
+        );
+        if committed == 0 && failed.is_empty() && !report.cancelled {
+            text = format!("backfill {}: nothing to do: every chunk of this share is committed to {}\n", report.id, report.target);
+        }
+        text
+    })?;
+    for f in &failed {
+        tracing::error!("backfill {} chunk {} ({}) failed: {}", report.id, f.chunk, f.range, f.error.as_deref().unwrap_or("?"));
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "tidewater: error: backfill {}: {} chunks failed: {}; run it again to retry them",
+            report.id,
+            failed.len(),
+            failed.iter().map(|f| format!("chunk {} ({}): {}", f.chunk, f.range, f.error.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join("; ")
+        );
+        return Ok(EXIT_ERROR);
+    }
+    Ok(EXIT_OK)
+}
+
+fn status_table(plan: &BackfillPlan, status: &[ChunkStatus]) -> String {
+    let mut text = format!("backfill {}: {} {}..={} into {}\n", plan.id, plan.column, plan.scope.from, plan.scope.to, plan.target);
+    text.push_str(&format!("{:>6}  {:<24} {:<8} {:>12} {:>10} {:>8}\n", "chunk", "range", "state", "rows", "ms", "version"));
+    for s in status {
+        let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        text.push_str(&format!(
+            "{:>6}  {:<24} {:<8} {:>12} {:>10} {:>8}{}\n",
+            s.chunk,
+            s.range,
+            s.state.to_string(),
+            s.rows.map_or_else(|| "-".to_string(), thousands),
+            opt(s.duration_ms),
+            opt(s.version),
+            s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default()
+        ));
+    }
+    let count = |state| status.iter().filter(|s| s.state == state).count();
+    text.push_str(&format!(
+        "{} done, {} running, {} failed, {} pending\n",
+        count(ChunkState::Done),
+        count(ChunkState::Running),
+        count(ChunkState::Failed),
+        count(ChunkState::Pending)
+    ));
+    text
+}

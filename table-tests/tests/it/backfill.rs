@@ -1,0 +1,214 @@
+//! Backfills: a Delta source reprocessed by date range into the job's sink table, chunk by
+//! chunk; killed and resumed, in parallel, by several workers. Read back by the independent
+//! reader and compared with bronze.
+
+use crate::common::*;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use table_tests::{Row, assert_txn_unique, events, read_log, read_rows};
+
+/// A job over `bronze` whose sink is `<dir>/gold`: `factor` is the transform's multiplier.
+fn job(dir: &Path, bronze: &Path, factor: u32) -> PathBuf {
+    let text = format!(
+        r#"name = "gold"
+checkpoint = "{dir}/gold-checkpoint"
+
+[source]
+kind = "delta"
+table = "{bronze}"
+
+[transform]
+sql = "SELECT event_id, user_id, category, amount * {factor} AS amount_x, {factor} AS factor, date FROM input WHERE amount >= 0"
+
+[sink]
+table = "{dir}/gold"
+partition_by = ["date"]
+key = ["event_id"]
+"#,
+        dir = dir.display(),
+        bronze = bronze.display()
+    );
+    let path = dir.join(format!("gold-{factor}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Bronze: landing files streamed into `<dir>/table` (dates 2024-03-01..05).
+fn bronze(dir: &Path) -> PathBuf {
+    let landing = dir.join("landing");
+    events::write(&landing, "bf", 6, 80, None, 77);
+    let job = events::job(dir, &landing, 2);
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    dir.join("table")
+}
+
+/// Bronze's rows with `date` in `[from, to]`, by event id.
+fn bronze_rows(bronze: &Path, from: &str, to: &str) -> BTreeMap<String, Row> {
+    read_rows(bronze)
+        .into_iter()
+        .filter(|r| r["date"].as_str() >= from && r["date"].as_str() <= to)
+        .map(|r| (r["event_id"].clone(), r))
+        .collect()
+}
+
+/// Asserts gold holds each bronze row of `[from, to]` exactly once, computed with `factor`.
+fn assert_slice(gold: &[Row], bronze: &BTreeMap<String, Row>, from: &str, to: &str, factor: u32) {
+    let slice: Vec<&Row> = gold.iter().filter(|r| r["date"].as_str() >= from && r["date"].as_str() <= to).collect();
+    let mut ids: Vec<&str> = slice.iter().map(|r| r["event_id"].as_str()).collect();
+    ids.sort();
+    let want: Vec<&str> = bronze.keys().map(String::as_str).collect();
+    assert_eq!(ids, want, "{from}..={to}: each bronze row exactly once");
+    for row in slice {
+        let amount: f64 = bronze[&row["event_id"]]["amount"].parse().unwrap();
+        let got: f64 = row["amount_x"].parse().unwrap();
+        assert!((got - amount * f64::from(factor)).abs() < 1e-9, "{row:?}: computed with factor {factor}");
+        assert_eq!(row["factor"], factor.to_string());
+    }
+}
+
+fn plan(job: &Path, from: &str, to: &str) -> String {
+    let out = expect_exit(tidewater(&["backfill", "plan", path(job), "--from", from, "--to", to, "--json"]), 0);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    plan["id"].as_str().unwrap().to_string()
+}
+
+/// Each backfill chunk's app id appears in exactly one commit.
+fn assert_chunks_once(gold: &Path, expected_chunks: usize) {
+    assert_txn_unique(gold);
+    let chunk_commits = read_log(gold).iter().flat_map(|c| c.txns.clone()).filter(|t| t.0.starts_with("tidewater-backfill-")).count();
+    assert_eq!(chunk_commits, expected_chunks, "one commit per chunk");
+}
+
+#[test]
+fn a_backfill_equals_the_recomputation_of_its_range_and_a_second_one_replaces_its_slice() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let gold = dir.path().join("gold");
+    let first = job(dir.path(), &bronze, 2);
+    plan(&first, "2024-03-01", "2024-03-05");
+    let out = expect_exit(tidewater(&["backfill", "run", path(&first), "--parallel", "3", "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["chunks"].as_array().unwrap().len(), 5, "one chunk per day");
+    assert_slice(&read_rows(&gold), &bronze_rows(&bronze, "2024-03-01", "2024-03-05"), "2024-03-01", "2024-03-05", 2);
+
+    // The transform changes; two days are reprocessed. Their rows are replaced, the rest stay.
+    let second = job(dir.path(), &bronze, 3);
+    let id = plan(&second, "2024-03-02", "2024-03-03");
+    expect_exit(tidewater(&["backfill", "run", path(&second), "--id", &id]), 0);
+    let rows = read_rows(&gold);
+    assert_slice(&rows, &bronze_rows(&bronze, "2024-03-02", "2024-03-03"), "2024-03-02", "2024-03-03", 3);
+    assert_slice(&rows, &bronze_rows(&bronze, "2024-03-01", "2024-03-01"), "2024-03-01", "2024-03-01", 2);
+    assert_slice(&rows, &bronze_rows(&bronze, "2024-03-04", "2024-03-05"), "2024-03-04", "2024-03-05", 2);
+    assert_chunks_once(&gold, 7);
+    let replace = read_log(&gold).into_iter().last().unwrap();
+    assert!(!replace.removes.is_empty() && !replace.adds.is_empty(), "a chunk's removes and adds are one commit");
+
+    // Status: every chunk done, with its rows and the version it committed; run again: nothing.
+    let out = expect_exit(tidewater(&["backfill", "status", path(&second), "--id", &id, "--json"]), 0);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for chunk in status.as_array().unwrap() {
+        assert_eq!(chunk["state"], "done", "{chunk}");
+        assert!(chunk["rows"].as_u64().unwrap() > 0 && chunk["version"].as_u64().is_some(), "{chunk}");
+    }
+    let versions = read_log(&gold).len();
+    let out = expect_exit(tidewater(&["backfill", "run", path(&second), "--id", &id]), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));
+    assert_eq!(read_log(&gold).len(), versions, "a finished backfill commits nothing");
+    let out = expect_exit(tidewater(&["backfill", "list", path(&second)]), 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "two backfills listed");
+}
+
+#[test]
+fn a_parallel_backfill_killed_inside_and_between_chunks_resumes_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let gold = dir.path().join("gold");
+    let job = job(dir.path(), &bronze, 2);
+    plan(&job, "2024-03-01", "2024-03-05");
+    let run = || tidewater(&["backfill", "run", path(&job), "--parallel", "3"]);
+    // Inside a chunk (its files written, not committed), then right after a chunk's commit.
+    expect_killed(run(), "after-data-files:0");
+    expect_killed(run(), "after-delta-commit:0");
+    let done_before: usize = read_log(&gold).iter().filter(|c| !c.txns.is_empty()).count();
+    assert!(done_before >= 1, "the second kill came after a commit");
+    // And at random moments.
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
+    for _ in 0..4 {
+        let mut child = run().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..300)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let out = expect_exit(tidewater(&["backfill", "run", path(&job), "--parallel", "3", "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["already_done"].as_u64().unwrap() >= done_before as u64, "done chunks are not recomputed");
+    assert_slice(&read_rows(&gold), &bronze_rows(&bronze, "2024-03-01", "2024-03-05"), "2024-03-01", "2024-03-05", 2);
+    assert_chunks_once(&gold, 5);
+}
+
+#[test]
+fn three_workers_share_one_plan_and_each_chunk_commits_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let gold = dir.path().join("gold");
+    let job = job(dir.path(), &bronze, 2);
+    let id = plan(&job, "2024-03-01", "2024-03-05");
+    let worker = |i: usize| tidewater(&["backfill", "run", path(&job), "--id", &id, "--worker", &format!("{i}/3")]);
+    // Worker 1 is killed after its first chunk's commit, while 0 and 2 run beside it.
+    let mut others: Vec<_> =
+        [0, 2].iter().map(|i| worker(*i).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    expect_killed(worker(1), "after-delta-commit:0");
+    for child in others.iter_mut() {
+        assert!(child.wait().unwrap().success(), "workers 0 and 2 finish their share");
+    }
+    let out = expect_exit(worker(1), 0);
+    let report: serde_json::Value = serde_json::from_slice(&expect_exit(tidewater(&["backfill", "status", path(&job), "--json"]), 0).stdout).unwrap();
+    assert!(report.as_array().unwrap().iter().all(|c| c["state"] == "done"), "{report}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 already done before"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_slice(&read_rows(&gold), &bronze_rows(&bronze, "2024-03-01", "2024-03-05"), "2024-03-01", "2024-03-05", 2);
+    assert_chunks_once(&gold, 5);
+}
+
+#[test]
+fn bad_plans_and_options_are_refused_naming_the_flag_and_nothing_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let job = job(dir.path(), &bronze, 2);
+    let cases: [(&[&str], &str); 7] = [
+        (&["--from", "2024-03-05", "--to", "2024-03-01"], "--from 2024-03-05 is after --to 2024-03-01"),
+        (&["--from", "2024-13-01", "--to", "2024-03-01"], "--from 2024-13-01: expected a date as YYYY-MM-DD"),
+        (&["--from", "2024-03-01", "--to", "2024-03-05", "--on", "colour"], "`colour` is not a column of the table"),
+        (&["--from", "2024-03-01", "--to", "2024-03-05", "--on", "amount"], "`amount` is not a partition column"),
+        (&["--from", "2025-01-01", "--to", "2025-01-31"], "no data with date in 2025-01-01..=2025-01-31"),
+        (&["--from", "2024-03-01", "--to", "2024-03-05", "--by", "week"], "--by week: unknown granularity"),
+        (&["--from", "2024-03-01", "--to", "2024-03-05", "--by", "hour"], "--by hour needs an hourly partition column"),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["backfill", "plan", path(&job)];
+        all.extend_from_slice(args);
+        let out = expect_exit(tidewater(&all), 2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: expected `{expected}` in {stderr}");
+    }
+    let out = expect_exit(tidewater(&["backfill", "list", path(&job)]), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no backfills planned"), "refused plans record nothing");
+    let out = expect_exit(tidewater(&["backfill", "run", path(&job)]), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backfill planned yet"));
+    plan(&job, "2024-03-01", "2024-03-02");
+    for (flag, expected) in [("--worker=3/3", "--worker 3/3: expected I/N"), ("--parallel=0", "--parallel")] {
+        let out = expect_exit(tidewater(&["backfill", "run", path(&job), flag]), 2);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A cancelled backfill starts no chunk.
+    let out = expect_exit(tidewater(&["backfill", "list", path(&job), "--json"]), 0);
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = plans[0]["id"].as_str().unwrap();
+    expect_exit(tidewater(&["backfill", "cancel", path(&job), "--id", id]), 0);
+    let out = expect_exit(tidewater(&["backfill", "run", path(&job), "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["cancelled"], true);
+    assert!(!dir.path().join("gold/_delta_log").exists(), "nothing committed after the cancel");
+}
