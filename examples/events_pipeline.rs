@@ -1,6 +1,7 @@
 //! The example job in Rust: a landing directory of NDJSON events, a transform written as a Rust
 //! function over Polars, streamed into a Delta table, reprocessed in batch into a second one, and
-//! the two checked identical by the consistency checker. The README's Rust blocks are excerpts of
+//! the two checked identical by the consistency checker; then that table streamed as a Delta
+//! source into a third, and a day of it backfilled beside that stream. The README's Rust blocks are excerpts of
 //! this file (a test keeps them verbatim), and scripts/test.sh runs it.
 //!
 //! ```sh
@@ -11,8 +12,8 @@
 use polars::prelude::*;
 use std::path::Path;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
-use tidewater_connectors::{FileSourceProvider, Reconciler};
-use tidewater_core::{BatchContext, BatchOptions, Pipeline, Result, Trigger};
+use tidewater_connectors::{DeltaSourceProvider, DeltaSpec, FileSourceProvider, Reconciler};
+use tidewater_core::{BatchContext, BatchOptions, Granularity, Pipeline, RangeScope, Result, RunOptions, Trigger};
 
 /// The transform: keep non-negative amounts, derive the UTC date, and stamp the batch's logical
 /// time (from the context, never from the wall clock, so a replay writes the same rows).
@@ -82,5 +83,24 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let report =
         Reconciler::new(at("tables/events"), at("tables/events_batch")).ignore(["batch_time_ms"]).run().await?;
     print!("{report}");
+
+    // Silver: the events table streamed as a Delta source into another table, then a day of its
+    // history reprocessed by a backfill beside that stream (each chunk one replacing commit).
+    let bronze = DeltaSourceProvider::new(DeltaSpec::new(at("tables/events")));
+    let silver = Pipeline::new("silver", bronze)
+        .with_transform(|input: LazyFrame, _: &BatchContext| {
+            Ok(input.with_column((col("amount") * lit(2)).alias("amount2")))
+        })
+        .with_table(at("tables/silver"))
+        .with_partition_by(["date"])
+        .with_checkpoint(at("silver-checkpoint"));
+    let streamed = silver.run(Trigger::AvailableNow).await?;
+    println!("silver: streamed {} rows from the events table", streamed.total(|b| b.output_rows));
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 3, 2).ok_or("not a date")?;
+    let backfill = silver.plan_backfill(RangeScope::new(None, day, day, Granularity::Day)?).await?;
+    backfill.run(&RunOptions { parallel: 2, worker: None }, &|_| {}).await?;
+    for chunk in backfill.status().await? {
+        println!("backfill chunk {} ({}): {}, {} rows", chunk.chunk, chunk.range, chunk.state, chunk.rows.unwrap_or(0));
+    }
     Ok(())
 }

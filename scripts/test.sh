@@ -48,6 +48,7 @@ EXAMPLE=$(mktemp -d)
 "$TARGET_DIR/debug/examples/events_pipeline" "$EXAMPLE/ex" | tee "$EXAMPLE/out"
 grep -q "streamed 3 batches, 270 rows" "$EXAMPLE/out" && grep -q "batched 3 chunks, 270 rows" "$EXAMPLE/out"
 grep -q "compare by key (event_id)" "$EXAMPLE/out" && grep -q "^IDENTICAL" "$EXAMPLE/out"
+grep -q "silver: streamed 270 rows" "$EXAMPLE/out" && grep -q "backfill chunk 0 (2024-03-02): done, 90 rows" "$EXAMPLE/out"
 rm -rf "$EXAMPLE"
 
 echo "== interop: the demo's tables read by Python deltalake + polars, and by DuckDB's delta extension"

@@ -29,7 +29,10 @@ impl std::str::FromStr for Granularity {
         match s {
             "day" => Ok(Granularity::Day),
             "month" => Ok(Granularity::Month),
-            "hour" => Err("--by hour needs an hourly partition column, and partitions here are dates; use day or month".into()),
+            "hour" => {
+                Err("--by hour needs an hourly partition column, and partitions here are dates; use day or month"
+                    .into())
+            }
             other => Err(format!("unknown granularity `{other}`; expected day or month")),
         }
     }
@@ -181,8 +184,9 @@ impl Default for RunOptions {
     }
 }
 
-/// Attempts per chunk for transient errors (object store, commit conflicts), with backoff.
-const ATTEMPTS: u32 = 5;
+/// Attempts per chunk for transient errors (object store, commit conflicts), with backoff. A
+/// conflict between chunks has a winner each round, so `parallel` chunks settle in as many.
+const ATTEMPTS: u32 = 8;
 
 /// What a `run` did.
 #[derive(Clone, Debug, Serialize)]
@@ -267,7 +271,9 @@ impl Backfill<'_> {
 
     /// No new chunk of this backfill starts after this; running ones finish (or leave nothing).
     pub async fn cancel(&self) -> Result<()> {
-        self.dir.put_json("cancel", &serde_json::json!({"cancelled_at_ms": chrono::Utc::now().timestamp_millis()})).await
+        self.dir
+            .put_json("cancel", &serde_json::json!({"cancelled_at_ms": chrono::Utc::now().timestamp_millis()}))
+            .await
     }
 
     async fn is_cancelled(&self) -> Result<bool> {
@@ -284,9 +290,8 @@ impl Backfill<'_> {
             if committed[k] {
                 status.state = ChunkState::Done;
             }
-            let replaced =
-                sink.slice_files(&self.plan.column, &chunk.from.to_string(), &chunk.until.to_string()).await?;
-            out.push((status, replaced));
+            let slice = sink.slice(&self.plan.column, &chunk.from.to_string(), &chunk.until.to_string(), None).await?;
+            out.push((status, slice.map_or(0, |s| s.removes.len())));
         }
         Ok(out)
     }
@@ -307,7 +312,8 @@ impl Backfill<'_> {
             chunks: Vec::new(),
             cancelled: false,
         };
-        let mut runs = futures::stream::iter(pending).map(|k| self.run_chunk(k)).buffer_unordered(options.parallel.max(1));
+        let mut runs =
+            futures::stream::iter(pending).map(|k| self.run_chunk(k)).buffer_unordered(options.parallel.max(1));
         while let Some(status) = runs.next().await {
             match status? {
                 Some(status) => {
@@ -342,7 +348,7 @@ impl Backfill<'_> {
                     break;
                 }
                 Err(e) if e.retry() == crate::Retry::Yes && status.attempts < ATTEMPTS => {
-                    let wait = std::time::Duration::from_millis(250 << status.attempts);
+                    let wait = std::time::Duration::from_millis((250u64 << status.attempts).min(8_000));
                     tracing::warn!(backfill = %self.plan.id, chunk = k, range = %status.range, attempt = status.attempts, "chunk failed, retrying in {wait:?}: {e}");
                     tokio::time::sleep(wait).await;
                 }
@@ -362,16 +368,46 @@ impl Backfill<'_> {
         Ok(Some(status))
     }
 
+    /// One try at chunk `k`: the sink's slice and the job's stream's last batch from one table
+    /// version; the source read up to that batch's end (all of the plan's version when the job
+    /// has no stream); one commit replacing the slice, checked against commits since.
     async fn attempt(&self, k: usize, chunk: &SliceChunk) -> Result<crate::engine::BatchReport> {
-        let mut source = self.pipeline.source.open_bounded(Some(self.plan.source_version)).await?;
-        let read = source.read_chunk(&chunk.read).await?;
+        let (from, until) = (chunk.from.to_string(), chunk.until.to_string());
+        let column = &self.plan.column;
+        let stream = self.pipeline.stream_app_id().await?;
+        let slice = self.sink(k)?.slice(column, &from, &until, stream.as_deref()).await?;
+        let read = match &stream {
+            None => {
+                let mut source = self.pipeline.source.open_bounded(Some(self.plan.source_version)).await?;
+                source.read_chunk(&chunk.read).await?
+            }
+            Some(app_id) => {
+                let batch = slice.as_ref().and_then(|s| s.recorded);
+                let end = match batch {
+                    Some(batch) => Some(self.pipeline.stream_end(batch).await?),
+                    None => None,
+                };
+                tracing::info!(backfill = %self.plan.id, chunk = k, stream = %app_id, batch = ?batch, "reading the source up to the stream's last committed batch");
+                let mut source = self.pipeline.open_stream_source().await?.bounded_before(end.as_ref()).await?;
+                let last = chunk.until.pred_opt().unwrap_or(chunk.from);
+                let scope = RangeScope::new(Some(column.clone()), chunk.from, last, self.plan.scope.by)?;
+                let planned = source.plan_slices(&scope).await?;
+                let [slice_chunk] = planned.chunks.as_slice() else {
+                    return Err(Error::Internal(format!(
+                        "backfill {} chunk {k}: the slice {from}..{until} planned as {} chunks",
+                        self.plan.id,
+                        planned.chunks.len()
+                    )));
+                };
+                source.read_chunk(&slice_chunk.read).await?
+            }
+        };
         let target = crate::location::table_url(&self.plan.target)?;
         let mut writer = self.pipeline.backfill_writer(target, &self.plan.app_id(k))?;
         let ctx = crate::BatchContext::new(crate::BatchId::FIRST, crate::Mode::Batch, self.plan.planned_at_ms);
-        let change = crate::sink::Change::ReplaceSlice {
-            column: self.plan.column.clone(),
-            from: chunk.from.to_string(),
-            until: chunk.until.to_string(),
+        let change = match slice {
+            Some(slice) => slice.replace(column, &from, &until),
+            None => crate::sink::Change::Append,
         };
         let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
         writer.settle().await;
@@ -411,7 +447,8 @@ mod tests {
         let days = RangeScope::new(Some("date".into()), d("2024-01-30"), d("2024-02-02"), Granularity::Day).unwrap();
         assert_eq!(days.slices().len(), 4);
         assert_eq!(days.slices()[3], (d("2024-02-02"), d("2024-02-03")));
-        let months = RangeScope::new(Some("date".into()), d("2024-01-15"), d("2024-03-31"), Granularity::Month).unwrap();
+        let months =
+            RangeScope::new(Some("date".into()), d("2024-01-15"), d("2024-03-31"), Granularity::Month).unwrap();
         assert_eq!(
             months.slices(),
             vec![

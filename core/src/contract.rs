@@ -79,6 +79,16 @@ pub trait Source: Send {
 
     /// Tells the source that everything up to `end` is committed downstream.
     async fn commit(&mut self, end: &Offset) -> Result<()>;
+
+    /// The records before `end` (an offset this source handed out; `None`: before where the
+    /// stream starts) as a bounded input: what a backfill beside the stream reads, so that the
+    /// backfill and the stream's later batches together read every record exactly once.
+    async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>> {
+        let _ = end;
+        Err(crate::Error::Unsupported(
+            "a backfill beside the job's stream needs a Delta source (this source cannot bound its stream)".into(),
+        ))
+    }
 }
 
 /// One piece of a bounded input, as planned once by [`BoundedSource::plan`] and recorded.
@@ -100,8 +110,9 @@ pub trait BoundedSource: Send {
     async fn plan(&mut self) -> Result<Vec<Chunk>>;
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch>;
 
-    /// Plans a backfill over `scope`: one chunk per slice that holds data, each reading only its
-    /// slice, with estimated rows and bytes; and the source version the chunks read. A source
+    /// Plans a backfill over `scope`: one chunk per slice (none left out, `files: 0` where the
+    /// slice holds no data), each reading only its slice, with estimated rows and bytes; and the
+    /// source version the chunks read. A source
     /// that cannot select by range says so with [`crate::Error::Unsupported`].
     async fn plan_slices(&mut self, scope: &crate::backfill::RangeScope) -> Result<crate::backfill::SlicePlan> {
         let _ = scope;

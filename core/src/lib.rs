@@ -41,7 +41,9 @@ pub mod sink;
 pub mod transform;
 pub mod watermark;
 
-pub use backfill::{Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope};
+pub use backfill::{
+    Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope, RunOptions,
+};
 pub use batch::{BatchPlan, BatchRunReport};
 pub use checkpoint::Checkpoint;
 pub use context::{BatchContext, Mode};

@@ -247,7 +247,7 @@ impl Pipeline {
         let recorded = DeltaSink::new(target.clone(), &app_id, WriteKind::Stream).committed_version().await?;
         match recorded {
             Some(batch) => Err(Error::Unsupported(format!(
-                "{target}: the stream of job {} has written to this table (txn {app_id} up to batch {batch}); a batch run into it would append a second copy of those rows. Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`); replacing the stream's rows in place is not supported yet",
+                "{target}: the stream of job {} has written to this table (txn {app_id} up to batch {batch}); a batch run into it would append a second copy of those rows. Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or replace the stream's rows in place with a backfill beside the stream: `tidewater backfill plan JOB --from DATE --to DATE`, then `tidewater backfill run JOB`",
                 self.name
             ))),
             None => Ok(()),
@@ -304,9 +304,19 @@ impl Pipeline {
     /// column, a range with no data).
     pub async fn plan_backfill(&self, scope: RangeScope) -> Result<Backfill<'_>> {
         let target = table_url(self.table()?)?;
-        self.refuse_beside_the_stream(&target).await?;
         let mut source = self.source.open_bounded(None).await?;
-        let planned = source.plan_slices(&scope).await?;
+        let mut planned = source.plan_slices(&scope).await?;
+        planned.chunks.retain(|c| c.files > 0);
+        if planned.chunks.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "{}: no data with {} in {}..={} at version {}: nothing to backfill, no plan recorded",
+                self.source.describe(),
+                planned.column,
+                scope.from,
+                scope.to,
+                planned.version
+            )));
+        }
         let planned_at_ms = self.clock.now_ms();
         let id = format!(
             "{}-{}",
@@ -362,19 +372,28 @@ impl Pipeline {
         Ok(Backfill { pipeline: self, dir, plan })
     }
 
-    /// A backfill replaces slices of the sink table; beside the job's own stream it would remove
-    /// rows the stream wrote from data the backfill did not read. Refused until that is exact.
-    async fn refuse_beside_the_stream(&self, target: &Url) -> Result<()> {
-        let Some(meta) = self.checkpoint()?.get_json::<crate::checkpoint::QueryMetadata>("metadata").await? else {
-            return Ok(());
-        };
-        let app_id = meta.id.app_id();
-        match DeltaSink::new(target.clone(), &app_id, WriteKind::Stream).committed_version().await? {
-            Some(batch) => Err(Error::Unsupported(format!(
-                "{target}: the stream of job {} has written to this table (txn {app_id} up to batch {batch}); a backfill beside the job's own stream is not supported yet. Backfill with a job file whose sink is another table",
-                self.name
-            ))),
-            None => Ok(()),
-        }
+    /// The Delta txn app id of the job's stream, once it has started (its checkpoint has query
+    /// metadata); `None` when the job has never streamed.
+    pub(crate) async fn stream_app_id(&self) -> Result<Option<String>> {
+        let meta = self.checkpoint()?.get_json::<crate::checkpoint::QueryMetadata>("metadata").await?;
+        Ok(meta.map(|m| m.id.app_id()))
+    }
+
+    /// Where the job's stream's batch `batch` ended, from its offset log.
+    pub(crate) async fn stream_end(&self, batch: i64) -> Result<crate::Offset> {
+        let checkpoint = self.checkpoint()?;
+        let rel = format!("offsets/{batch}.json");
+        let entry = checkpoint.get_json::<crate::checkpoint::OffsetEntry>(&rel).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "{}/{rel}: the sink table records batch {batch} of the job's stream, but the checkpoint has no offsets for it",
+                checkpoint.url()
+            ))
+        })?;
+        Ok(entry.range.end)
+    }
+
+    /// The job's stream's source, on its own state in the checkpoint.
+    pub(crate) async fn open_stream_source(&self) -> Result<Box<dyn crate::Source>> {
+        self.source.open_stream(self.checkpoint()?.child("sources/0")).await
     }
 }

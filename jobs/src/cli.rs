@@ -114,7 +114,8 @@ Exit status: 0 identical, 1 different, 2 error.")]
         after_help = "Examples:
   tidewater bench ingest --rows 1000000 --files 10
   tidewater bench reconcile --rows 10000000 --memory 256MiB
-  tidewater bench delta-stream --commits 10000"
+  tidewater bench delta-stream --commits 10000
+  tidewater bench backfill --rows 10000000"
     )]
     Bench(BenchCommand),
 }
@@ -449,6 +450,26 @@ pub enum BenchCommand {
   tidewater bench delta-stream                          # bronze of 10 and 10,000 commits
   tidewater bench delta-stream --commits 1000 --batches 50 --dir /tmp/bench")]
     DeltaStream(BenchDeltaStreamArgs),
+    /// Backfill a generated Delta source partitioned by day, by day, with `--parallel 1` and
+    /// `--parallel 2` (whole `tidewater backfill` processes); baseline: plain Polars reading each
+    /// day's files, the same SQL, partitioned Parquet. Rows/s, rows per CPU-second, peak RSS.
+    #[command(after_help = "Examples:
+  tidewater bench backfill                              # 10,000,000 rows over 20 days
+  tidewater bench backfill --rows 1000000 --days 10 --dir /tmp/bench")]
+    Backfill(BenchBackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBackfillArgs {
+    /// Rows of the generated source.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub rows: usize,
+    /// Days (partitions, one chunk each) the rows are spread over.
+    #[arg(long, default_value_t = 20)]
+    pub days: usize,
+    /// Where to work: a fresh directory made inside DIR, removed afterwards.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

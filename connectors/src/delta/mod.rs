@@ -9,14 +9,14 @@ use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Cursor;
 use std::sync::Arc;
+use tidewater_core::backfill::{RangeScope, SliceChunk, SlicePlan};
 use tidewater_core::bridge::polars_dtype;
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
-use tidewater_core::backfill::{RangeScope, SliceChunk, SlicePlan};
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
 mod stream;
@@ -113,7 +113,7 @@ pub(crate) async fn open_snapshot(location: &str, at: TableVersion) -> Result<De
     let url = existing_table_url(location)?;
     let describe = format!("delta {location}");
     let table = open_at(&url, at, &describe).await?;
-    Ok(DeltaSnapshotSource { table, describe, files_per_chunk: usize::MAX })
+    Ok(DeltaSnapshotSource::new(table, describe, usize::MAX))
 }
 
 /// Reads a table's snapshot whole (every data file, partition values included).
@@ -165,11 +165,7 @@ impl SourceProvider for DeltaSourceProvider {
         let url = existing_table_url(&self.spec.table)?;
         let at = version.map_or(TableVersion::Latest, TableVersion::Version);
         let table = open_at(&url, at, &self.describe()).await?;
-        Ok(Box::new(DeltaSnapshotSource {
-            table,
-            describe: self.describe(),
-            files_per_chunk: self.spec.files_per_chunk,
-        }))
+        Ok(Box::new(DeltaSnapshotSource::new(table, self.describe(), self.spec.files_per_chunk)))
     }
 }
 
@@ -286,6 +282,9 @@ pub(crate) struct DeltaSnapshotSource {
     table: DeltaTable,
     describe: String,
     files_per_chunk: usize,
+    /// Files of the snapshot left out: those a stream had not reached at its cut
+    /// ([`Source::bounded_before`]).
+    beyond_cut: HashSet<String>,
 }
 
 /// A data file's partition values, as `add.partitionValues` holds them.
@@ -307,6 +306,16 @@ struct SnapshotChunk {
 }
 
 impl DeltaSnapshotSource {
+    pub(crate) fn new(table: DeltaTable, describe: String, files_per_chunk: usize) -> Self {
+        DeltaSnapshotSource { table, describe, files_per_chunk, beyond_cut: HashSet::new() }
+    }
+
+    /// The same snapshot without `files` (a stream's files past its cut).
+    pub(crate) fn without(mut self, files: HashSet<String>) -> Self {
+        self.beyond_cut = files;
+        self
+    }
+
     fn err(&self, problem: impl std::fmt::Display) -> Error {
         Error::Source { source_name: self.describe.clone(), problem: problem.to_string() }
     }
@@ -346,6 +355,7 @@ impl DeltaSnapshotSource {
             .snapshot()
             .log_data()
             .iter()
+            .filter(|f| !self.beyond_cut.contains(f.path().as_ref()))
             .map(|f| {
                 // delta-rs exposes `tags` only through the deprecated `add_action()`.
                 #[allow(deprecated)]
@@ -444,7 +454,7 @@ impl BoundedSource for DeltaSnapshotSource {
         let state = self.state()?;
         // (date, file, rows) of every data file, from the log.
         let mut dated: Vec<(chrono::NaiveDate, DataFile, u64)> = Vec::new();
-        for f in state.snapshot().log_data().iter() {
+        for f in state.snapshot().log_data().iter().filter(|f| !self.beyond_cut.contains(f.path().as_ref())) {
             let values = f.partition_values_map();
             let Some(text) = values.get(&column).cloned().flatten() else { continue };
             let date: chrono::NaiveDate = text
@@ -459,9 +469,6 @@ impl BoundedSource for DeltaSnapshotSource {
         for (from, until) in scope.slices() {
             let files: Vec<&(chrono::NaiveDate, DataFile, u64)> =
                 dated.iter().filter(|(d, _, _)| *d >= from && *d < until).collect();
-            if files.is_empty() {
-                continue;
-            }
             let spec = SnapshotChunk { version, files: files.iter().map(|(_, f, _)| f.clone()).collect() };
             chunks.push(SliceChunk {
                 from,
@@ -474,12 +481,6 @@ impl BoundedSource for DeltaSnapshotSource {
                     spec: serde_json::to_value(spec).map_err(|e| Error::Internal(format!("chunk spec: {e}")))?,
                 },
             });
-        }
-        if chunks.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "{}: no data with {column} in {}..={} at version {version}: nothing to backfill, no plan recorded",
-                self.describe, scope.from, scope.to
-            )));
         }
         Ok(SlicePlan { version, column, chunks })
     }

@@ -29,10 +29,10 @@ use deltalake::DeltaTable;
 use deltalake::kernel::StructType;
 use object_store::ObjectStoreExt as _;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tidewater_core::checkpoint::Checkpoint;
-use tidewater_core::{Error, Offset, OffsetRange, Result, Source, SourceBatch};
+use tidewater_core::{BoundedSource, Error, Offset, OffsetRange, Result, Source, SourceBatch};
 
 /// Where a Delta stream starts when its checkpoint has no offsets yet (Spark's `startingVersion`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -254,11 +254,8 @@ impl DeltaStream {
             return Ok(files);
         }
         let url = self.table.table_url().clone();
-        let snapshot = super::DeltaSnapshotSource {
-            table: open_at(&url, TableVersion::Version(version), &self.describe).await?,
-            describe: self.describe.clone(),
-            files_per_chunk: usize::MAX,
-        };
+        let table = open_at(&url, TableVersion::Version(version), &self.describe).await?;
+        let snapshot = super::DeltaSnapshotSource::new(table, self.describe.clone(), usize::MAX);
         let files: Vec<DataFile> = snapshot.files()?.into_iter().map(|(f, _)| f).collect();
         self.state.put_json(&name, &files).await?;
         tracing::info!(source = %self.describe, version, files = files.len(), "recorded the starting snapshot's files");
@@ -437,6 +434,34 @@ impl Source for DeltaStream {
             });
         }
         self.reader.read(&files).await
+    }
+
+    async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>> {
+        let at = match end {
+            Some(offset) => self.position(offset)?,
+            None => self.start().await?,
+        };
+        let url = self.table.table_url().clone();
+        // The snapshot holding every file before `at`, and the files of it at or after `at`. A
+        // commit the stream is inside of only adds files (one that removes stops the stream or
+        // is skipped whole), so the snapshot after it less its untaken files is the table as the
+        // stream has read it.
+        let (version, beyond) = match at {
+            Position { snapshot: true, .. } => {
+                let files = self.files_at(at).await?.unwrap_or_default();
+                (at.version, files.get(at.index..).unwrap_or_default().iter().map(|f| f.path.clone()).collect())
+            }
+            Position { version, index: 0, .. } if version > 0 => (version - 1, HashSet::new()),
+            Position { version, index, .. } => {
+                let files = self.files_at(at).await?.ok_or_else(|| {
+                    self.err(format!("version {version} was read by the stream but is not in the table's log"))
+                })?;
+                (version, files.get(index..).unwrap_or_default().iter().map(|f| f.path.clone()).collect())
+            }
+        };
+        let table = open_at(&url, TableVersion::Version(version), &self.describe).await?;
+        tracing::info!(source = %self.describe, version, left_out = beyond.len(), "the stream's cut, as a snapshot");
+        Ok(Box::new(super::DeltaSnapshotSource::new(table, self.describe.clone(), usize::MAX).without(beyond)))
     }
 
     async fn commit(&mut self, end: &Offset) -> Result<()> {

@@ -325,11 +325,17 @@ pub enum Change {
     /// Nothing else: a blind append.
     Append,
     /// Remove these files, chosen from the table at `read_version`: the commit is built on that
-    /// snapshot, so Delta's conflict check sees any commit since that touched them (a repair).
-    Replace { removes: Vec<Remove>, predicate: String, read_version: u64 },
-    /// Remove every file whose partition value of `column` is in `[from, until)` (ISO dates), as
-    /// the table is when the commit is built (a backfill chunk's slice).
-    ReplaceSlice { column: String, from: String, until: String },
+    /// snapshot, so Delta's conflict check sees any commit since that touched them (a repair, a
+    /// backfill chunk's slice).
+    Replace { removes: Vec<Remove>, predicate: String, read_version: u64, within: Option<Bounds> },
+}
+
+/// The partition range a replacing commit's new files must fall in: `column` in `[from, until)`.
+#[derive(Clone, Debug)]
+pub struct Bounds {
+    pub column: String,
+    pub from: String,
+    pub until: String,
 }
 
 impl Change {
@@ -337,7 +343,28 @@ impl Change {
         match self {
             Change::Append => None,
             Change::Replace { predicate, .. } => Some(predicate.clone()),
-            Change::ReplaceSlice { column, from, until } => Some(format!("{column} >= '{from}' AND {column} < '{until}'")),
+        }
+    }
+}
+
+/// A date slice of a table as one version holds it (see [`DeltaSink::slice`]).
+#[derive(Clone, Debug)]
+pub struct Slice {
+    pub version: u64,
+    /// Removes of the slice's files.
+    pub removes: Vec<Remove>,
+    /// The txn version the asked-for app id has at `version`.
+    pub recorded: Option<i64>,
+}
+
+impl Slice {
+    /// The change replacing this slice: its removes, checked against commits since `version`.
+    pub fn replace(self, column: &str, from: &str, until: &str) -> Change {
+        Change::Replace {
+            removes: self.removes,
+            predicate: format!("{column} >= '{from}' AND {column} < '{until}'"),
+            read_version: self.version,
+            within: Some(Bounds { column: column.into(), from: from.into(), until: until.into() }),
         }
     }
 }
@@ -375,28 +402,30 @@ impl DeltaSink {
         Ok(out)
     }
 
-    /// How many files a [`Change::ReplaceSlice`] of `[from, until)` would remove now.
-    pub async fn slice_files(&mut self, column: &str, from: &str, until: &str) -> Result<usize> {
-        if self.refreshed().await?.is_none() {
-            return Ok(0);
-        }
-        Ok(self.slice_removes(column, from, until)?.len())
-    }
-
-    /// The files of the table's current snapshot whose partition value of `column` is in
-    /// `[from, until)`; an error if the table is not partitioned by `column`.
-    fn slice_removes(&self, column: &str, from: &str, until: &str) -> Result<Vec<Remove>> {
-        let table = self.table.as_ref().ok_or_else(|| Error::Internal("table not open".into()))?;
-        let snapshot = table.snapshot().map_err(Error::delta(&self.url, "snapshot"))?;
+    /// The files whose partition value of `column` is in `[from, until)` (ISO dates) in the
+    /// table's latest version, and what `app_id` has committed there (one snapshot: a stream's
+    /// files beside a backfill are exactly those of its batches up to `recorded`). `None` when
+    /// the table does not exist yet; an error if it is not partitioned by `column`.
+    pub async fn slice(
+        &mut self,
+        column: &str,
+        from: &str,
+        until: &str,
+        app_id: Option<&str>,
+    ) -> Result<Option<Slice>> {
+        let url = self.url.clone();
+        let Some(table) = self.refreshed().await? else {
+            return Ok(None);
+        };
+        let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
         let partitions = snapshot.metadata().partition_columns();
         if !partitions.iter().any(|p| p == column) {
             return Err(Error::Unsupported(format!(
-                "table {}: a backfill replaces its slice by partition, and the table is partitioned by [{}], not by `{column}`",
-                self.url,
+                "table {url}: a backfill replaces its slice by partition, and the table is partitioned by [{}], not by `{column}`",
                 partitions.join(", ")
             )));
         }
-        Ok(snapshot
+        let removes = snapshot
             .snapshot()
             .log_data()
             .iter()
@@ -408,10 +437,24 @@ impl DeltaSink {
                     .is_some_and(|v| v.as_str() >= from && v.as_str() < until)
             })
             .map(|f| f.remove_action(true))
-            .collect())
+            .collect();
+        let recorded = match app_id {
+            Some(app_id) => snapshot
+                .transaction_version(table.log_store().as_ref(), app_id)
+                .await
+                .map_err(Error::delta(&url, "read txn"))?,
+            None => None,
+        };
+        Ok(Some(Slice { version: snapshot.version(), removes, recorded }))
     }
 
-    async fn try_write_commit(&mut self, id: BatchId, mut rows: DataFrame, range: &str, change: Change) -> Result<SinkCommit> {
+    async fn try_write_commit(
+        &mut self,
+        id: BatchId,
+        mut rows: DataFrame,
+        range: &str,
+        change: Change,
+    ) -> Result<SinkCommit> {
         let predicate = change.predicate();
         let blind_append = predicate.is_none();
         // A replace reads the log: it must conflict-check against the table as it is now.
@@ -434,18 +477,17 @@ impl DeltaSink {
             self.recorded = Some(Some(recorded));
             return Ok(SinkCommit::Skipped { recorded });
         }
-        let removes = match change {
-            Change::Append => Vec::new(),
-            Change::Replace { removes, read_version, .. } => {
+        let (removes, within) = match change {
+            Change::Append => (Vec::new(), None),
+            Change::Replace { removes, read_version, within, .. } => {
                 // Back to the snapshot the removes were chosen from (the txn check above read
                 // the latest): the conflict check covers every commit since.
                 let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
                 if table.version() != Some(read_version) {
                     table.load_version(read_version).await.map_err(Error::delta(&self.url, "load the version read"))?;
                 }
-                removes
+                (removes, within)
             }
-            Change::ReplaceSlice { column, from, until } => self.slice_removes(&column, &from, &until)?,
         };
         let fingerprints = self.start_fingerprints(&rows);
         let batches = to_record_batches(&mut rows)?;
@@ -482,6 +524,20 @@ impl DeltaSink {
         let mut adds = writer.flush().await.map_err(commit_err)?;
         if let Some(fingerprints) = fingerprints {
             tag_fingerprints(&mut adds, fingerprints.await);
+        }
+        if let Some(b) = &within
+            && let Some(add) = adds.iter().find(|a| {
+                a.partition_values.get(&b.column).cloned().flatten().is_none_or(|v| v < b.from || v >= b.until)
+            })
+        {
+            return Err(Error::Unsupported(format!(
+                "table {}: {range} writes a file with {} = {:?}, outside the slice [{}, {}) it replaces; a backfill's transform must keep the value of the column the plan is over",
+                self.url,
+                b.column,
+                add.partition_values.get(&b.column).cloned().flatten(),
+                b.from,
+                b.until
+            )));
         }
         let files = adds.len() as u64;
         pass(&self.hook, CrashPoint::AfterDataFiles, id);

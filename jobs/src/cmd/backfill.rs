@@ -5,7 +5,6 @@ use super::{CliError, emit, out, thousands};
 use crate::cli::{BackfillCommand, BackfillPlanArgs, BackfillRunArgs};
 use crate::spec::load;
 use crate::{EXIT_ERROR, EXIT_OK, Registry, pipeline_for};
-use std::io::IsTerminal;
 use std::path::Path;
 use tidewater_core::backfill::{RunOptions, describe_range};
 use tidewater_core::{BackfillPlan, ChunkState, ChunkStatus, Granularity, Pipeline, RangeScope};
@@ -68,7 +67,8 @@ async fn plan(pipeline: &Pipeline, args: &BackfillPlanArgs) -> Result<i32, CliEr
         )));
     }
     let by: Granularity = args.by.parse().map_err(|e| CliError::Usage(format!("--by {}: {e}", args.by)))?;
-    let scope = RangeScope::new(args.on.clone(), date("--from", args.from.as_deref())?, date("--to", args.to.as_deref())?, by)?;
+    let scope =
+        RangeScope::new(args.on.clone(), date("--from", args.from.as_deref())?, date("--to", args.to.as_deref())?, by)?;
     let backfill = pipeline.plan_backfill(scope).await?;
     let plan = backfill.plan();
     emit(&args.output, plan, || {
@@ -81,7 +81,10 @@ async fn plan(pipeline: &Pipeline, args: &BackfillPlanArgs) -> Result<i32, CliEr
             plan.source_version,
             plan.target
         );
-        text.push_str(&format!("{:>6}  {:<24} {:>7} {:>14} {:>12}\n", "chunk", "range", "files", "est. rows", "est. MiB"));
+        text.push_str(&format!(
+            "{:>6}  {:<24} {:>7} {:>14} {:>12}\n",
+            "chunk", "range", "files", "est. rows", "est. MiB"
+        ));
         for (k, c) in plan.chunks.iter().enumerate() {
             text.push_str(&format!(
                 "{k:>6}  {:<24} {:>7} {:>14} {:>12.1}\n",
@@ -91,7 +94,10 @@ async fn plan(pipeline: &Pipeline, args: &BackfillPlanArgs) -> Result<i32, CliEr
                 c.estimated_bytes as f64 / (1 << 20) as f64
             ));
         }
-        text.push_str(&format!("plan recorded at {}/plan.json; run it with `tidewater backfill run`\n", backfill.location()));
+        text.push_str(&format!(
+            "plan recorded at {}/plan.json; run it with `tidewater backfill run`\n",
+            backfill.location()
+        ));
         text
     })?;
     Ok(EXIT_OK)
@@ -108,7 +114,8 @@ fn worker(text: &str) -> Result<(usize, usize), CliError> {
 }
 
 async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliError> {
-    let options = RunOptions { parallel: usize::from(args.parallel), worker: args.worker.as_deref().map(worker).transpose()? };
+    let options =
+        RunOptions { parallel: usize::from(args.parallel), worker: args.worker.as_deref().map(worker).transpose()? };
     let backfill = pipeline.backfill(args.id.as_deref()).await?;
     let plan = backfill.plan();
     if args.dry_run {
@@ -133,22 +140,20 @@ async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliErro
         return Ok(EXIT_OK);
     }
     let total = plan.chunks.len();
+    let share: Vec<ChunkStatus> =
+        backfill.status().await?.into_iter().filter(|c| options.worker.is_none_or(|(i, n)| c.chunk % n == i)).collect();
+    let bar = super::batch::progress_bar(share.len() as u64, &format!("backfill {}", plan.id));
+    bar.set_position(share.iter().filter(|c| c.state == ChunkState::Done).count() as u64);
     let started = std::time::Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let done = std::sync::atomic::AtomicUsize::new(0);
     let rows = std::sync::atomic::AtomicU64::new(0);
     let progress = |status: &ChunkStatus| {
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        let r = rows.fetch_add(status.rows.unwrap_or(0), std::sync::atomic::Ordering::Relaxed) + status.rows.unwrap_or(0);
-        if tty {
-            let secs = started.elapsed().as_secs_f64().max(1e-3);
-            eprint!("\r  backfill {}: {n} chunks this run, {:.0} rows/s   ", plan.id, r as f64 / secs);
-        }
+        let r =
+            rows.fetch_add(status.rows.unwrap_or(0), std::sync::atomic::Ordering::Relaxed) + status.rows.unwrap_or(0);
+        bar.set_message(format!("{} rows/s", thousands((r as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64)));
+        bar.inc(1);
     };
     let report = backfill.run(&options, &progress).await?;
-    if tty {
-        eprintln!();
-    }
+    bar.finish();
     let failed: Vec<&ChunkStatus> = report.failed().collect();
     emit(&args.output, &report, || {
         let committed = report.chunks.iter().filter(|c| c.state == ChunkState::Done).count();
@@ -161,19 +166,32 @@ async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliErro
             if report.cancelled { "; cancelled: the other chunks did not start" } else { "" }
         );
         if committed == 0 && failed.is_empty() && !report.cancelled {
-            text = format!("backfill {}: nothing to do: every chunk of this share is committed to {}\n", report.id, report.target);
+            text = format!(
+                "backfill {}: nothing to do: every chunk of this share is committed to {}\n",
+                report.id, report.target
+            );
         }
         text
     })?;
     for f in &failed {
-        tracing::error!("backfill {} chunk {} ({}) failed: {}", report.id, f.chunk, f.range, f.error.as_deref().unwrap_or("?"));
+        tracing::error!(
+            "backfill {} chunk {} ({}) failed: {}",
+            report.id,
+            f.chunk,
+            f.range,
+            f.error.as_deref().unwrap_or("?")
+        );
     }
     if !failed.is_empty() {
         eprintln!(
             "tidewater: error: backfill {}: {} chunks failed: {}; run it again to retry them",
             report.id,
             failed.len(),
-            failed.iter().map(|f| format!("chunk {} ({}): {}", f.chunk, f.range, f.error.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join("; ")
+            failed
+                .iter()
+                .map(|f| format!("chunk {} ({}): {}", f.chunk, f.range, f.error.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join("; ")
         );
         return Ok(EXIT_ERROR);
     }
@@ -181,8 +199,12 @@ async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliErro
 }
 
 fn status_table(plan: &BackfillPlan, status: &[ChunkStatus]) -> String {
-    let mut text = format!("backfill {}: {} {}..={} into {}\n", plan.id, plan.column, plan.scope.from, plan.scope.to, plan.target);
-    text.push_str(&format!("{:>6}  {:<24} {:<8} {:>12} {:>10} {:>8}\n", "chunk", "range", "state", "rows", "ms", "version"));
+    let mut text =
+        format!("backfill {}: {} {}..={} into {}\n", plan.id, plan.column, plan.scope.from, plan.scope.to, plan.target);
+    text.push_str(&format!(
+        "{:>6}  {:<24} {:<8} {:>12} {:>10} {:>8}\n",
+        "chunk", "range", "state", "rows", "ms", "version"
+    ));
     for s in status {
         let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
         text.push_str(&format!(

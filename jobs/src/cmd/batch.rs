@@ -27,12 +27,28 @@ pub async fn batch(args: BatchArgs, registry: &Registry) -> Result<i32, CliError
     Ok(EXIT_OK)
 }
 
-/// Prints `chunk k/n` on stderr when it is a terminal (logs say the same otherwise).
+/// A progress bar of chunks on stderr when it is a terminal (hidden otherwise: the logs say the
+/// same), with the rate and the time left.
+pub(crate) fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let template = format!("  {what} [{{bar:30}}] {{pos}}/{{len}} chunks {{msg}} ETA {{eta}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// `progress(done, total)` of a batch run, on a progress bar.
 pub(crate) fn progress_printer() -> impl Fn(usize, usize) {
-    let tty = std::io::stderr().is_terminal();
+    let bar = std::sync::OnceLock::new();
     move |done, total| {
-        if tty {
-            eprint!("\r  chunk {done}/{total} committed{}", if done == total { "\n" } else { "" });
+        let bar = bar.get_or_init(|| progress_bar(total as u64, "batch"));
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish();
         }
     }
 }

@@ -51,15 +51,15 @@ fn job_file(landing: &Path, work: &Path, per_batch: usize) -> String {
 
 /// What the kernel measured of one child process.
 #[derive(Clone, Copy, Debug)]
-struct Usage {
-    wall: Duration,
-    cpu: Duration,
-    peak_rss_bytes: u64,
+pub(crate) struct Usage {
+    pub(crate) wall: Duration,
+    pub(crate) cpu: Duration,
+    pub(crate) peak_rss_bytes: u64,
 }
 
 /// Runs `command` to completion; its stdout, and its wall time, CPU time (user + system) and peak
 /// RSS from `wait4`.
-fn measure(what: &str, command: &mut Command, stderr: &Path) -> Result<(Usage, String), CliError> {
+pub(crate) fn measure(what: &str, command: &mut Command, stderr: &Path) -> Result<(Usage, String), CliError> {
     let log = std::fs::File::create(stderr).map_err(CliError::io(stderr.display()))?;
     let started = Instant::now();
     let mut child =

@@ -32,7 +32,7 @@ fn commit_rows(k: usize, rows: usize) -> Result<DataFrame, CliError> {
 }
 
 /// CPU time of this process so far (user + system).
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     // SAFETY: getrusage fills the struct we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };

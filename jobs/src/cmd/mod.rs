@@ -3,6 +3,7 @@
 mod backfill;
 mod batch;
 mod bench;
+mod bench_backfill;
 mod bench_delta_stream;
 mod bench_reconcile;
 mod demo;
@@ -49,6 +50,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
         Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
         Command::Bench(BenchCommand::Reconcile(args)) => bench_reconcile::reconcile(args).await,
         Command::Bench(BenchCommand::DeltaStream(args)) => bench_delta_stream::delta_stream(args).await,
+        Command::Bench(BenchCommand::Backfill(args)) => bench_backfill::backfill(args).await,
     }
 }
 

@@ -7,6 +7,8 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use table_tests::{Row, assert_txn_unique, events, read_log, read_rows};
 
@@ -32,6 +34,37 @@ key = ["event_id"]
         bronze = bronze.display()
     );
     let path = dir.join(format!("gold-{factor}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The same job streaming bronze into `<dir>/silver` (one bronze file per batch), `factor` its
+/// transform's multiplier: the stream and its backfills share the checkpoint and the sink.
+fn silver(dir: &Path, bronze: &Path, factor: u32) -> PathBuf {
+    let text = format!(
+        r#"name = "silver"
+checkpoint = "{dir}/silver-checkpoint"
+
+[source]
+kind = "delta"
+table = "{bronze}"
+max_files_per_trigger = 1
+
+[transform]
+sql = "SELECT event_id, user_id, category, amount * {factor} AS amount_x, {factor} AS factor, date FROM input WHERE amount >= 0"
+
+[sink]
+table = "{dir}/silver"
+partition_by = ["date"]
+key = ["event_id"]
+
+[trigger]
+interval = "0s"
+"#,
+        dir = dir.display(),
+        bronze = bronze.display()
+    );
+    let path = dir.join(format!("silver-{factor}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -78,7 +111,8 @@ fn plan(job: &Path, from: &str, to: &str) -> String {
 /// Each backfill chunk's app id appears in exactly one commit.
 fn assert_chunks_once(gold: &Path, expected_chunks: usize) {
     assert_txn_unique(gold);
-    let chunk_commits = read_log(gold).iter().flat_map(|c| c.txns.clone()).filter(|t| t.0.starts_with("tidewater-backfill-")).count();
+    let chunk_commits =
+        read_log(gold).iter().flat_map(|c| c.txns.clone()).filter(|t| t.0.starts_with("tidewater-backfill-")).count();
     assert_eq!(chunk_commits, expected_chunks, "one commit per chunk");
 }
 
@@ -150,6 +184,96 @@ fn a_parallel_backfill_killed_inside_and_between_chunks_resumes_exactly_once() {
 }
 
 #[test]
+fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let landing = dir.path().join("landing");
+    let bronze_job = dir.path().join("job-2.toml");
+    assert!(bronze_job.exists(), "the bronze job file");
+    let silver_table = dir.path().join("silver");
+    // History, streamed with the old transform.
+    expect_exit(tidewater(&["run", path(&silver(dir.path(), &bronze, 2)), "--trigger", "available-now"]), 0);
+    // The transform changes: the stream restarts with it, bronze keeps growing in every date
+    // (another process appends to it), and the same dates are backfilled with it meanwhile.
+    let job = silver(dir.path(), &bronze, 3);
+    let spawn =
+        |job: &Path| tidewater(&["run", path(job)]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut bronze_writer = spawn(&bronze_job);
+    let mut stream = spawn(&job);
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (stop, landing) = (stop.clone(), landing.clone());
+        std::thread::spawn(move || {
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                events::write(&landing, &format!("live{round:03}"), 1, 40, None, 500 + round);
+                round += 1;
+                std::thread::sleep(Duration::from_millis(120));
+            }
+            round
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    let id = plan(&job, "2024-03-02", "2024-03-03");
+    // Killed once at a random moment, then run to the end, both beside the stream.
+    let mut first = tidewater(&["backfill", "run", path(&job), "--parallel", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(rand::rngs::SmallRng::seed_from_u64(9).random_range(50..400)));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    expect_exit(tidewater(&["backfill", "run", path(&job), "--id", &id, "--parallel", "2"]), 0);
+    let after_backfill = read_log(&silver_table).len() as u64;
+    // Bronze goes on growing in the backfilled dates after the backfill; the stream writes them.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let rounds = appender.join().unwrap();
+    assert!(rounds >= 8, "bronze kept growing during the backfill: {rounds} appends");
+    for child in [&mut bronze_writer, &mut stream] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    expect_exit(tidewater(&["run", path(&bronze_job), "--trigger", "available-now"]), 0);
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+
+    // Every bronze row exactly once; the backfilled dates all with the new transform; the rest
+    // as the stream computed them (old transform before the restart, new after).
+    let rows = read_rows(&silver_table);
+    let everything = bronze_rows(&bronze, "2024-03-01", "2024-03-05");
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["event_id"].as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, everything.keys().map(String::as_str).collect::<Vec<_>>(), "each bronze row exactly once");
+    assert_slice(&rows, &bronze_rows(&bronze, "2024-03-02", "2024-03-03"), "2024-03-02", "2024-03-03", 3);
+    for row in &rows {
+        let factor: f64 = row["factor"].parse().unwrap();
+        let amount: f64 = everything[&row["event_id"]]["amount"].parse().unwrap();
+        assert!((row["amount_x"].parse::<f64>().unwrap() - amount * factor).abs() < 1e-9, "{row:?}");
+    }
+    assert!(rows.iter().any(|r| r["factor"] == "2"), "the rest of history keeps what the stream wrote");
+
+    // Every stream batch committed once and none lost; every chunk once; and the stream did
+    // write into the backfilled dates after the backfill committed there.
+    let log = read_log(&silver_table);
+    let stream_app =
+        log.iter().flat_map(|c| c.txns.clone()).find(|t| !t.0.starts_with("tidewater-backfill-")).unwrap().0;
+    let batches: Vec<i64> =
+        log.iter().flat_map(|c| c.txns.clone()).filter(|t| t.0 == stream_app).map(|t| t.1).collect();
+    assert_eq!(batches, (0..batches.len() as i64).collect::<Vec<_>>(), "stream batches 0..n, each once");
+    assert_chunks_once(&silver_table, 2);
+    let in_range = |c: &table_tests::Commit| {
+        c.adds.iter().any(|(_, p)| {
+            p.get("date").cloned().flatten().is_some_and(|d| d.as_str() >= "2024-03-02" && d.as_str() <= "2024-03-03")
+        })
+    };
+    assert!(
+        log.iter().any(|c| c.version >= after_backfill && c.txns.iter().any(|t| t.0 == stream_app) && in_range(c)),
+        "the stream wrote into the backfilled dates after the backfill"
+    );
+}
+
+#[test]
 fn three_workers_share_one_plan_and_each_chunk_commits_once() {
     let dir = tempfile::tempdir().unwrap();
     let bronze = bronze(dir.path());
@@ -165,9 +289,15 @@ fn three_workers_share_one_plan_and_each_chunk_commits_once() {
         assert!(child.wait().unwrap().success(), "workers 0 and 2 finish their share");
     }
     let out = expect_exit(worker(1), 0);
-    let report: serde_json::Value = serde_json::from_slice(&expect_exit(tidewater(&["backfill", "status", path(&job), "--json"]), 0).stdout).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&expect_exit(tidewater(&["backfill", "status", path(&job), "--json"]), 0).stdout)
+            .unwrap();
     assert!(report.as_array().unwrap().iter().all(|c| c["state"] == "done"), "{report}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 already done before"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 already done before"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_slice(&read_rows(&gold), &bronze_rows(&bronze, "2024-03-01", "2024-03-05"), "2024-03-01", "2024-03-05", 2);
     assert_chunks_once(&gold, 5);
 }
@@ -200,7 +330,11 @@ fn bad_plans_and_options_are_refused_naming_the_flag_and_nothing_is_recorded() {
     plan(&job, "2024-03-01", "2024-03-02");
     for (flag, expected) in [("--worker=3/3", "--worker 3/3: expected I/N"), ("--parallel=0", "--parallel")] {
         let out = expect_exit(tidewater(&["backfill", "run", path(&job), flag]), 2);
-        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{flag}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{flag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // A cancelled backfill starts no chunk.
     let out = expect_exit(tidewater(&["backfill", "list", path(&job), "--json"]), 0);
