@@ -405,10 +405,7 @@ impl Backfill<'_> {
         let target = crate::location::table_url(&self.plan.target)?;
         let mut writer = self.pipeline.backfill_writer(target, &self.plan.app_id(k))?;
         let ctx = crate::BatchContext::new(crate::BatchId::FIRST, crate::Mode::Batch, self.plan.planned_at_ms);
-        let change = match slice {
-            Some(slice) => slice.replace(column, &from, &until),
-            None => crate::sink::Change::Append,
-        };
+        let change = crate::sink::Slice::replace(slice, column, &from, &until);
         let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
         writer.settle().await;
         Ok(result?.0)

@@ -282,8 +282,17 @@ fn checkpoint_due(snapshot: &DeltaTableState, version: u64) -> bool {
 fn checked_properties(snapshot: &DeltaTableState, txn: &Transaction) -> CommitProperties {
     let cleans =
         snapshot.table_config().enable_expired_log_cleanup() && checkpoint_due(snapshot, snapshot.version() + 1);
-    CommitProperties::default().with_application_transaction(txn.clone()).with_cleanup_expired_logs(Some(cleans))
+    // A commit that loses the race for a version to a fast writer beside it (a stream committing
+    // many times a second beside a backfill chunk) checks the winners and tries the next one:
+    // cheap, and much cheaper than recomputing the chunk when delta-rs' default 15 run out.
+    CommitProperties::default()
+        .with_application_transaction(txn.clone())
+        .with_cleanup_expired_logs(Some(cleans))
+        .with_max_retries(VERSION_RETRIES)
 }
+
+/// Versions a checked commit tries before it gives up (delta-rs' default: 15).
+const VERSION_RETRIES: usize = 200;
 
 type Fingerprints = BTreeMap<fingerprint::PartitionValues, fingerprint::Fingerprint>;
 
@@ -327,7 +336,8 @@ pub enum Change {
     /// Remove these files, chosen from the table at `read_version`: the commit is built on that
     /// snapshot, so Delta's conflict check sees any commit since that touched them (a repair, a
     /// backfill chunk's slice).
-    Replace { removes: Vec<Remove>, predicate: String, read_version: u64, within: Option<Bounds> },
+    /// `read_version` is `None` when the table did not exist yet (nothing to remove).
+    Replace { removes: Vec<Remove>, predicate: String, read_version: Option<u64>, within: Option<Bounds> },
 }
 
 /// The partition range a replacing commit's new files must fall in: `column` in `[from, until)`.
@@ -358,16 +368,21 @@ pub struct Slice {
 }
 
 impl Slice {
-    /// The change replacing this slice: its removes, checked against commits since `version`.
-    pub fn replace(self, column: &str, from: &str, until: &str) -> Change {
+    /// The change replacing `slice` (`None`: the table does not exist yet): its removes, checked
+    /// against commits since its version, and new files only within `[from, until)`.
+    pub fn replace(slice: Option<Slice>, column: &str, from: &str, until: &str) -> Change {
+        let (removes, read_version) = slice.map_or((Vec::new(), None), |s| (s.removes, Some(s.version)));
         Change::Replace {
-            removes: self.removes,
+            removes,
             predicate: format!("{column} >= '{from}' AND {column} < '{until}'"),
-            read_version: self.version,
+            read_version,
             within: Some(Bounds { column: column.into(), from: from.into(), until: until.into() }),
         }
     }
 }
+
+/// Times a blind append is committed again after a conflict with a commit that removed files.
+const REBASES: u32 = 10;
 
 impl DeltaSink {
     /// Commits `rows` with the txn (app id, `id`) and `change`, in one commit; skipped, like a
@@ -483,7 +498,9 @@ impl DeltaSink {
                 // Back to the snapshot the removes were chosen from (the txn check above read
                 // the latest): the conflict check covers every commit since.
                 let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
-                if table.version() != Some(read_version) {
+                if let Some(read_version) = read_version
+                    && table.version() != Some(read_version)
+                {
                     table.load_version(read_version).await.map_err(Error::delta(&self.url, "load the version read"))?;
                 }
                 (removes, within)
@@ -577,19 +594,41 @@ impl DeltaSink {
         }
         let version = match version {
             Some(version) => version,
-            None => match self.commit_checked(actions, operation, &txn).await {
-                Ok(version) => version,
-                Err(source) => {
-                    // Another writer may have committed this batch (a zombie of ours): re-check.
-                    if let Some(recorded) = self.committed_version().await?
-                        && recorded >= id.txn_version()
-                    {
-                        tracing::warn!(%id, recorded, "commit lost to a concurrent writer of the same batch; skipped");
-                        return Ok(SinkCommit::Skipped { recorded });
+            None => {
+                let (mut rebased, written_for) = (0, self.layout()?);
+                loop {
+                    match self.commit_checked(actions.clone(), operation.clone(), &txn).await {
+                        Ok(version) => break version,
+                        Err(source) => {
+                            // Another writer may have committed this batch (a zombie of ours):
+                            // re-check (this also refreshes the table to its latest version).
+                            if let Some(recorded) = self.committed_version().await?
+                                && recorded >= id.txn_version()
+                            {
+                                tracing::warn!(%id, recorded, "commit lost to a concurrent writer of the same batch; skipped");
+                                return Ok(SinkCommit::Skipped { recorded });
+                            }
+                            // A blind append read nothing, so a conflict with a commit that
+                            // removed files (a backfill chunk, a repair beside the stream) is
+                            // not one: commit again on the latest version, as Spark does. Without
+                            // delta-rs' datafusion feature its checker counts every file as read.
+                            if blind_append
+                                && rebased < REBASES
+                                && self.layout()? == written_for
+                                && matches!(
+                                    source,
+                                    DeltaTableError::Transaction { source: TransactionError::CommitConflict(_) }
+                                )
+                            {
+                                rebased += 1;
+                                tracing::info!(table = %self.url, %id, "a concurrent commit removed files; committing the append again on the latest version: {source}");
+                                continue;
+                            }
+                            return Err(commit_err(source));
+                        }
                     }
-                    return Err(commit_err(source));
                 }
-            },
+            }
         };
         (self.recorded, self.known_version) = (Some(Some(id.txn_version())), Some(version));
         pass(&self.hook, CrashPoint::AfterDeltaCommit, id);

@@ -38,7 +38,7 @@ key = ["event_id"]
     path
 }
 
-/// The same job streaming bronze into `<dir>/silver` (one bronze file per batch), `factor` its
+/// The same job streaming bronze into `<dir>/silver` (at most 4 bronze files and 4 batches a second), `factor` its
 /// transform's multiplier: the stream and its backfills share the checkpoint and the sink.
 fn silver(dir: &Path, bronze: &Path, factor: u32) -> PathBuf {
     let text = format!(
@@ -48,7 +48,7 @@ checkpoint = "{dir}/silver-checkpoint"
 [source]
 kind = "delta"
 table = "{bronze}"
-max_files_per_trigger = 1
+max_files_per_trigger = 4
 
 [transform]
 sql = "SELECT event_id, user_id, category, amount * {factor} AS amount_x, {factor} AS factor, date FROM input WHERE amount >= 0"
@@ -59,7 +59,7 @@ partition_by = ["date"]
 key = ["event_id"]
 
 [trigger]
-interval = "0s"
+interval = "250ms"
 "#,
         dir = dir.display(),
         bronze = bronze.display()
@@ -199,7 +199,12 @@ fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_not
     let spawn =
         |job: &Path| tidewater(&["run", path(job)]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let mut bronze_writer = spawn(&bronze_job);
-    let mut stream = spawn(&job);
+    let stream_log = dir.path().join("stream.log");
+    let mut stream = tidewater(&["run", path(&job)])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stream_log).unwrap())
+        .spawn()
+        .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let appender = {
         let (stop, landing) = (stop.clone(), landing.clone());
@@ -231,6 +236,12 @@ fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_not
     stop.store(true, Ordering::Relaxed);
     let rounds = appender.join().unwrap();
     assert!(rounds >= 8, "bronze kept growing during the backfill: {rounds} appends");
+    // The stream kept running through the backfill's commits (a conflict is retried, not fatal).
+    assert!(
+        stream.try_wait().unwrap().is_none(),
+        "the stream stopped beside the backfill: {}",
+        std::fs::read_to_string(&stream_log).unwrap_or_default()
+    );
     for child in [&mut bronze_writer, &mut stream] {
         child.kill().unwrap();
         child.wait().unwrap();
@@ -345,4 +356,22 @@ fn bad_plans_and_options_are_refused_naming_the_flag_and_nothing_is_recorded() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["cancelled"], true);
     assert!(!dir.path().join("gold/_delta_log").exists(), "nothing committed after the cancel");
+
+    // A transform that moves rows out of the date they were read from would replace one slice
+    // with another's rows: the chunk fails naming the value and the slice, and commits nothing.
+    let shifted = dir.path().join("shifted.toml");
+    let text = std::fs::read_to_string(&job)
+        .unwrap()
+        .replace(" date FROM input", " CAST('2024-03-09' AS DATE) AS date FROM input");
+    assert!(text.contains("2024-03-09"), "{text}");
+    std::fs::write(&shifted, text).unwrap();
+    let id = plan(&shifted, "2024-03-01", "2024-03-01");
+    let out = expect_exit(tidewater(&["backfill", "run", path(&shifted), "--id", &id]), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("chunk 0 (2024-03-01)") && stderr.contains("outside the slice [2024-03-01, 2024-03-02)"),
+        "{stderr}"
+    );
+    let gold = dir.path().join("gold");
+    assert!(read_log(&gold).iter().all(|c| c.adds.is_empty()), "the refused chunk added nothing");
 }

@@ -13,14 +13,10 @@ fn bucket() -> String {
     })
 }
 
-#[test]
-fn a_stream_on_s3_survives_a_kill_and_matches_a_local_batch_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let landing = dir.path().join("landing");
-    let lines = events::write(&landing, "s3", 4, 120, Some(11), 5);
-    let root = format!("s3://{}/{}", bucket(), uuid::Uuid::new_v4());
-    let job = events::job(dir.path(), &landing, 1);
-    let local = dir.path().display().to_string();
+/// The events job of `landing` with its table, quarantine and checkpoint under `root` on S3.
+fn events_job_on_s3(dir: &std::path::Path, landing: &std::path::Path, root: &str) -> std::path::PathBuf {
+    let job = events::job(dir, landing, 1);
+    let local = dir.display().to_string();
     let text = std::fs::read_to_string(&job)
         .unwrap()
         .replace(&format!("\"{local}/checkpoint\""), &format!("\"{root}/checkpoint\""))
@@ -28,6 +24,76 @@ fn a_stream_on_s3_survives_a_kill_and_matches_a_local_batch_run() {
         .replace(&format!("\"{local}/quarantine\""), &format!("\"{root}/quarantine\""));
     assert!(text.contains("s3://") && !text.contains(&format!("{local}/table")), "{text}");
     std::fs::write(&job, text).unwrap();
+    job
+}
+
+/// A backfill on S3 shared by two worker processes, as the pods of a Kubernetes Indexed Job run
+/// it (docs/operations.md): one is killed after its first chunk's commit and restarted; every
+/// chunk is committed once, and silver equals a local batch recomputation of bronze.
+#[test]
+fn backfill_workers_share_one_plan_on_s3_like_the_pods_of_an_indexed_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let lines = events::write(&landing, "s3b", 4, 100, None, 21);
+    let root = format!("s3://{}/{}", bucket(), uuid::Uuid::new_v4());
+    let bronze_job = events_job_on_s3(dir.path(), &landing, &root);
+    expect_exit(tidewater(&["run", path(&bronze_job), "--trigger", "available-now"]), 0);
+    let silver = dir.path().join("silver.toml");
+    std::fs::write(
+        &silver,
+        format!(
+            r#"name = "silver"
+checkpoint = "{root}/silver-checkpoint"
+
+[source]
+kind = "delta"
+table = "{root}/table"
+
+[transform]
+sql = "SELECT event_id, user_id, category, amount * 2 AS amount2, date FROM input"
+
+[sink]
+table = "{root}/silver"
+partition_by = ["date"]
+key = ["event_id"]
+"#
+        ),
+    )
+    .unwrap();
+    let out = expect_exit(
+        tidewater(&["backfill", "plan", path(&silver), "--from", "2024-03-01", "--to", "2024-03-05", "--json"]),
+        0,
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = plan["id"].as_str().unwrap().to_string();
+    assert_eq!(plan["chunks"].as_array().unwrap().len(), 5, "{plan:#}");
+    let worker = |i: usize| tidewater(&["backfill", "run", path(&silver), "--id", &id, "--worker", &format!("{i}/2")]);
+    let mut zero = worker(0).stdout(std::process::Stdio::null()).spawn().unwrap();
+    expect_killed(worker(1), "after-delta-commit:0");
+    assert!(zero.wait().unwrap().success(), "worker 0 finishes its share");
+    expect_exit(worker(1), 0);
+    let status: Value =
+        serde_json::from_slice(&expect_exit(tidewater(&["backfill", "status", path(&silver), "--json"]), 0).stdout)
+            .unwrap();
+    assert!(status.as_array().unwrap().iter().all(|c| c["state"] == "done"), "{status:#}");
+
+    let local = dir.path().join("recomputed");
+    expect_exit(tidewater(&["batch", path(&silver), "--into", path(&local)]), 0);
+    let silver_table = format!("{root}/silver");
+    let report: Value = serde_json::from_slice(
+        &expect_exit(tidewater(&["reconcile", &silver_table, path(&local), "--key", "event_id", "--json"]), 0).stdout,
+    )
+    .unwrap();
+    assert_eq!(report["left_rows"].as_u64().unwrap(), expected_ids(&lines).len() as u64, "{report:#}");
+}
+
+#[test]
+fn a_stream_on_s3_survives_a_kill_and_matches_a_local_batch_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let lines = events::write(&landing, "s3", 4, 120, Some(11), 5);
+    let root = format!("s3://{}/{}", bucket(), uuid::Uuid::new_v4());
+    let job = events_job_on_s3(dir.path(), &landing, &root);
 
     expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), "after-delta-commit:1");
     expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
