@@ -66,7 +66,9 @@ pub enum Command {
     ///
     /// Each chunk replaces exactly its slice of the job's sink table (its partitions) with the
     /// transform's new output, in one Delta commit carrying the chunk's own txn, so readers never
-    /// see half a chunk, and a chunk killed and run again commits once.
+    /// see half a chunk, and a chunk killed and run again commits once. Beside the job's running
+    /// stream, a chunk reads the source only up to the stream's last committed batch, so the two
+    /// together hold every source row once.
     #[command(
         subcommand,
         after_help = "Examples:
