@@ -114,6 +114,19 @@ pub trait BoundedSource: Send {
     /// slice holds no data), each reading only its slice, with estimated rows and bytes; and the
     /// source version the chunks read. A source
     /// that cannot select by range says so with [`crate::Error::Unsupported`].
+    /// The first and last date of `column` (`None`: the source's date partition column) that
+    /// hold data, with the column's name; `None` when the source is empty. What a backfill of
+    /// everything plans over.
+    async fn date_range(
+        &mut self,
+        column: Option<&str>,
+    ) -> Result<Option<(String, chrono::NaiveDate, chrono::NaiveDate)>> {
+        let _ = column;
+        Err(crate::Error::Unsupported(
+            "this source cannot be sliced by date (a Delta source partitioned by a date column can)".into(),
+        ))
+    }
+
     async fn plan_slices(&mut self, scope: &crate::backfill::RangeScope) -> Result<crate::backfill::SlicePlan> {
         let _ = scope;
         Err(crate::Error::Unsupported(

@@ -237,17 +237,20 @@ impl Pipeline {
         query.run(trigger).await
     }
 
+    /// Whether the job's stream has committed to its sink table (its query id's txn is there).
+    pub async fn stream_has_written(&self) -> Result<Option<i64>> {
+        let Some(app_id) = self.stream_app_id().await? else {
+            return Ok(None);
+        };
+        DeltaSink::new(table_url(self.table()?)?, &app_id, WriteKind::Stream).committed_version().await
+    }
+
     /// A batch run into the job's own sink table after its stream has written there would append
     /// a second copy of every row the stream wrote: refused, naming the stream's last batch.
     async fn refuse_a_second_copy(&self, target: &url::Url) -> Result<()> {
-        let Some(meta) = self.checkpoint()?.get_json::<crate::checkpoint::QueryMetadata>("metadata").await? else {
-            return Ok(());
-        };
-        let app_id = meta.id.app_id();
-        let recorded = DeltaSink::new(target.clone(), &app_id, WriteKind::Stream).committed_version().await?;
-        match recorded {
+        match self.stream_has_written().await? {
             Some(batch) => Err(Error::Unsupported(format!(
-                "{target}: the stream of job {} has written to this table (txn {app_id} up to batch {batch}); a batch run into it would append a second copy of those rows. Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or replace the stream's rows in place with a backfill beside the stream: `tidewater backfill plan JOB --from DATE --to DATE`, then `tidewater backfill run JOB`",
+                "{target}: the stream of job {} has written to this table (up to batch {batch}); a batch run into it would append a second copy of those rows. Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or replace the stream's rows in place with a backfill beside the stream: `tidewater backfill plan JOB --from DATE --to DATE`, then `tidewater backfill run JOB`",
                 self.name
             ))),
             None => Ok(()),
@@ -339,6 +342,30 @@ impl Pipeline {
         dir.create_json("plan.json", &plan).await?;
         tracing::info!(backfill = %id, chunks = plan.chunks.len(), plan = %dir.url(), "planned backfill");
         Ok(Backfill { pipeline: self, dir, plan })
+    }
+
+    /// Plans a backfill of everything the source holds, day by day over its date partition
+    /// column: what `tidewater batch` into the job's own sink does once the stream wrote there.
+    /// The latest backfill instead, when it has the same scope and is not finished (a run killed
+    /// midway resumes). `None` when the source is empty; [`Error::Unsupported`] when it cannot be
+    /// sliced by date.
+    pub async fn plan_backfill_of_everything(&self) -> Result<Option<Backfill<'_>>> {
+        let mut source = self.source.open_bounded(None).await?;
+        let Some((column, first, last)) = source.date_range(None).await? else {
+            return Ok(None);
+        };
+        let scope = RangeScope::new(Some(column), first, last, crate::backfill::Granularity::Day)?;
+        // An interrupted run of the same scope resumes instead of starting over.
+        if let Some(plan) = self.backfill_plans().await?.pop()
+            && plan.scope == scope
+        {
+            let dir = self.backfills()?.child(&plan.id);
+            let latest = Backfill { pipeline: self, dir, plan };
+            if latest.status().await?.iter().any(|c| c.state != crate::backfill::ChunkState::Done) {
+                return Ok(Some(latest));
+            }
+        }
+        self.plan_backfill(scope).await.map(Some)
     }
 
     /// Every recorded backfill of the job, oldest first.

@@ -287,6 +287,9 @@ pub(crate) struct DeltaSnapshotSource {
     beyond_cut: HashSet<String>,
 }
 
+/// A data file with its date partition value and the rows its log entry records.
+type DatedFile = (chrono::NaiveDate, DataFile, u64);
+
 /// A data file's partition values, as `add.partitionValues` holds them.
 pub(crate) type PartitionMap = HashMap<String, Option<String>>;
 
@@ -382,6 +385,50 @@ impl DeltaSnapshotSource {
             .collect())
     }
 
+    /// The date partition column a backfill plans over (`asked`, or the only partition column)
+    /// and every data file's date, file and recorded rows, in date and path order.
+    fn dated_files(&self, asked: Option<&str>) -> Result<(String, Vec<DatedFile>)> {
+        let partitions = self.partition_by()?;
+        let column = match (asked, partitions.as_slice()) {
+            (Some(column), _) => column.to_string(),
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                return Err(Error::Unsupported(format!(
+                    "{}: the table is partitioned by [{}]: say which date column to plan over with --on COLUMN",
+                    self.describe,
+                    partitions.join(", ")
+                )));
+            }
+        };
+        if !partitions.contains(&column) {
+            let columns: Vec<String> = self.polars_schema()?.iter_names().map(|n| n.to_string()).collect();
+            let problem = if columns.contains(&column) {
+                format!(
+                    "`{column}` is not a partition column of the table (partitioned by [{}]); a backfill plans over a date partition column",
+                    partitions.join(", ")
+                )
+            } else {
+                format!("`{column}` is not a column of the table (columns: {})", columns.join(", "))
+            };
+            return Err(Error::Unsupported(format!("{}: {problem}", self.describe)));
+        }
+        let state = self.state()?;
+        // (date, file, rows) of every data file, from the log.
+        let mut dated: Vec<(chrono::NaiveDate, DataFile, u64)> = Vec::new();
+        for f in state.snapshot().log_data().iter().filter(|f| !self.beyond_cut.contains(f.path().as_ref())) {
+            let values = f.partition_values_map();
+            let Some(text) = values.get(&column).cloned().flatten() else { continue };
+            let date: chrono::NaiveDate = text
+                .parse()
+                .map_err(|_| self.err(format!("partition value `{text}` of `{column}` is not a date (YYYY-MM-DD)")))?;
+            let rows = f.num_records().unwrap_or(0) as u64;
+            let size = u64::try_from(f.size()).unwrap_or_default();
+            dated.push((date, DataFile { path: f.path().into_owned(), partition_values: values, size }, rows));
+        }
+        dated.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
+        Ok((column, dated))
+    }
+
     pub(crate) fn partition_by(&self) -> Result<Vec<String>> {
         Ok(self.state()?.metadata().partition_columns().to_vec())
     }
@@ -425,46 +472,17 @@ impl BoundedSource for DeltaSnapshotSource {
         self.read_files(&chunk.files).await
     }
 
+    async fn date_range(
+        &mut self,
+        column: Option<&str>,
+    ) -> Result<Option<(String, chrono::NaiveDate, chrono::NaiveDate)>> {
+        let (column, dated) = self.dated_files(column)?;
+        Ok(dated.first().zip(dated.last()).map(|(first, last)| (column.clone(), first.0, last.0)))
+    }
+
     async fn plan_slices(&mut self, scope: &RangeScope) -> Result<SlicePlan> {
-        let partitions = self.partition_by()?;
-        let column = match (&scope.column, partitions.as_slice()) {
-            (Some(column), _) => column.clone(),
-            (None, [only]) => only.clone(),
-            (None, _) => {
-                return Err(Error::Unsupported(format!(
-                    "{}: the table is partitioned by [{}]: say which date column to plan over with --on COLUMN",
-                    self.describe,
-                    partitions.join(", ")
-                )));
-            }
-        };
-        if !partitions.contains(&column) {
-            let columns: Vec<String> = self.polars_schema()?.iter_names().map(|n| n.to_string()).collect();
-            let problem = if columns.contains(&column) {
-                format!(
-                    "`{column}` is not a partition column of the table (partitioned by [{}]); a backfill plans over a date partition column",
-                    partitions.join(", ")
-                )
-            } else {
-                format!("`{column}` is not a column of the table (columns: {})", columns.join(", "))
-            };
-            return Err(Error::Unsupported(format!("{}: {problem}", self.describe)));
-        }
+        let (column, dated) = self.dated_files(scope.column.as_deref())?;
         let version = self.version();
-        let state = self.state()?;
-        // (date, file, rows) of every data file, from the log.
-        let mut dated: Vec<(chrono::NaiveDate, DataFile, u64)> = Vec::new();
-        for f in state.snapshot().log_data().iter().filter(|f| !self.beyond_cut.contains(f.path().as_ref())) {
-            let values = f.partition_values_map();
-            let Some(text) = values.get(&column).cloned().flatten() else { continue };
-            let date: chrono::NaiveDate = text
-                .parse()
-                .map_err(|_| self.err(format!("partition value `{text}` of `{column}` is not a date (YYYY-MM-DD)")))?;
-            let rows = f.num_records().unwrap_or(0) as u64;
-            let size = u64::try_from(f.size()).unwrap_or_default();
-            dated.push((date, DataFile { path: f.path().into_owned(), partition_values: values, size }, rows));
-        }
-        dated.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
         let mut chunks = Vec::new();
         for (from, until) in scope.slices() {
             let files: Vec<&(chrono::NaiveDate, DataFile, u64)> =

@@ -2,12 +2,13 @@
 //! the job's own sink table, chunk by chunk.
 
 use super::{CliError, emit, out, thousands};
+use crate::cli::OutputArgs;
 use crate::cli::{BackfillCommand, BackfillPlanArgs, BackfillRunArgs};
 use crate::spec::load;
 use crate::{EXIT_ERROR, EXIT_OK, Registry, pipeline_for};
 use std::path::Path;
 use tidewater_core::backfill::{RunOptions, describe_range};
-use tidewater_core::{BackfillPlan, ChunkState, ChunkStatus, Granularity, Pipeline, RangeScope};
+use tidewater_core::{Backfill, BackfillPlan, ChunkState, ChunkStatus, Granularity, Pipeline, RangeScope};
 
 pub async fn backfill(command: BackfillCommand, registry: &Registry) -> Result<i32, CliError> {
     let pipeline = |job: &Path| -> Result<Pipeline, CliError> { Ok(pipeline_for(&load(job)?, registry)?) };
@@ -139,6 +140,17 @@ async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliErro
         emit(&args.output, &chunks.iter().map(|(s, r)| (s, r)).collect::<Vec<_>>(), || text)?;
         return Ok(EXIT_OK);
     }
+    execute(&backfill, &options, &args.output).await
+}
+
+/// Runs `backfill`'s chunks of this worker's share with a progress bar, and reports: exit 0 when
+/// every chunk of the share is committed, 2 (naming each) when some failed.
+pub(crate) async fn execute(
+    backfill: &Backfill<'_>,
+    options: &RunOptions,
+    output: &OutputArgs,
+) -> Result<i32, CliError> {
+    let plan = backfill.plan();
     let total = plan.chunks.len();
     let share: Vec<ChunkStatus> =
         backfill.status().await?.into_iter().filter(|c| options.worker.is_none_or(|(i, n)| c.chunk % n == i)).collect();
@@ -152,10 +164,10 @@ async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliErro
         bar.set_message(format!("{} rows/s", thousands((r as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64)));
         bar.inc(1);
     };
-    let report = backfill.run(&options, &progress).await?;
+    let report = backfill.run(options, &progress).await?;
     bar.finish();
     let failed: Vec<&ChunkStatus> = report.failed().collect();
-    emit(&args.output, &report, || {
+    emit(output, &report, || {
         let committed = report.chunks.iter().filter(|c| c.state == ChunkState::Done).count();
         let mut text = format!(
             "backfill {}: {committed} chunks committed, {} failed, {} already done before (of {total}) into {}{}\n",

@@ -22,6 +22,25 @@ pub async fn batch(args: BatchArgs, registry: &Registry) -> Result<i32, CliError
         replan: args.replan,
         ..BatchOptions::default()
     };
+    if options.into.is_none()
+        && !options.replan
+        && let Some(batch) = pipeline.stream_has_written().await?
+    {
+        // Into the job's own sink after its stream wrote there: replace, never append a second
+        // copy. A backfill of everything, day by day, beside the stream; a source that cannot be
+        // sliced by date is refused below, naming --into.
+        match pipeline.plan_backfill_of_everything().await {
+            Ok(Some(backfill)) => {
+                tracing::info!(backfill = %backfill.plan().id, stream_batch = batch, "batch into the job's own sink: a backfill of everything");
+                return super::backfill::execute(&backfill, &tidewater_core::RunOptions::default(), &args.output).await;
+            }
+            Ok(None) => {}
+            Err(tidewater_core::Error::Unsupported(why)) => {
+                tracing::info!("batch into the job's own sink cannot be a backfill: {why}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let report = pipeline.batch(&options, &progress_printer()).await?;
     emit(&args.output, &report, || summary(&job.name, &report) + "\n")?;
     Ok(EXIT_OK)

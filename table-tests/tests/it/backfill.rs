@@ -285,6 +285,42 @@ fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_not
 }
 
 #[test]
+fn batch_into_the_job_s_own_sink_after_its_stream_replaces_everything_instead_of_a_second_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let silver_table = dir.path().join("silver");
+    expect_exit(tidewater(&["run", path(&silver(dir.path(), &bronze, 2)), "--trigger", "available-now"]), 0);
+    // The transform changes; `tidewater batch` without --into reprocesses the whole job in
+    // place, day by day (a backfill of everything), never appending a second copy.
+    // Killed after its first day's commit, then run again: it resumes.
+    let job = silver(dir.path(), &bronze, 3);
+    expect_killed(tidewater(&["batch", path(&job)]), "after-delta-commit:0");
+    let out = expect_exit(tidewater(&["batch", path(&job)]), 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("4 chunks committed, 0 failed, 1 already done before (of 5)"),
+        "a backfill of every day, resumed: {stdout}"
+    );
+    assert_slice(
+        &read_rows(&silver_table),
+        &bronze_rows(&bronze, "2024-03-01", "2024-03-05"),
+        "2024-03-01",
+        "2024-03-05",
+        3,
+    );
+    // Run again after it finished: a new backfill of everything replaces it all again.
+    let out = expect_exit(tidewater(&["batch", path(&job)]), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("5 chunks committed"), "a new backfill replaces again");
+    assert_slice(
+        &read_rows(&silver_table),
+        &bronze_rows(&bronze, "2024-03-01", "2024-03-05"),
+        "2024-03-01",
+        "2024-03-05",
+        3,
+    );
+}
+
+#[test]
 fn three_workers_share_one_plan_and_each_chunk_commits_once() {
     let dir = tempfile::tempdir().unwrap();
     let bronze = bronze(dir.path());
