@@ -294,6 +294,27 @@ fn checked_properties(snapshot: &DeltaTableState, txn: &Transaction) -> CommitPr
 /// Versions a checked commit tries before it gives up (delta-rs' default: 15).
 const VERSION_RETRIES: usize = 200;
 
+/// The Parquet settings of the sink's data files: Snappy (delta-rs' default), and dictionary
+/// pages only for string and binary columns. For numbers, dates and times the dictionary costs a
+/// hash of every value and seldom pays: it was the writer's largest cost in `bench backfill`.
+fn writer_properties(schema: &ArrowSchema) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::arrow::datatypes::DataType as A;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut builder = deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
+        .set_created_by(format!("tidewater {}", env!("CARGO_PKG_VERSION")));
+    for field in schema.fields() {
+        let textual = matches!(
+            field.data_type(),
+            A::Utf8 | A::LargeUtf8 | A::Utf8View | A::Binary | A::LargeBinary | A::BinaryView | A::Dictionary(..)
+        );
+        if !textual && !field.data_type().is_nested() {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+        }
+    }
+    builder.build()
+}
+
 type Fingerprints = BTreeMap<fingerprint::PartitionValues, fingerprint::Fingerprint>;
 
 /// Records each data file's fingerprint in its `add.tags`, where the file is its partition's only
@@ -526,6 +547,9 @@ impl DeltaSink {
         let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
 
         let mut writer = RecordBatchWriter::for_table(table).map_err(commit_err)?;
+        if let Some(first) = batches.first() {
+            writer = writer.with_writer_properties(writer_properties(&first.schema()));
+        }
         let mut row_count = 0u64;
         for batch in batches {
             row_count += batch.num_rows() as u64;
