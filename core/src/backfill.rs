@@ -178,6 +178,13 @@ pub struct RunOptions {
     pub worker: Option<(usize, usize)>,
 }
 
+impl RunOptions {
+    /// Whether chunk `k` is this worker's.
+    pub fn takes(&self, k: usize) -> bool {
+        self.worker.is_none_or(|(i, n)| k % n == i)
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions { parallel: 1, worker: None }
@@ -285,7 +292,7 @@ impl Backfill<'_> {
         let committed = self.committed().await?;
         let mut sink = self.sink(0)?;
         let mut out = Vec::new();
-        for (k, chunk) in self.plan.chunks.iter().enumerate().filter(|(k, _)| mine(*k, options)) {
+        for (k, chunk) in self.plan.chunks.iter().enumerate().filter(|(k, _)| options.takes(*k)) {
             let mut status = self.pending(k, chunk);
             if committed[k] {
                 status.state = ChunkState::Done;
@@ -302,7 +309,7 @@ impl Backfill<'_> {
     pub async fn run(&self, options: &RunOptions, progress: &(dyn Fn(&ChunkStatus) + Sync)) -> Result<BackfillReport> {
         use futures::StreamExt as _;
         let committed = self.committed().await?;
-        let share: Vec<usize> = (0..self.plan.chunks.len()).filter(|k| mine(*k, options)).collect();
+        let share: Vec<usize> = (0..self.plan.chunks.len()).filter(|k| options.takes(*k)).collect();
         let pending: Vec<usize> = share.iter().copied().filter(|k| !committed[*k]).collect();
         let mut report = BackfillReport {
             id: self.plan.id.clone(),
@@ -354,8 +361,9 @@ impl Backfill<'_> {
                 }
                 Err(e) => {
                     status.state = ChunkState::Failed;
-                    status.error = Some(error_chain(&e));
-                    tracing::error!(backfill = %self.plan.id, chunk = k, range = %status.range, "chunk failed: {}", error_chain(&e));
+                    let chain = crate::error::error_chain(&e, ": ");
+                    tracing::error!(backfill = %self.plan.id, chunk = k, range = %status.range, "chunk failed: {chain}");
+                    status.error = Some(chain);
                     break;
                 }
             }
@@ -410,25 +418,6 @@ impl Backfill<'_> {
         writer.settle().await;
         Ok(result?.0)
     }
-}
-
-fn mine(k: usize, options: &RunOptions) -> bool {
-    options.worker.is_none_or(|(i, n)| k % n == i)
-}
-
-/// An error and its causes, as one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 #[cfg(test)]

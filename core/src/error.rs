@@ -163,3 +163,22 @@ impl Error {
         move |source| Error::Polars { what, source }
     }
 }
+
+/// An error and its causes, each cause after `separator` (`"\n  caused by: "` for a terminal, as
+/// ripgrep prints them; `": "` for one line in a ledger). A cause whose text the lines before it
+/// already hold is not repeated.
+pub fn error_chain(error: &dyn std::error::Error, separator: &str) -> String {
+    let mut text = error.to_string();
+    let mut shown = text.clone();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let line = e.to_string();
+        if !shown.contains(&line) {
+            text.push_str(separator);
+            text.push_str(&line);
+            shown.push_str(&line);
+        }
+        cause = e.source();
+    }
+    text
+}

@@ -46,28 +46,10 @@ pub fn main_with(registry: Registry) -> i32 {
     match runtime.block_on(cmd::dispatch(cli.command, &registry)) {
         Ok(code) => code,
         Err(e) => {
-            print_error(&error_chain(&e));
+            print_error(&tidewater_core::error::error_chain(&e, "\n  caused by: "));
             EXIT_ERROR
         }
     }
-}
-
-/// An error and its causes, one `caused by:` line each, as ripgrep prints them. A cause whose
-/// text the lines above already hold is not repeated.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut shown = text.clone();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let line = e.to_string();
-        if !shown.contains(&line) {
-            text.push_str("\n  caused by: ");
-            text.push_str(&line);
-            shown.push_str(&line);
-        }
-        cause = e.source();
-    }
-    text
 }
 
 /// Writes `tidewater: error: …` to stderr; a closed stderr is not a reason to panic.

@@ -152,8 +152,7 @@ pub(crate) async fn execute(
 ) -> Result<i32, CliError> {
     let plan = backfill.plan();
     let total = plan.chunks.len();
-    let share: Vec<ChunkStatus> =
-        backfill.status().await?.into_iter().filter(|c| options.worker.is_none_or(|(i, n)| c.chunk % n == i)).collect();
+    let share: Vec<ChunkStatus> = backfill.status().await?.into_iter().filter(|c| options.takes(c.chunk)).collect();
     let bar = super::batch::progress_bar(share.len() as u64, &format!("backfill {}", plan.id));
     bar.set_position(share.iter().filter(|c| c.state == ChunkState::Done).count() as u64);
     let started = std::time::Instant::now();
