@@ -523,7 +523,13 @@ impl Reconciler {
         let app_id = format!("tidewater-repair-{}", repair_key(&key));
         let mut sink = DeltaSink::new(target_url, app_id, WriteKind::Batch);
         let what = format!("replace where {predicate}");
-        let change = Change::Replace { removes, predicate, read_version: Some(target.version()), within: None };
+        let change = Change::Replace {
+            removes,
+            predicate,
+            read_version: Some(target.version()),
+            within: None,
+            rewrite: Vec::new(),
+        };
         let commit = sink.commit(BatchId::new(truth.version()), rows, &what, change).await?;
         report.committed_version = commit.version();
         report.after = Some(self.run().await?);

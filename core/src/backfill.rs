@@ -12,13 +12,15 @@
 use crate::checkpoint::Checkpoint;
 use crate::contract::Chunk;
 use crate::error::{Error, Result};
-use chrono::{Datelike, Months, NaiveDate};
+use crate::table_files::Span;
+use chrono::{Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
 
 /// How a date range is cut into chunks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
+    Hour,
     Day,
     Month,
 }
@@ -27,21 +29,20 @@ impl std::str::FromStr for Granularity {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
+            "hour" => Ok(Granularity::Hour),
             "day" => Ok(Granularity::Day),
             "month" => Ok(Granularity::Month),
-            "hour" => {
-                Err("--by hour needs an hourly partition column, and partitions here are dates; use day or month"
-                    .into())
-            }
-            other => Err(format!("unknown granularity `{other}`; expected day or month")),
+            other => Err(format!("unknown granularity `{other}`; expected hour, day or month")),
         }
     }
 }
 
-/// A date range over one column of the source, cut into chunks: `[from, to]`, both inclusive.
+/// A date range over one column of the source, cut into chunks: the days `[from, to]`, both
+/// inclusive.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeScope {
-    /// The source's date column; `None`: its only partition column.
+    /// The source's date partition column, or a date or timestamp data column (an event time:
+    /// files chosen by their statistics, rows filtered); `None`: the only partition column.
     pub column: Option<String>,
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -57,17 +58,19 @@ impl RangeScope {
         Ok(RangeScope { column, from, to, by })
     }
 
-    /// The chunks' half-open ranges `[start, end)`, covering `[from, to]` exactly.
-    pub fn slices(&self) -> Vec<(NaiveDate, NaiveDate)> {
-        let end = self.to.succ_opt().unwrap_or(self.to);
+    /// The chunks' half-open ranges `[start, end)`, covering the days `[from, to]` exactly.
+    pub fn slices(&self) -> Vec<(NaiveDateTime, NaiveDateTime)> {
+        let midnight = |d: NaiveDate| d.and_time(NaiveTime::MIN);
+        let end = midnight(self.to.succ_opt().unwrap_or(self.to));
         let mut out = Vec::new();
-        let mut start = self.from;
+        let mut start = midnight(self.from);
         while start < end {
             let next = match self.by {
-                Granularity::Day => start.succ_opt().unwrap_or(end),
+                Granularity::Hour => start + chrono::Duration::hours(1),
+                Granularity::Day => start + chrono::Duration::days(1),
                 Granularity::Month => {
-                    let first = NaiveDate::from_ymd_opt(start.year(), start.month(), 1).unwrap_or(start);
-                    first.checked_add_months(Months::new(1)).unwrap_or(end)
+                    let first = NaiveDate::from_ymd_opt(start.year(), start.month(), 1).unwrap_or(start.date());
+                    first.checked_add_months(Months::new(1)).map_or(end, midnight)
                 }
             };
             out.push((start, next.min(end)));
@@ -80,9 +83,9 @@ impl RangeScope {
 /// One planned slice of a source: what to read, and its estimated size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SliceChunk {
-    pub from: NaiveDate,
+    pub from: NaiveDateTime,
     /// Exclusive.
-    pub until: NaiveDate,
+    pub until: NaiveDateTime,
     pub files: usize,
     /// From the Delta log's file statistics (`numRecords`), where the writer recorded them.
     pub estimated_rows: u64,
@@ -164,9 +167,26 @@ pub fn backfills_dir(checkpoint: &Checkpoint) -> Checkpoint {
     checkpoint.child("backfills")
 }
 
-/// The chunk's range as people read it: `2024-01-01` for a day, `2024-01-01..2024-02-01`.
-pub fn describe_range(from: NaiveDate, until: NaiveDate) -> String {
-    if from.succ_opt() == Some(until) { from.to_string() } else { format!("{from}..{until}") }
+impl SliceChunk {
+    /// The slice of `column` this chunk reads and replaces.
+    pub fn span(&self, column: &str) -> Span {
+        Span::new(column, self.from, self.until)
+    }
+}
+
+/// The chunk's range as people read it: `2024-01-01` for a day, `2024-01-01T05:00` for an hour,
+/// `2024-01-01..2024-02-01`.
+pub fn describe_range(from: NaiveDateTime, until: NaiveDateTime) -> String {
+    let text = |t: NaiveDateTime| {
+        if t.time() == NaiveTime::MIN { t.date().to_string() } else { t.format("%Y-%m-%dT%H:%M").to_string() }
+    };
+    if from.time() == NaiveTime::MIN && until == from + chrono::Duration::days(1) {
+        from.date().to_string()
+    } else if until == from + chrono::Duration::hours(1) {
+        from.format("%Y-%m-%dT%H:%M").to_string()
+    } else {
+        format!("{}..{}", text(from), text(until))
+    }
 }
 
 /// How a backfill runs.
@@ -297,7 +317,7 @@ impl Backfill<'_> {
             if committed[k] {
                 status.state = ChunkState::Done;
             }
-            let slice = sink.slice(&self.plan.column, &chunk.from.to_string(), &chunk.until.to_string(), None).await?;
+            let slice = sink.slice(&chunk.span(&self.plan.column), None).await?;
             out.push((status, slice.map_or(0, |s| s.removes.len())));
         }
         Ok(out)
@@ -380,10 +400,9 @@ impl Backfill<'_> {
     /// version; the source read up to that batch's end (all of the plan's version when the job
     /// has no stream); one commit replacing the slice, checked against commits since.
     async fn attempt(&self, k: usize, chunk: &SliceChunk) -> Result<crate::engine::BatchReport> {
-        let (from, until) = (chunk.from.to_string(), chunk.until.to_string());
-        let column = &self.plan.column;
+        let span = chunk.span(&self.plan.column);
         let stream = self.pipeline.stream_app_id().await?;
-        let slice = self.sink(k)?.slice(column, &from, &until, stream.as_deref()).await?;
+        let slice = self.sink(k)?.slice(&span, stream.as_deref()).await?;
         let read = match &stream {
             None => {
                 let mut source = self.pipeline.source.open_bounded(Some(self.plan.source_version)).await?;
@@ -397,23 +416,14 @@ impl Backfill<'_> {
                 };
                 tracing::info!(backfill = %self.plan.id, chunk = k, stream = %app_id, batch = ?batch, "reading the source up to the stream's last committed batch");
                 let mut source = self.pipeline.open_stream_source().await?.bounded_before(end.as_ref()).await?;
-                let last = chunk.until.pred_opt().unwrap_or(chunk.from);
-                let scope = RangeScope::new(Some(column.clone()), chunk.from, last, self.plan.scope.by)?;
-                let planned = source.plan_slices(&scope).await?;
-                let [slice_chunk] = planned.chunks.as_slice() else {
-                    return Err(Error::Internal(format!(
-                        "backfill {} chunk {k}: the slice {from}..{until} planned as {} chunks",
-                        self.plan.id,
-                        planned.chunks.len()
-                    )));
-                };
-                source.read_chunk(&slice_chunk.read).await?
+                let planned = source.plan_span(&span, self.plan.scope.by).await?;
+                source.read_chunk(&planned.read).await?
             }
         };
         let target = crate::location::table_url(&self.plan.target)?;
         let mut writer = self.pipeline.backfill_writer(target, &self.plan.app_id(k))?;
         let ctx = crate::BatchContext::new(crate::BatchId::FIRST, crate::Mode::Batch, self.plan.planned_at_ms);
-        let change = crate::sink::Slice::replace(slice, column, &from, &until);
+        let change = crate::sink::Slice::replace(slice, span);
         let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
         writer.settle().await;
         Ok(result?.0)
@@ -428,23 +438,37 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn t(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap()
+    }
+
     #[test]
     fn slices_cover_the_range_exactly() {
         let days = RangeScope::new(Some("date".into()), d("2024-01-30"), d("2024-02-02"), Granularity::Day).unwrap();
         assert_eq!(days.slices().len(), 4);
-        assert_eq!(days.slices()[3], (d("2024-02-02"), d("2024-02-03")));
+        assert_eq!(days.slices()[3], (t("2024-02-02 00:00"), t("2024-02-03 00:00")));
         let months =
             RangeScope::new(Some("date".into()), d("2024-01-15"), d("2024-03-31"), Granularity::Month).unwrap();
         assert_eq!(
             months.slices(),
             vec![
-                (d("2024-01-15"), d("2024-02-01")),
-                (d("2024-02-01"), d("2024-03-01")),
-                (d("2024-03-01"), d("2024-04-01"))
+                (t("2024-01-15 00:00"), t("2024-02-01 00:00")),
+                (t("2024-02-01 00:00"), t("2024-03-01 00:00")),
+                (t("2024-03-01 00:00"), t("2024-04-01 00:00"))
             ]
         );
+        let hours = RangeScope::new(Some("ts".into()), d("2024-03-02"), d("2024-03-02"), Granularity::Hour).unwrap();
+        assert_eq!(hours.slices().len(), 24);
+        assert_eq!(hours.slices()[23], (t("2024-03-02 23:00"), t("2024-03-03 00:00")));
         let e = RangeScope::new(Some("date".into()), d("2024-03-01"), d("2024-01-01"), Granularity::Day).unwrap_err();
         assert_eq!(e.to_string(), "--from 2024-03-01 is after --to 2024-01-01");
-        assert!("hour".parse::<Granularity>().unwrap_err().contains("use day or month"));
+        assert!("week".parse::<Granularity>().unwrap_err().contains("expected hour, day or month"));
+    }
+
+    #[test]
+    fn ranges_read_as_people_write_them() {
+        assert_eq!(describe_range(t("2024-03-02 00:00"), t("2024-03-03 00:00")), "2024-03-02");
+        assert_eq!(describe_range(t("2024-03-02 05:00"), t("2024-03-02 06:00")), "2024-03-02T05:00");
+        assert_eq!(describe_range(t("2024-01-15 00:00"), t("2024-02-01 00:00")), "2024-01-15..2024-02-01");
     }
 }

@@ -134,6 +134,18 @@ pub trait BoundedSource: Send {
                 .into(),
         ))
     }
+
+    /// The chunk reading `span` alone, as [`BoundedSource::plan_slices`] would plan it (`by`: the
+    /// plan's granularity, checked against the column's type): a chunk re-planned on the source
+    /// as a live stream had read it.
+    async fn plan_span(
+        &mut self,
+        span: &crate::table_files::Span,
+        by: crate::backfill::Granularity,
+    ) -> Result<crate::backfill::SliceChunk> {
+        let _ = (span, by);
+        Err(crate::Error::Unsupported("planning a backfill by date range needs a Delta source".into()))
+    }
 }
 
 /// Opens a configured input either as a stream or as a bounded input.

@@ -38,6 +38,7 @@ pub mod location;
 pub mod pipeline;
 pub mod reconcile;
 pub mod sink;
+pub mod table_files;
 pub mod transform;
 pub mod watermark;
 

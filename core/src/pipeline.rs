@@ -327,7 +327,7 @@ impl Pipeline {
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         );
         let plan = BackfillPlan {
-            v: 1,
+            v: 2,
             id: id.clone(),
             job: self.name.clone(),
             source: self.source.describe(),

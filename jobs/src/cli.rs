@@ -190,12 +190,18 @@ pub struct BatchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BackfillCommand {
-    /// Plan a backfill: one chunk per day (or month) of the source's date partition column that
-    /// holds data, with estimated rows and bytes from the Delta log; recorded under the job's
-    /// checkpoint with a new backfill id. Nothing is recorded for a refused plan.
+    /// Plan a backfill: one chunk per hour, day or month that holds data, over the source's date
+    /// partition column or (--on) an event-time column, with estimated rows and bytes from the
+    /// Delta log's file statistics; recorded under the job's checkpoint with a new backfill id.
+    /// Nothing is recorded for a refused plan.
     #[command(after_help = "Examples:
   tidewater backfill plan silver.toml --from 2024-01-01 --to 2024-03-31
-  tidewater backfill plan silver.toml --from 2024-01-01 --to 2024-12-31 --by month --on date")]
+  tidewater backfill plan silver.toml --from 2024-01-01 --to 2024-12-31 --by month --on date
+  tidewater backfill plan silver.toml --from 2024-03-02 --to 2024-03-02 --by hour --on event_time
+
+Over a partition column a chunk replaces whole partitions of the sink table; over a data column
+(an event time) it rewrites the sink's files that may hold rows of its range, keeping their other
+rows.")]
     Plan(BackfillPlanArgs),
     /// Run a backfill's chunks that the sink table does not record yet (the latest plan unless
     /// --id): killed and run again, it resumes; a finished one writes nothing.
@@ -225,10 +231,11 @@ pub struct BackfillPlanArgs {
     /// Last day of the range (YYYY-MM-DD), inclusive.
     #[arg(long, value_name = "DATE", required_unless_present_any = ["versions", "files"])]
     pub to: Option<String>,
-    /// Chunk size.
+    /// Chunk size: hour (a timestamp column), day or month.
     #[arg(long, value_name = "UNIT", default_value = "day")]
     pub by: String,
-    /// The source's date column to plan over (default: its only partition column).
+    /// The column to plan over: a date partition column, or a date or timestamp column of the
+    /// source and the sink (default: the source's only partition column).
     #[arg(long, value_name = "COLUMN")]
     pub on: Option<String>,
     /// Plan over a commit range of a Delta source, such as 10..250 (not available yet).

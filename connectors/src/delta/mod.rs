@@ -4,19 +4,17 @@
 //! the table schema.
 
 use async_trait::async_trait;
+use chrono::NaiveDateTime;
 use deltalake::DeltaTable;
-use object_store::ObjectStoreExt as _;
-use object_store::path::Path;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
-use std::io::Cursor;
-use std::sync::Arc;
-use tidewater_core::backfill::{RangeScope, SliceChunk, SlicePlan};
-use tidewater_core::bridge::polars_dtype;
+use std::collections::HashSet;
+use tidewater_core::backfill::{Granularity, RangeScope, SliceChunk, SlicePlan, describe_range};
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
+pub(crate) use tidewater_core::table_files::{DataFile, FileReader, PartitionMap};
+use tidewater_core::table_files::{Span, column_bounds, moment};
 use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
 
 mod stream;
@@ -169,115 +167,6 @@ impl SourceProvider for DeltaSourceProvider {
     }
 }
 
-/// A partition value (text in the log) as a typed literal.
-fn partition_value(text: String, dtype: &DataType) -> Expr {
-    let exact = |format: &str| StrptimeOptions { format: Some(format.into()), strict: true, exact: true, cache: false };
-    match dtype {
-        DataType::Date => lit(text).str().to_date(exact("%Y-%m-%d")),
-        DataType::Datetime(unit, tz) => lit(text).str().to_datetime(
-            Some(*unit),
-            tz.clone(),
-            StrptimeOptions { strict: true, ..Default::default() },
-            lit("raise"),
-        ),
-        other => lit(text).cast(other.clone()),
-    }
-}
-
-/// Reads a table's data files as Polars frames in the table's schema, partition values from
-/// the log; shared by the snapshot and the stream.
-#[derive(Clone)]
-pub(crate) struct FileReader {
-    store: Arc<dyn object_store::ObjectStore>,
-    schema: Schema,
-    partition_columns: Vec<String>,
-    describe: String,
-}
-
-impl FileReader {
-    pub(crate) fn of(table: &DeltaTable, describe: &str) -> Result<Self> {
-        let state = table.snapshot().map_err(Error::delta(table.table_url(), "snapshot"))?;
-        let mut schema = Schema::default();
-        for field in state.snapshot().arrow_schema().fields() {
-            schema.insert(field.name().as_str().into(), polars_dtype(field)?);
-        }
-        Ok(FileReader {
-            store: table.object_store(),
-            schema,
-            partition_columns: state.metadata().partition_columns().to_vec(),
-            describe: describe.to_string(),
-        })
-    }
-
-    fn err(&self, problem: impl std::fmt::Display) -> Error {
-        Error::Source { source_name: self.describe.clone(), problem: problem.to_string() }
-    }
-
-    pub(crate) fn empty_frame(&self) -> DataFrame {
-        DataFrame::empty_with_schema(&self.schema)
-    }
-
-    /// Reads `files`, two fetched and decoded at a time (one per core of the machine kind this
-    /// runs on); the rows come back in the order of `files`. A file the log names but the store
-    /// no longer holds (vacuumed) is a [`Error::DataLoss`].
-    pub(crate) async fn read(&self, files: &[DataFile]) -> Result<SourceBatch> {
-        use futures::{StreamExt as _, TryStreamExt as _};
-        let read = |file: &DataFile| {
-            let (store, schema, partition_columns) =
-                (self.store.clone(), self.schema.clone(), self.partition_columns.clone());
-            let (path, values) = (file.path.clone(), file.partition_values.clone());
-            async move {
-                let location = Path::from_url_path(&path).map_err(|e| self.err(format!("{path}: {e}")))?;
-                let fetched = match store.get(&location).await {
-                    Ok(fetched) => fetched,
-                    Err(object_store::Error::NotFound { .. }) => {
-                        return Err(Error::DataLoss {
-                            source_name: self.describe.clone(),
-                            problem: format!(
-                                "data file {path}, which the table's log lists, is gone (removed by VACUUM?); its rows cannot be read"
-                            ),
-                        });
-                    }
-                    Err(e) => return Err(self.err(format!("{path}: {e}"))),
-                };
-                let bytes = fetched.bytes().await.map_err(|e| self.err(format!("{path}: {e}")))?;
-                let what = format!("{}: {path}", self.describe);
-                tidewater_core::compute::blocking("reading a Delta data file", move || {
-                    let polars = |e: PolarsError| Error::Source { source_name: what.clone(), problem: e.to_string() };
-                    let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars)?;
-                    let columns: Vec<Expr> = schema
-                        .iter()
-                        .map(|(name, dtype)| {
-                            if partition_columns.iter().any(|p| p == name.as_str()) {
-                                // Partition values live in the log, as text, typed by the table schema.
-                                match values.get(name.as_str()).cloned().flatten() {
-                                    Some(v) => partition_value(v, dtype).alias(name.clone()),
-                                    None => lit(NULL).cast(dtype.clone()).alias(name.clone()),
-                                }
-                            } else if df.schema().contains(name) {
-                                col(name.clone()).cast(dtype.clone())
-                            } else {
-                                // A column added to the table after this file was written.
-                                lit(NULL).cast(dtype.clone()).alias(name.clone())
-                            }
-                        })
-                        .collect();
-                    df.lazy().select(columns).collect().map_err(polars)
-                })
-                .await
-            }
-        };
-        let frames: Vec<DataFrame> = futures::stream::iter(files).map(read).buffered(2).try_collect().await?;
-        let mut rows = self.empty_frame();
-        let mut input_records = 0u64;
-        for df in frames {
-            input_records += df.height() as u64;
-            rows.vstack_mut_owned(df).map_err(|e| self.err(format!("stacking data files: {e}")))?;
-        }
-        Ok(SourceBatch { rows, rejected: Vec::new(), input_records })
-    }
-}
-
 pub(crate) struct DeltaSnapshotSource {
     table: DeltaTable,
     describe: String,
@@ -287,25 +176,32 @@ pub(crate) struct DeltaSnapshotSource {
     beyond_cut: HashSet<String>,
 }
 
-/// A data file with its date partition value and the rows its log entry records.
-type DatedFile = (chrono::NaiveDate, DataFile, u64);
+/// A data file as a backfill's column slices it: the least and greatest value of the column in
+/// it (its partition value, or its statistics; `None`: no statistics, so it is in every slice),
+/// and the rows its log entry records.
+struct SlicedFile {
+    bounds: Option<(NaiveDateTime, NaiveDateTime)>,
+    file: DataFile,
+    rows: u64,
+}
 
-/// A data file's partition values, as `add.partitionValues` holds them.
-pub(crate) type PartitionMap = HashMap<String, Option<String>>;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct DataFile {
-    pub(crate) path: String,
-    pub(crate) partition_values: HashMap<String, Option<String>>,
-    /// Bytes, as the Delta log records them.
-    #[serde(default)]
-    pub(crate) size: u64,
+/// A table's files as a backfill's column slices them.
+struct Sliced {
+    column: String,
+    /// A data column: the files are chosen by their statistics and their rows filtered. A
+    /// partition column: whole files are in or out.
+    by_rows: bool,
+    /// In order of their least value, then path.
+    files: Vec<SlicedFile>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotChunk {
     version: u64,
     files: Vec<DataFile>,
+    /// Only the files' rows in this span (a backfill's slice by a data column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rows: Option<Span>,
 }
 
 impl DeltaSnapshotSource {
@@ -338,7 +234,7 @@ impl DeltaSnapshotSource {
 
     /// The table's schema as Polars types.
     pub(crate) fn polars_schema(&self) -> Result<Schema> {
-        Ok(self.reader()?.schema)
+        Ok(self.reader()?.schema().clone())
     }
 
     /// Reads data files of this snapshot, with their partition values, in the table's schema.
@@ -385,48 +281,87 @@ impl DeltaSnapshotSource {
             .collect())
     }
 
-    /// The date partition column a backfill plans over (`asked`, or the only partition column)
-    /// and every data file's date, file and recorded rows, in date and path order.
-    fn dated_files(&self, asked: Option<&str>) -> Result<(String, Vec<DatedFile>)> {
+    /// The column a backfill plans over (`asked`: a partition column, or a date or timestamp
+    /// data column; `None`: the only partition column) and every data file as it slices them.
+    fn sliced_files(&self, asked: Option<&str>, by: Granularity) -> Result<Sliced> {
         let partitions = self.partition_by()?;
+        let schema = self.polars_schema()?;
         let column = match (asked, partitions.as_slice()) {
             (Some(column), _) => column.to_string(),
             (None, [only]) => only.clone(),
             (None, _) => {
                 return Err(Error::Unsupported(format!(
-                    "{}: the table is partitioned by [{}]: say which date column to plan over with --on COLUMN",
+                    "{}: the table is partitioned by [{}]: say which date or timestamp column to plan over with --on COLUMN",
                     self.describe,
                     partitions.join(", ")
                 )));
             }
         };
-        if !partitions.contains(&column) {
-            let columns: Vec<String> = self.polars_schema()?.iter_names().map(|n| n.to_string()).collect();
-            let problem = if columns.contains(&column) {
-                format!(
-                    "`{column}` is not a partition column of the table (partitioned by [{}]); a backfill plans over a date partition column",
-                    partitions.join(", ")
-                )
-            } else {
-                format!("`{column}` is not a column of the table (columns: {})", columns.join(", "))
-            };
-            return Err(Error::Unsupported(format!("{}: {problem}", self.describe)));
+        let Some(dtype) = schema.get(&column) else {
+            let columns: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+            return Err(Error::Unsupported(format!(
+                "{}: `{column}` is not a column of the table (columns: {})",
+                self.describe,
+                columns.join(", ")
+            )));
+        };
+        let by_rows = !partitions.contains(&column);
+        if by_rows && !matches!(dtype, DataType::Date | DataType::Datetime(..)) {
+            return Err(Error::Unsupported(format!(
+                "{}: `{column}` is of type {dtype}: a backfill plans over a date partition column or a date or timestamp column",
+                self.describe
+            )));
+        }
+        if by == Granularity::Hour && !matches!(dtype, DataType::Datetime(..)) {
+            return Err(Error::Unsupported(format!(
+                "{}: --by hour: `{column}` holds dates; plan by hour over a timestamp column with --on COLUMN",
+                self.describe
+            )));
         }
         let state = self.state()?;
-        // (date, file, rows) of every data file, from the log.
-        let mut dated: Vec<(chrono::NaiveDate, DataFile, u64)> = Vec::new();
+        let mut files = Vec::new();
         for f in state.snapshot().log_data().iter().filter(|f| !self.beyond_cut.contains(f.path().as_ref())) {
             let values = f.partition_values_map();
-            let Some(text) = values.get(&column).cloned().flatten() else { continue };
-            let date: chrono::NaiveDate = text
-                .parse()
-                .map_err(|_| self.err(format!("partition value `{text}` of `{column}` is not a date (YYYY-MM-DD)")))?;
+            let bounds = if by_rows {
+                column_bounds(&f, &column)
+            } else {
+                let Some(text) = values.get(&column).cloned().flatten() else { continue };
+                let value = moment(&text).ok_or_else(|| {
+                    self.err(format!("partition value `{text}` of `{column}` is not a date (YYYY-MM-DD)"))
+                })?;
+                Some((value, value))
+            };
             let rows = f.num_records().unwrap_or(0) as u64;
             let size = u64::try_from(f.size()).unwrap_or_default();
-            dated.push((date, DataFile { path: f.path().into_owned(), partition_values: values, size }, rows));
+            let file = DataFile { path: f.path().into_owned(), partition_values: values, size };
+            files.push(SlicedFile { bounds, file, rows });
         }
-        dated.sort_by(|a, b| (a.0, &a.1.path).cmp(&(b.0, &b.1.path)));
-        Ok((column, dated))
+        files.sort_by(|a, b| (a.bounds.map(|b| b.0), &a.file.path).cmp(&(b.bounds.map(|b| b.0), &b.file.path)));
+        Ok(Sliced { column, by_rows, files })
+    }
+
+    /// The chunk reading `span` of `sliced`: the files that may hold its rows, and for a data
+    /// column only their rows in it.
+    fn chunk_of(&self, sliced: &Sliced, span: Span) -> Result<SliceChunk> {
+        let files: Vec<&SlicedFile> =
+            sliced.files.iter().filter(|f| f.bounds.is_none_or(|(min, max)| span.overlaps(min, max))).collect();
+        let describe = format!("{} {}", span.column, describe_range(span.from, span.until));
+        let spec = SnapshotChunk {
+            version: self.version(),
+            files: files.iter().map(|f| f.file.clone()).collect(),
+            rows: sliced.by_rows.then(|| span.clone()),
+        };
+        Ok(SliceChunk {
+            from: span.from,
+            until: span.until,
+            files: files.len(),
+            estimated_rows: files.iter().map(|f| f.rows).sum(),
+            estimated_bytes: files.iter().map(|f| f.file.size).sum(),
+            read: Chunk {
+                describe,
+                spec: serde_json::to_value(spec).map_err(|e| Error::Internal(format!("chunk spec: {e}")))?,
+            },
+        })
     }
 
     pub(crate) fn partition_by(&self) -> Result<Vec<String>> {
@@ -459,7 +394,7 @@ impl BoundedSource for DeltaSnapshotSource {
             let group: Vec<DataFile> = rest.by_ref().take(self.files_per_chunk).collect();
             let describe = format!("version {version}, files {first}..{} of {total}", first + group.len());
             first += group.len();
-            let spec = serde_json::to_value(SnapshotChunk { version, files: group })
+            let spec = serde_json::to_value(SnapshotChunk { version, files: group, rows: None })
                 .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
             chunks.push(Chunk { describe, spec });
         }
@@ -469,37 +404,51 @@ impl BoundedSource for DeltaSnapshotSource {
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
         let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
             .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
-        self.read_files(&chunk.files).await
+        let mut read = self.read_files(&chunk.files).await?;
+        if let Some(span) = &chunk.rows {
+            let dtype = read.rows.schema().get(&span.column).cloned().unwrap_or(DataType::Null);
+            let in_span = span.rows(&dtype)?;
+            read.rows = read.rows.lazy().filter(in_span).collect().map_err(Error::polars(format!(
+                "{}: the rows of {}",
+                self.describe,
+                span.predicate()
+            )))?;
+            read.input_records = read.rows.height() as u64;
+        }
+        Ok(read)
     }
 
     async fn date_range(
         &mut self,
         column: Option<&str>,
     ) -> Result<Option<(String, chrono::NaiveDate, chrono::NaiveDate)>> {
-        let (column, dated) = self.dated_files(column)?;
-        Ok(dated.first().zip(dated.last()).map(|(first, last)| (column.clone(), first.0, last.0)))
+        let sliced = self.sliced_files(column, Granularity::Day)?;
+        let mut bounds = Vec::new();
+        for f in &sliced.files {
+            bounds.push(f.bounds.ok_or_else(|| {
+                self.err(format!(
+                    "data file {} has no statistics for `{}`: its dates are unknown, so say which with --from and --to",
+                    f.file.path, sliced.column
+                ))
+            })?);
+        }
+        let first = bounds.iter().map(|b| b.0).min();
+        let last = bounds.iter().map(|b| b.1).max();
+        Ok(first.zip(last).map(|(first, last)| (sliced.column.clone(), first.date(), last.date())))
     }
 
     async fn plan_slices(&mut self, scope: &RangeScope) -> Result<SlicePlan> {
-        let (column, dated) = self.dated_files(scope.column.as_deref())?;
-        let version = self.version();
-        let mut chunks = Vec::new();
-        for (from, until) in scope.slices() {
-            let files: Vec<&(chrono::NaiveDate, DataFile, u64)> =
-                dated.iter().filter(|(d, _, _)| *d >= from && *d < until).collect();
-            let spec = SnapshotChunk { version, files: files.iter().map(|(_, f, _)| f.clone()).collect() };
-            chunks.push(SliceChunk {
-                from,
-                until,
-                files: files.len(),
-                estimated_rows: files.iter().map(|(_, _, r)| r).sum(),
-                estimated_bytes: files.iter().map(|(_, f, _)| f.size).sum(),
-                read: Chunk {
-                    describe: format!("{column} {}", tidewater_core::backfill::describe_range(from, until)),
-                    spec: serde_json::to_value(spec).map_err(|e| Error::Internal(format!("chunk spec: {e}")))?,
-                },
-            });
-        }
-        Ok(SlicePlan { version, column, chunks })
+        let sliced = self.sliced_files(scope.column.as_deref(), scope.by)?;
+        let chunks = scope
+            .slices()
+            .into_iter()
+            .map(|(from, until)| self.chunk_of(&sliced, Span::new(&sliced.column, from, until)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SlicePlan { version: self.version(), column: sliced.column, chunks })
+    }
+
+    async fn plan_span(&mut self, span: &Span, by: Granularity) -> Result<SliceChunk> {
+        let sliced = self.sliced_files(Some(&span.column), by)?;
+        self.chunk_of(&sliced, span.clone())
     }
 }

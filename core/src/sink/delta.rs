@@ -26,6 +26,7 @@ use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
 use crate::reconcile::fingerprint;
+use crate::table_files::{DataFile, Span};
 use async_trait::async_trait;
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
@@ -38,7 +39,7 @@ use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::table::state::DeltaTableState;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use polars::prelude::DataFrame;
+use polars::prelude::{DataFrame, DataType, Expr, IntoLazy as _, NULL, col, lit};
 use std::collections::BTreeMap;
 use url::Url;
 
@@ -358,15 +359,15 @@ pub enum Change {
     /// snapshot, so Delta's conflict check sees any commit since that touched them (a repair, a
     /// backfill chunk's slice).
     /// `read_version` is `None` when the table did not exist yet (nothing to remove).
-    Replace { removes: Vec<Remove>, predicate: String, read_version: Option<u64>, within: Option<Bounds> },
-}
-
-/// The partition range a replacing commit's new files must fall in: `column` in `[from, until)`.
-#[derive(Clone, Debug)]
-pub struct Bounds {
-    pub column: String,
-    pub from: String,
-    pub until: String,
+    /// With `within`, every new row must be in that span; the rows of the `rewrite` files (among
+    /// the removed) outside it are written again (copy-on-write of a slice by a data column).
+    Replace {
+        removes: Vec<Remove>,
+        predicate: String,
+        read_version: Option<u64>,
+        within: Option<Span>,
+        rewrite: Vec<DataFile>,
+    },
 }
 
 impl Change {
@@ -378,27 +379,27 @@ impl Change {
     }
 }
 
-/// A date slice of a table as one version holds it (see [`DeltaSink::slice`]).
+/// A span of a table as one version holds it (see [`DeltaSink::slice`]).
 #[derive(Clone, Debug)]
 pub struct Slice {
     pub version: u64,
-    /// Removes of the slice's files.
+    /// Removes of the files that may hold rows of the span.
     pub removes: Vec<Remove>,
+    /// Those of them whose other rows must be written again: all of them for a span of a data
+    /// column, none for a partition column.
+    pub rewrite: Vec<DataFile>,
     /// The txn version the asked-for app id has at `version`.
     pub recorded: Option<i64>,
 }
 
 impl Slice {
-    /// The change replacing `slice` (`None`: the table does not exist yet): its removes, checked
-    /// against commits since its version, and new files only within `[from, until)`.
-    pub fn replace(slice: Option<Slice>, column: &str, from: &str, until: &str) -> Change {
-        let (removes, read_version) = slice.map_or((Vec::new(), None), |s| (s.removes, Some(s.version)));
-        Change::Replace {
-            removes,
-            predicate: format!("{column} >= '{from}' AND {column} < '{until}'"),
-            read_version,
-            within: Some(Bounds { column: column.into(), from: from.into(), until: until.into() }),
-        }
+    /// The change replacing `span` as `slice` holds it (`None`: the table does not exist yet):
+    /// its removes, checked against commits since its version, its files' other rows kept, and
+    /// new rows only within the span.
+    pub fn replace(slice: Option<Slice>, span: Span) -> Change {
+        let (removes, rewrite, read_version) =
+            slice.map_or((Vec::new(), Vec::new(), None), |s| (s.removes, s.rewrite, Some(s.version)));
+        Change::Replace { removes, predicate: span.predicate(), read_version, within: Some(span), rewrite }
     }
 }
 
@@ -438,42 +439,40 @@ impl DeltaSink {
         Ok(out)
     }
 
-    /// The files whose partition value of `column` is in `[from, until)` (ISO dates) in the
-    /// table's latest version, and what `app_id` has committed there (one snapshot: a stream's
+    /// The files that may hold rows of `span` in the table's latest version (by partition value
+    /// when the table is partitioned by its column, else by the files' statistics, files
+    /// without them included), and what `app_id` has committed there (one snapshot: a stream's
     /// files beside a backfill are exactly those of its batches up to `recorded`). `None` when
-    /// the table does not exist yet; an error if it is not partitioned by `column`.
-    pub async fn slice(
-        &mut self,
-        column: &str,
-        from: &str,
-        until: &str,
-        app_id: Option<&str>,
-    ) -> Result<Option<Slice>> {
+    /// the table does not exist yet.
+    pub async fn slice(&mut self, span: &Span, app_id: Option<&str>) -> Result<Option<Slice>> {
         let url = self.url.clone();
         let Some(table) = self.refreshed().await? else {
             return Ok(None);
         };
         let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
-        let partitions = snapshot.metadata().partition_columns();
-        if !partitions.iter().any(|p| p == column) {
+        let by_partition = snapshot.metadata().partition_columns().contains(&span.column);
+        if !by_partition && snapshot.schema().field(&span.column).is_none() {
             return Err(Error::Unsupported(format!(
-                "table {url}: a backfill replaces its slice by partition, and the table is partitioned by [{}], not by `{column}`",
-                partitions.join(", ")
+                "table {url}: a backfill replaces the rows of `{}`, and the table has no such column",
+                span.column
             )));
         }
-        let removes = snapshot
-            .snapshot()
-            .log_data()
-            .iter()
-            .filter(|f| {
-                f.partition_values_map()
-                    .get(column)
-                    .cloned()
-                    .flatten()
-                    .is_some_and(|v| v.as_str() >= from && v.as_str() < until)
-            })
-            .map(|f| f.remove_action(true))
-            .collect();
+        let (mut removes, mut rewrite) = (Vec::new(), Vec::new());
+        for f in snapshot.snapshot().log_data().iter() {
+            let values = f.partition_values_map();
+            let holds = if by_partition {
+                values.get(&span.column).cloned().flatten().and_then(|v| span.holds_partition_value(&v)) == Some(true)
+            } else {
+                crate::table_files::column_bounds(&f, &span.column).is_none_or(|(min, max)| span.overlaps(min, max))
+            };
+            if holds {
+                removes.push(f.remove_action(true));
+                if !by_partition {
+                    let size = u64::try_from(f.size()).unwrap_or_default();
+                    rewrite.push(DataFile { path: f.path().into_owned(), partition_values: values, size });
+                }
+            }
+        }
         let recorded = match app_id {
             Some(app_id) => snapshot
                 .transaction_version(table.log_store().as_ref(), app_id)
@@ -481,7 +480,70 @@ impl DeltaSink {
                 .map_err(Error::delta(&url, "read txn"))?,
             None => None,
         };
-        Ok(Some(Slice { version: snapshot.version(), removes, recorded }))
+        Ok(Some(Slice { version: snapshot.version(), removes, rewrite, recorded }))
+    }
+
+    /// `rows` after checking that each is in `span`, with the rows of `rewrite` outside it.
+    async fn with_kept_rows(
+        &self,
+        rows: DataFrame,
+        span: &Span,
+        rewrite: &[DataFile],
+        range: &str,
+    ) -> Result<DataFrame> {
+        let Some(dtype) = rows.schema().get(&span.column).cloned() else {
+            return Err(Error::Unsupported(format!(
+                "table {}: {range} has no column `{}`, which the backfill slices by",
+                self.url, span.column
+            )));
+        };
+        let in_span = span.rows(&dtype)?;
+        let outside = rows
+            .clone()
+            .lazy()
+            .filter(in_span.clone().not())
+            .select([col(span.column.as_str())])
+            .limit(1)
+            .collect()
+            .map_err(Error::polars("checking the rows' span"))?;
+        if outside.height() > 0 {
+            let value = outside.column(&span.column).ok().and_then(|c| c.get(0).ok()).map(|v| v.to_string());
+            return Err(Error::Unsupported(format!(
+                "table {}: {range} writes a row with {} = {}, outside the slice {} it replaces; a backfill's transform must keep the value of the column the plan is over",
+                self.url,
+                span.column,
+                value.unwrap_or_default(),
+                span.predicate()
+            )));
+        }
+        if rewrite.is_empty() {
+            return Ok(rows);
+        }
+        let table = self.table.as_ref().ok_or_else(|| Error::Internal("table not open".into()))?;
+        let reader = crate::table_files::FileReader::of(table, &format!("table {}", self.url))?;
+        let kept = reader.read(rewrite).await?.rows;
+        let kept_dtype = kept.schema().get(&span.column).cloned().unwrap_or(DataType::Null);
+        let columns: Vec<Expr> = rows
+            .schema()
+            .iter()
+            .map(|(name, dtype)| {
+                if kept.schema().contains(name) {
+                    col(name.clone()).cast(dtype.clone())
+                } else {
+                    lit(NULL).cast(dtype.clone()).alias(name.clone())
+                }
+            })
+            .collect();
+        let kept = kept
+            .lazy()
+            .filter(span.rows(&kept_dtype)?.not())
+            .select(columns)
+            .collect()
+            .map_err(Error::polars("keeping the rewritten files' other rows"))?;
+        tracing::info!(table = %self.url, files = rewrite.len(), kept = kept.height(), "rewriting the files of the slice with their rows outside it");
+        let mut rows = rows;
+        rows.vstack_mut_owned(kept).map_err(Error::polars("stacking the kept rows"))?;
+        Ok(rows)
     }
 
     async fn try_write_commit(
@@ -513,9 +575,9 @@ impl DeltaSink {
             self.recorded = Some(Some(recorded));
             return Ok(SinkCommit::Skipped { recorded });
         }
-        let (removes, within) = match change {
-            Change::Append => (Vec::new(), None),
-            Change::Replace { removes, read_version, within, .. } => {
+        let removes = match change {
+            Change::Append => Vec::new(),
+            Change::Replace { removes, read_version, within, rewrite, .. } => {
                 // Back to the snapshot the removes were chosen from (the txn check above read
                 // the latest): the conflict check covers every commit since.
                 let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
@@ -524,7 +586,10 @@ impl DeltaSink {
                 {
                     table.load_version(read_version).await.map_err(Error::delta(&self.url, "load the version read"))?;
                 }
-                (removes, within)
+                if let Some(span) = &within {
+                    rows = self.with_kept_rows(rows, span, &rewrite, range).await?;
+                }
+                removes
             }
         };
         let fingerprints = self.start_fingerprints(&rows);
@@ -565,20 +630,6 @@ impl DeltaSink {
         let mut adds = writer.flush().await.map_err(commit_err)?;
         if let Some(fingerprints) = fingerprints {
             tag_fingerprints(&mut adds, fingerprints.await);
-        }
-        if let Some(b) = &within
-            && let Some(add) = adds.iter().find(|a| {
-                a.partition_values.get(&b.column).cloned().flatten().is_none_or(|v| v < b.from || v >= b.until)
-            })
-        {
-            return Err(Error::Unsupported(format!(
-                "table {}: {range} writes a file with {} = {:?}, outside the slice [{}, {}) it replaces; a backfill's transform must keep the value of the column the plan is over",
-                self.url,
-                b.column,
-                add.partition_values.get(&b.column).cloned().flatten(),
-                b.from,
-                b.until
-            )));
         }
         let files = adds.len() as u64;
         pass(&self.hook, CrashPoint::AfterDataFiles, id);

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use table_tests::{Row, assert_txn_unique, events, read_log, read_rows};
+use table_tests::{Row, assert_txn_unique, events, read_log, read_rows, rows_of_txn};
 
 /// The job `name` over `bronze` into `<dir>/<name>` (checkpoint `<dir>/<name>-checkpoint`):
 /// `factor` is the transform's multiplier; `source_keys` and `trailer` add to the file.
@@ -134,6 +134,112 @@ fn a_backfill_equals_the_recomputation_of_its_range_and_a_second_one_replaces_it
     assert_eq!(read_log(&gold).len(), versions, "a finished backfill commits nothing");
     let out = expect_exit(tidewater(&["backfill", "list", path(&second)]), 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "two backfills listed");
+}
+
+/// Bronze whose events on 2024-03-01 and 2024-03-02 are spread over every hour: landing files
+/// streamed into `<dir>/table`, partitioned by date. Returns it and each event's time by id.
+fn hourly_bronze(dir: &Path) -> (PathBuf, BTreeMap<String, String>) {
+    let landing = dir.join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(41);
+    let mut times = BTreeMap::new();
+    for f in 0..6 {
+        let mut text = String::new();
+        for i in 0..60 {
+            let id = format!("h-{f}-{i}");
+            let time = format!(
+                "2024-03-0{}T{:02}:{:02}:{:02}Z",
+                rng.random_range(1..=2),
+                rng.random_range(0..24),
+                rng.random_range(0..60),
+                rng.random_range(0..60)
+            );
+            let amount = rng.random_range(0..100) as f64 / 4.0;
+            text.push_str(&format!(
+                r#"{{"event_id":"{id}","user_id":{i},"event_time":"{time}","category":"c","amount":{amount}}}"#
+            ));
+            text.push('\n');
+            times.insert(id, time);
+        }
+        std::fs::write(landing.join(format!("h-{f:04}.json")), text).unwrap();
+    }
+    expect_exit(tidewater(&["run", path(&events::job(dir, &landing, 2)), "--trigger", "available-now"]), 0);
+    (dir.join("table"), times)
+}
+
+#[test]
+fn an_hourly_backfill_over_an_event_time_column_rewrites_those_hours_and_keeps_the_other_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bronze, times) = hourly_bronze(dir.path());
+    // Silver is not partitioned: each of its files, streamed two bronze files a batch, holds
+    // rows of both days and of every hour.
+    let silver_job = |factor: u32| {
+        let text = format!(
+            r#"name = "silver"
+checkpoint = "{dir}/silver-checkpoint"
+
+[source]
+kind = "delta"
+table = "{bronze}"
+max_files_per_trigger = 2
+
+[transform]
+sql = "SELECT event_id, event_time, amount * {factor} AS amount_x, {factor} AS factor, date FROM input"
+
+[sink]
+table = "{dir}/silver"
+key = ["event_id"]
+"#,
+            dir = dir.path().display(),
+            bronze = bronze.display()
+        );
+        let file = dir.path().join(format!("silver-{factor}.toml"));
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    let silver = dir.path().join("silver");
+    expect_exit(tidewater(&["run", path(&silver_job(2)), "--trigger", "available-now"]), 0);
+    let job = silver_job(3);
+    let out = expect_exit(
+        tidewater(&[
+            "backfill",
+            "plan",
+            path(&job),
+            "--on",
+            "event_time",
+            "--by",
+            "hour",
+            "--from",
+            "2024-03-02",
+            "--to",
+            "2024-03-02",
+            "--json",
+        ]),
+        0,
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chunks = plan["chunks"].as_array().unwrap();
+    assert!(chunks.len() > 12, "one chunk per hour holding data: {}", chunks.len());
+    assert_eq!(plan["column"], "event_time");
+    let out = expect_exit(tidewater(&["backfill", "run", path(&job), "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["chunks"].as_array().unwrap().len(), chunks.len(), "{report}");
+
+    // Every row once; those of 2024-03-02 recomputed with the new transform, the others kept.
+    let rows = read_rows(&silver);
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["event_id"].as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, times.keys().map(String::as_str).collect::<Vec<_>>(), "each bronze row exactly once");
+    for row in &rows {
+        let want = if times[&row["event_id"]].starts_with("2024-03-02") { "3" } else { "2" };
+        assert_eq!(row["factor"], want, "{row:?}");
+    }
+    // The first chunk rewrote files holding other hours' and the other day's rows: it removed
+    // them and wrote those rows again, unchanged, in its one commit.
+    let first = rows_of_txn(&silver, &format!("tidewater-backfill-{}-0", plan["id"].as_str().unwrap()), 0);
+    assert!(first.iter().any(|r| r["factor"] == "2" && r["date"] == "2024-03-01"), "kept rows rewritten");
+    assert!(first.iter().all(|r| r["factor"] == "2" || times[&r["event_id"]].starts_with("2024-03-02T00")));
+    assert_chunks_once(&silver, chunks.len());
 }
 
 #[test]
@@ -337,10 +443,10 @@ fn bad_plans_and_options_are_refused_naming_the_flag_and_nothing_is_recorded() {
         (&["--from", "2024-03-05", "--to", "2024-03-01"], "--from 2024-03-05 is after --to 2024-03-01"),
         (&["--from", "2024-13-01", "--to", "2024-03-01"], "--from 2024-13-01: expected a date as YYYY-MM-DD"),
         (&["--from", "2024-03-01", "--to", "2024-03-05", "--on", "colour"], "`colour` is not a column of the table"),
-        (&["--from", "2024-03-01", "--to", "2024-03-05", "--on", "amount"], "`amount` is not a partition column"),
+        (&["--from", "2024-03-01", "--to", "2024-03-05", "--on", "amount"], "`amount` is of type f64"),
         (&["--from", "2025-01-01", "--to", "2025-01-31"], "no data with date in 2025-01-01..=2025-01-31"),
         (&["--from", "2024-03-01", "--to", "2024-03-05", "--by", "week"], "--by week: unknown granularity"),
-        (&["--from", "2024-03-01", "--to", "2024-03-05", "--by", "hour"], "--by hour needs an hourly partition column"),
+        (&["--from", "2024-03-01", "--to", "2024-03-05", "--by", "hour"], "--by hour: `date` holds dates"),
     ];
     for (args, expected) in cases {
         let mut all = vec!["backfill", "plan", path(&job)];
@@ -384,7 +490,8 @@ fn bad_plans_and_options_are_refused_naming_the_flag_and_nothing_is_recorded() {
     let out = expect_exit(tidewater(&["backfill", "run", path(&shifted), "--id", &id]), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("chunk 0 (2024-03-01)") && stderr.contains("outside the slice [2024-03-01, 2024-03-02)"),
+        stderr.contains("chunk 0 (2024-03-01)")
+            && stderr.contains("outside the slice date >= '2024-03-01' AND date < '2024-03-02'"),
         "{stderr}"
     );
     let gold = dir.path().join("gold");

@@ -1,0 +1,255 @@
+//! A Delta table's data files, read as Polars frames in the table's schema: by the Delta source
+//! (snapshot and stream), the checker, and the sink when it rewrites files (a backfill's slice by a
+//! data column). Partition values come from the log, typed by the table schema.
+
+use crate::bridge::polars_dtype;
+use crate::{Error, Result, SourceBatch};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use deltalake::DeltaTable;
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+/// A data file's partition values, as `add.partitionValues` holds them.
+pub type PartitionMap = HashMap<String, Option<String>>;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataFile {
+    pub path: String,
+    pub partition_values: HashMap<String, Option<String>>,
+    /// Bytes, as the Delta log records them.
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// A partition value (text in the log) as a typed literal.
+fn partition_value(text: String, dtype: &DataType) -> Expr {
+    let exact = |format: &str| StrptimeOptions { format: Some(format.into()), strict: true, exact: true, cache: false };
+    match dtype {
+        DataType::Date => lit(text).str().to_date(exact("%Y-%m-%d")),
+        DataType::Datetime(unit, tz) => lit(text).str().to_datetime(
+            Some(*unit),
+            tz.clone(),
+            StrptimeOptions { strict: true, ..Default::default() },
+            lit("raise"),
+        ),
+        other => lit(text).cast(other.clone()),
+    }
+}
+
+/// Reads a table's data files as Polars frames in the table's schema, partition values from
+/// the log; shared by the snapshot and the stream.
+#[derive(Clone)]
+pub struct FileReader {
+    store: Arc<dyn object_store::ObjectStore>,
+    schema: Schema,
+    partition_columns: Vec<String>,
+    describe: String,
+}
+
+impl FileReader {
+    pub fn of(table: &DeltaTable, describe: &str) -> Result<Self> {
+        let state = table.snapshot().map_err(Error::delta(table.table_url(), "snapshot"))?;
+        let mut schema = Schema::default();
+        for field in state.snapshot().arrow_schema().fields() {
+            schema.insert(field.name().as_str().into(), polars_dtype(field)?);
+        }
+        Ok(FileReader {
+            store: table.object_store(),
+            schema,
+            partition_columns: state.metadata().partition_columns().to_vec(),
+            describe: describe.to_string(),
+        })
+    }
+
+    fn err(&self, problem: impl std::fmt::Display) -> Error {
+        Error::Source { source_name: self.describe.clone(), problem: problem.to_string() }
+    }
+
+    /// The table's schema as Polars types.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn empty_frame(&self) -> DataFrame {
+        DataFrame::empty_with_schema(&self.schema)
+    }
+
+    /// Reads `files`, two fetched and decoded at a time (one per core of the machine kind this
+    /// runs on); the rows come back in the order of `files`. A file the log names but the store
+    /// no longer holds (vacuumed) is a [`Error::DataLoss`].
+    pub async fn read(&self, files: &[DataFile]) -> Result<SourceBatch> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let read = |file: &DataFile| {
+            let (store, schema, partition_columns) =
+                (self.store.clone(), self.schema.clone(), self.partition_columns.clone());
+            let (path, values) = (file.path.clone(), file.partition_values.clone());
+            async move {
+                let location = Path::from_url_path(&path).map_err(|e| self.err(format!("{path}: {e}")))?;
+                let fetched = match store.get(&location).await {
+                    Ok(fetched) => fetched,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(Error::DataLoss {
+                            source_name: self.describe.clone(),
+                            problem: format!(
+                                "data file {path}, which the table's log lists, is gone (removed by VACUUM?); its rows cannot be read"
+                            ),
+                        });
+                    }
+                    Err(e) => return Err(self.err(format!("{path}: {e}"))),
+                };
+                let bytes = fetched.bytes().await.map_err(|e| self.err(format!("{path}: {e}")))?;
+                let what = format!("{}: {path}", self.describe);
+                crate::compute::blocking("reading a Delta data file", move || {
+                    let polars = |e: PolarsError| Error::Source { source_name: what.clone(), problem: e.to_string() };
+                    let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars)?;
+                    let columns: Vec<Expr> = schema
+                        .iter()
+                        .map(|(name, dtype)| {
+                            if partition_columns.iter().any(|p| p == name.as_str()) {
+                                // Partition values live in the log, as text, typed by the table schema.
+                                match values.get(name.as_str()).cloned().flatten() {
+                                    Some(v) => partition_value(v, dtype).alias(name.clone()),
+                                    None => lit(NULL).cast(dtype.clone()).alias(name.clone()),
+                                }
+                            } else if df.schema().contains(name) {
+                                col(name.clone()).cast(dtype.clone())
+                            } else {
+                                // A column added to the table after this file was written.
+                                lit(NULL).cast(dtype.clone()).alias(name.clone())
+                            }
+                        })
+                        .collect();
+                    df.lazy().select(columns).collect().map_err(polars)
+                })
+                .await
+            }
+        };
+        let frames: Vec<DataFrame> = futures::stream::iter(files).map(read).buffered(2).try_collect().await?;
+        let mut rows = self.empty_frame();
+        let mut input_records = 0u64;
+        for df in frames {
+            input_records += df.height() as u64;
+            rows.vstack_mut_owned(df).map_err(|e| self.err(format!("stacking data files: {e}")))?;
+        }
+        Ok(SourceBatch { rows, rejected: Vec::new(), input_records })
+    }
+}
+
+/// A slice of a table by one date or timestamp column: the rows with `column` in
+/// `[from, until)` (UTC for a timestamp), as a backfill chunk reads and replaces it. The column
+/// may be a partition column (whole files are in or out) or a data column (files are chosen by
+/// their statistics and their rows filtered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Span {
+    pub column: String,
+    pub from: NaiveDateTime,
+    pub until: NaiveDateTime,
+}
+
+impl Span {
+    pub fn new(column: impl Into<String>, from: NaiveDateTime, until: NaiveDateTime) -> Self {
+        Span { column: column.into(), from, until }
+    }
+
+    /// Whether the moment `value` is in the span.
+    pub fn contains(&self, value: NaiveDateTime) -> bool {
+        value >= self.from && value < self.until
+    }
+
+    /// Whether a file whose column holds values in `[min, max]` may hold rows of the span.
+    pub fn overlaps(&self, min: NaiveDateTime, max: NaiveDateTime) -> bool {
+        min < self.until && max >= self.from
+    }
+
+    /// Whether a partition value (the log's text: a date, or a timestamp) is in the span;
+    /// `None` when it is neither.
+    pub fn holds_partition_value(&self, text: &str) -> Option<bool> {
+        moment(text).map(|v| self.contains(v))
+    }
+
+    /// The span as a SQL predicate, for the commit's `operationParameters`.
+    pub fn predicate(&self) -> String {
+        let text = |t: NaiveDateTime| {
+            if t.time() == NaiveTime::MIN { t.date().to_string() } else { t.format("%Y-%m-%d %H:%M:%S").to_string() }
+        };
+        format!("{c} >= '{}' AND {c} < '{}'", text(self.from), text(self.until), c = self.column)
+    }
+
+    /// An expression true for the rows in the span, false otherwise (null values included), for a
+    /// column of type `dtype`; an error for a column that is neither a date nor a timestamp.
+    pub fn rows(&self, dtype: &DataType) -> Result<Expr> {
+        let column = col(self.column.as_str());
+        let (from, until) = match dtype {
+            DataType::Date => {
+                // A date is in the span when its midnight is.
+                let first_day = |t: NaiveDateTime| {
+                    let day = if t.time() == NaiveTime::MIN { t.date() } else { t.date() + chrono::Days::new(1) };
+                    lit((day - EPOCH).num_days() as i32).cast(DataType::Date)
+                };
+                (first_day(self.from), first_day(self.until))
+            }
+            DataType::Datetime(unit, tz) => {
+                let physical = |t: NaiveDateTime| {
+                    let t = t.and_utc();
+                    let value = match unit {
+                        TimeUnit::Milliseconds => t.timestamp_millis(),
+                        TimeUnit::Microseconds => t.timestamp_micros(),
+                        TimeUnit::Nanoseconds => t.timestamp_nanos_opt().unwrap_or(i64::MAX),
+                    };
+                    lit(value).cast(DataType::Datetime(*unit, tz.clone()))
+                };
+                (physical(self.from), physical(self.until))
+            }
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "`{}` is of type {other}: a backfill slices by a date or timestamp column",
+                    self.column
+                )));
+            }
+        };
+        Ok(column.clone().gt_eq(from).and(column.lt(until)).fill_null(lit(false)))
+    }
+}
+
+/// Day 0 of Delta's dates.
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+
+/// A partition value or a statistic as a moment: `2024-01-01` (midnight), or a timestamp as the
+/// Delta log writes them.
+pub fn moment(text: &str) -> Option<NaiveDateTime> {
+    if let Ok(date) = text.parse::<NaiveDate>() {
+        return Some(date.and_time(NaiveTime::MIN));
+    }
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), f).ok())
+        .or_else(|| chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.naive_utc()))
+}
+
+/// The least and greatest value of a date or timestamp `column` in a data file, from its
+/// statistics in the log; `None` when the writer recorded none for it.
+pub fn column_bounds(
+    file: &deltalake::kernel::LogicalFileView,
+    column: &str,
+) -> Option<(NaiveDateTime, NaiveDateTime)> {
+    use delta_kernel::expressions::Scalar;
+    let value = |stats: Option<Scalar>| -> Option<NaiveDateTime> {
+        let Some(Scalar::Struct(stats)) = stats else { return None };
+        let at = stats.fields().iter().position(|f| f.name() == column)?;
+        match &stats.values()[at] {
+            Scalar::Date(days) => {
+                EPOCH.checked_add_signed(chrono::Duration::days(i64::from(*days))).map(|d| d.and_time(NaiveTime::MIN))
+            }
+            Scalar::Timestamp(us) | Scalar::TimestampNtz(us) => {
+                chrono::DateTime::from_timestamp_micros(*us).map(|t| t.naive_utc())
+            }
+            _ => None,
+        }
+    };
+    Some((value(file.min_values())?, value(file.max_values())?))
+}
