@@ -24,7 +24,7 @@ use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
 use tidewater_core::reconcile::{
     DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
 };
-use tidewater_core::sink::{Change, DeltaSink, WriteKind};
+use tidewater_core::sink::{Change, DeltaSink, Within, WriteKind};
 use tidewater_core::{BatchId, Error, Result};
 
 /// The memory a join of rows takes, per byte those rows took to read: the join's output, the
@@ -523,13 +523,8 @@ impl Reconciler {
         let app_id = format!("tidewater-repair-{}", repair_key(&key));
         let mut sink = DeltaSink::new(target_url, app_id, WriteKind::Batch);
         let what = format!("replace where {predicate}");
-        let change = Change::Replace {
-            removes,
-            predicate,
-            read_version: Some(target.version()),
-            within: None,
-            rewrite: Vec::new(),
-        };
+        let change =
+            Change::Replace { removes, predicate, read_version: Some(target.version()), within: Within::Anything };
         let commit = sink.commit(BatchId::new(truth.version()), rows, &what, change).await?;
         report.committed_version = commit.version();
         report.after = Some(self.run().await?);

@@ -80,12 +80,65 @@ impl RangeScope {
     }
 }
 
-/// One planned slice of a source: what to read, and its estimated size.
+/// What a backfill reprocesses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Scope {
+    /// The days `[from, to]` of a date or timestamp column: each chunk replaces its slice.
+    Range(RangeScope),
+    /// The data files commits `from..=to` of a Delta source added.
+    Versions { from: u64, to: u64 },
+    /// Every file of the source at plan time (a landing directory's, a Delta snapshot's).
+    Files,
+}
+
+impl From<RangeScope> for Scope {
+    fn from(range: RangeScope) -> Self {
+        Scope::Range(range)
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Range(r) => {
+                let column = r.column.as_deref().unwrap_or("the partition column");
+                let by = match r.by {
+                    Granularity::Hour => "hour",
+                    Granularity::Day => "day",
+                    Granularity::Month => "month",
+                };
+                write!(f, "{column} {}..={} by {by}", r.from, r.to)
+            }
+            Scope::Versions { from, to } => write!(f, "versions {from}..={to}"),
+            Scope::Files => f.write_str("files"),
+        }
+    }
+}
+
+/// How a chunk's output goes into the sink table, in the chunk's one commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "columns", rename_all = "snake_case")]
+pub enum Writes {
+    /// It replaces the chunk's span ([`SliceChunk::span`]) of the table.
+    Slice,
+    /// It replaces the rows whose key (these sink key columns, also columns of the source) is
+    /// the key of one of the chunk's source rows: a commit range or files reprocessed into a
+    /// table that holds their earlier output.
+    Keys(Vec<String>),
+    /// It is appended: the table holds nothing of the source yet (`tidewater batch` into a new
+    /// table, or into the sink before the job's stream wrote there).
+    Append,
+}
+
+/// One planned chunk of a backfill: what to read, and its estimated size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SliceChunk {
-    pub from: NaiveDateTime,
-    /// Exclusive.
-    pub until: NaiveDateTime,
+    /// For people: `2024-03-02`, `2024-03-02T05:00`, `versions 10..=14, files 0..64 of 80`.
+    pub range: String,
+    /// The slice of the sink it replaces, in a range plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
     pub files: usize,
     /// From the Delta log's file statistics (`numRecords`), where the writer recorded them.
     pub estimated_rows: u64,
@@ -93,13 +146,21 @@ pub struct SliceChunk {
     pub read: Chunk,
 }
 
+impl SliceChunk {
+    /// The chunk over `span`.
+    pub fn over(span: Span, files: usize, estimated_rows: u64, estimated_bytes: u64, read: Chunk) -> Self {
+        let range = describe_range(span.from, span.until);
+        SliceChunk { range, span: Some(span), files, estimated_rows, estimated_bytes, read }
+    }
+}
+
 /// What a source planned for a backfill.
 #[derive(Clone, Debug)]
 pub struct SlicePlan {
-    /// The source version every chunk reads.
-    pub version: u64,
-    /// The column the slices are over (the scope's, or the source's partition column).
-    pub column: String,
+    /// The source version every chunk reads (`None`: the source has no versions).
+    pub version: Option<u64>,
+    /// The column a range plan is over (the scope's, or the source's partition column).
+    pub column: Option<String>,
     pub chunks: Vec<SliceChunk>,
 }
 
@@ -110,12 +171,12 @@ pub struct BackfillPlan {
     pub id: String,
     pub job: String,
     pub source: String,
-    /// The source table version every chunk reads.
-    pub source_version: u64,
+    /// The source table version every chunk reads (`None`: a source without versions).
+    pub source_version: Option<u64>,
     pub target: String,
-    /// The column the slices are over, in the source and in the sink table.
-    pub column: String,
-    pub scope: RangeScope,
+    /// What is reprocessed; a range's column is the one resolved at plan time.
+    pub scope: Scope,
+    pub writes: Writes,
     pub planned_at_ms: i64,
     pub chunks: Vec<SliceChunk>,
 }
@@ -165,13 +226,6 @@ pub struct ChunkStatus {
 /// Where a job's backfills live in its checkpoint.
 pub fn backfills_dir(checkpoint: &Checkpoint) -> Checkpoint {
     checkpoint.child("backfills")
-}
-
-impl SliceChunk {
-    /// The slice of `column` this chunk reads and replaces.
-    pub fn span(&self, column: &str) -> Span {
-        Span::new(column, self.from, self.until)
-    }
 }
 
 /// The chunk's range as people read it: `2024-01-01` for a day, `2024-01-01T05:00` for an hour,
@@ -286,7 +340,7 @@ impl Backfill<'_> {
     fn pending(&self, k: usize, chunk: &SliceChunk) -> ChunkStatus {
         ChunkStatus {
             chunk: k,
-            range: describe_range(chunk.from, chunk.until),
+            range: chunk.range.clone(),
             state: ChunkState::Pending,
             rows: None,
             duration_ms: None,
@@ -307,8 +361,10 @@ impl Backfill<'_> {
         Ok(self.dir.get_json::<serde_json::Value>("cancel").await?.is_some())
     }
 
-    /// What each chunk of this worker's share would read and replace; commits nothing.
-    pub async fn dry_run(&self, options: &RunOptions) -> Result<Vec<(ChunkStatus, usize)>> {
+    /// What each chunk of this worker's share would read and replace: its status and the sink
+    /// files it would remove now (`None`: found by key when it runs, or none: an append);
+    /// commits nothing.
+    pub async fn dry_run(&self, options: &RunOptions) -> Result<Vec<(ChunkStatus, Option<usize>)>> {
         let committed = self.committed().await?;
         let mut sink = self.sink(0)?;
         let mut out = Vec::new();
@@ -317,8 +373,11 @@ impl Backfill<'_> {
             if committed[k] {
                 status.state = ChunkState::Done;
             }
-            let slice = sink.slice(&chunk.span(&self.plan.column), None).await?;
-            out.push((status, slice.map_or(0, |s| s.removes.len())));
+            let removes = match &chunk.span {
+                Some(span) => Some(sink.slice(Some(span), None).await?.map_or(0, |s| s.removes.len())),
+                None => None,
+            };
+            out.push((status, removes));
         }
         Ok(out)
     }
@@ -400,12 +459,12 @@ impl Backfill<'_> {
     /// version; the source read up to that batch's end (all of the plan's version when the job
     /// has no stream); one commit replacing the slice, checked against commits since.
     async fn attempt(&self, k: usize, chunk: &SliceChunk) -> Result<crate::engine::BatchReport> {
-        let span = chunk.span(&self.plan.column);
+        let span = chunk.span.clone();
         let stream = self.pipeline.stream_app_id().await?;
-        let slice = self.sink(k)?.slice(&span, stream.as_deref()).await?;
+        let slice = self.sink(k)?.slice(span.as_ref(), stream.as_deref()).await?;
         let read = match &stream {
             None => {
-                let mut source = self.pipeline.source.open_bounded(Some(self.plan.source_version)).await?;
+                let mut source = self.pipeline.source.open_bounded(self.plan.source_version).await?;
                 source.read_chunk(&chunk.read).await?
             }
             Some(app_id) => {
@@ -416,18 +475,70 @@ impl Backfill<'_> {
                 };
                 tracing::info!(backfill = %self.plan.id, chunk = k, stream = %app_id, batch = ?batch, "reading the source up to the stream's last committed batch");
                 let mut source = self.pipeline.open_stream_source().await?.bounded_before(end.as_ref()).await?;
-                let planned = source.plan_span(&span, self.plan.scope.by).await?;
-                source.read_chunk(&planned.read).await?
+                let mut read = match (&span, &self.plan.scope) {
+                    (Some(span), Scope::Range(range)) => {
+                        let planned = source.plan_span(span, range.by).await?;
+                        source.read_chunk(&planned.read).await?
+                    }
+                    _ => source.read_chunk(&chunk.read).await?,
+                };
+                // The stream read every record before its cut, and quarantined the bad ones.
+                if !read.rejected.is_empty() {
+                    tracing::info!(backfill = %self.plan.id, chunk = k, records = read.rejected.len(), "invalid records the stream quarantined already: not quarantined again");
+                    read.input_records -= read.rejected.len() as u64;
+                    read.rejected.clear();
+                }
+                read
+            }
+        };
+        let change = match (&self.plan.writes, span) {
+            (Writes::Slice, Some(span)) => crate::sink::Slice::replace(slice, span),
+            (Writes::Keys(columns), _) => {
+                let keys = source_keys(&read.rows, columns, &self.pipeline.source.describe())?;
+                crate::sink::Change::Replace {
+                    removes: Vec::new(),
+                    predicate: format!("[{}] in the keys of {}", columns.join(", "), chunk.range),
+                    read_version: slice.map(|s| s.version),
+                    within: crate::sink::Within::Keys { columns: columns.clone(), keys },
+                }
+            }
+            (Writes::Append, _) => crate::sink::Change::Append,
+            (Writes::Slice, None) => {
+                return Err(Error::Internal(format!(
+                    "backfill {} chunk {k}: a slice chunk without a span",
+                    self.plan.id
+                )));
             }
         };
         let target = crate::location::table_url(&self.plan.target)?;
         let mut writer = self.pipeline.backfill_writer(target, &self.plan.app_id(k))?;
         let ctx = crate::BatchContext::new(crate::BatchId::FIRST, crate::Mode::Batch, self.plan.planned_at_ms);
-        let change = crate::sink::Slice::replace(slice, span);
         let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
         writer.settle().await;
         Ok(result?.0)
     }
+}
+
+/// The distinct values of the key `columns` in a chunk's source rows: the rows of the sink it
+/// replaces.
+fn source_keys(
+    rows: &polars::prelude::DataFrame,
+    columns: &[String],
+    source: &str,
+) -> Result<polars::prelude::DataFrame> {
+    use polars::prelude::*;
+    if let Some(missing) = columns.iter().find(|c| !rows.schema().contains(c)) {
+        return Err(Error::Unsupported(format!(
+            "{source} has no column `{missing}`: a backfill by commits or files replaces the sink's rows by its key [{}], which must be columns of the source too",
+            columns.join(", ")
+        )));
+    }
+    rows.clone()
+        .lazy()
+        .select(columns.iter().map(|c| col(c.as_str())).collect::<Vec<_>>())
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()
+        .map_err(Error::polars("the chunk's keys"))
 }
 
 #[cfg(test)]

@@ -135,6 +135,24 @@ pub trait BoundedSource: Send {
         ))
     }
 
+    /// Plans a backfill of the data files commits `from..=to` added (a Delta source), in commit
+    /// order: files since removed by a data change (DELETE, UPDATE, MERGE) are left out, files
+    /// only rearranged since (OPTIMIZE) are kept. Each chunk's files carry their commit and index
+    /// in it, so a stream's cut ([`Source::bounded_before`]) can leave out what it has not read.
+    async fn plan_versions(&mut self, from: u64, to: u64) -> Result<crate::backfill::SlicePlan> {
+        let _ = (from, to);
+        Err(crate::Error::Unsupported("--versions plans over the commits of a Delta source".into()))
+    }
+
+    /// Plans a backfill of every file of the source as it is now (a landing directory), in the
+    /// chunks [`BoundedSource::plan`] would run.
+    async fn plan_files(&mut self) -> Result<crate::backfill::SlicePlan> {
+        Err(crate::Error::Unsupported(
+            "--files plans over the files of a landing directory; plan a Delta source with --from and --to, or --versions A..B"
+                .into(),
+        ))
+    }
+
     /// The chunk reading `span` alone, as [`BoundedSource::plan_slices`] would plan it (`by`: the
     /// plan's granularity, checked against the column's type): a chunk re-planned on the source
     /// as a live stream had read it.

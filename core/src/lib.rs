@@ -43,7 +43,7 @@ pub mod transform;
 pub mod watermark;
 
 pub use backfill::{
-    Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope, RunOptions,
+    Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope, RunOptions, Scope, Writes,
 };
 pub use batch::{BatchPlan, BatchRunReport};
 pub use checkpoint::Checkpoint;

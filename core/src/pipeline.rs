@@ -1,7 +1,7 @@
 //! The user-facing builder: a source, a transform, a Delta sink and a checkpoint, run as a stream
 //! (`run(trigger)`) or as a bounded batch (`batch()`).
 
-use crate::backfill::{Backfill, BackfillPlan, RangeScope};
+use crate::backfill::{Backfill, BackfillPlan, RangeScope, Scope, SlicePlan, Writes};
 use crate::batch::{BatchRunReport, load_or_plan, run_plan};
 use crate::checkpoint::Checkpoint;
 use crate::contract::{SourceProvider, Transform};
@@ -304,20 +304,39 @@ impl Pipeline {
 
     /// Plans a backfill of `scope` into the job's sink table and records it under the job's
     /// checkpoint with a new id. Nothing is recorded when the plan is refused (an unknown
-    /// column, a range with no data).
-    pub async fn plan_backfill(&self, scope: RangeScope) -> Result<Backfill<'_>> {
-        let target = table_url(self.table()?)?;
+    /// column, a range with no data, commits or files without a sink key to replace by).
+    pub async fn plan_backfill(&self, scope: impl Into<Scope>) -> Result<Backfill<'_>> {
+        let scope = scope.into();
         let mut source = self.source.open_bounded(None).await?;
-        let mut planned = source.plan_slices(&scope).await?;
+        let (planned, writes) = match &scope {
+            Scope::Range(range) => (source.plan_slices(range).await?, Writes::Slice),
+            Scope::Versions { from, to } => (source.plan_versions(*from, *to).await?, self.writes_by_key(&scope)?),
+            Scope::Files => (source.plan_files().await?, self.writes_by_key(&scope)?),
+        };
+        self.record_backfill(scope, planned, writes).await
+    }
+
+    /// A commit range or files reprocessed into the sink replace their rows by the sink's key.
+    fn writes_by_key(&self, scope: &Scope) -> Result<Writes> {
+        if self.key.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "a backfill of {scope} replaces, in the sink table, the rows of the keys its source rows have: give the job's sink a key (`key = [\"event_id\"]` under [sink]), or plan by date range with --from and --to"
+            )));
+        }
+        Ok(Writes::Keys(self.key.clone()))
+    }
+
+    async fn record_backfill(&self, mut scope: Scope, mut planned: SlicePlan, writes: Writes) -> Result<Backfill<'_>> {
+        let target = table_url(self.table()?)?;
+        if let (Scope::Range(range), Some(column)) = (&mut scope, &planned.column) {
+            range.column = Some(column.clone());
+        }
         planned.chunks.retain(|c| c.files > 0);
         if planned.chunks.is_empty() {
+            let at = planned.version.map_or_else(String::new, |v| format!(" at version {v}"));
             return Err(Error::Unsupported(format!(
-                "{}: no data with {} in {}..={} at version {}: nothing to backfill, no plan recorded",
+                "{}: no data in {scope}{at}: nothing to backfill, no plan recorded",
                 self.source.describe(),
-                planned.column,
-                scope.from,
-                scope.to,
-                planned.version
             )));
         }
         let planned_at_ms = self.clock.now_ms();
@@ -333,8 +352,8 @@ impl Pipeline {
             source: self.source.describe(),
             source_version: planned.version,
             target: target.to_string(),
-            column: planned.column,
             scope,
+            writes,
             planned_at_ms,
             chunks: planned.chunks,
         };
@@ -354,7 +373,7 @@ impl Pipeline {
         let Some((column, first, last)) = source.date_range(None).await? else {
             return Ok(None);
         };
-        let scope = RangeScope::new(Some(column), first, last, crate::backfill::Granularity::Day)?;
+        let scope = Scope::Range(RangeScope::new(Some(column), first, last, crate::backfill::Granularity::Day)?);
         // An interrupted run of the same scope resumes instead of starting over.
         if let Some(plan) = self.backfill_plans().await?.pop()
             && plan.scope == scope

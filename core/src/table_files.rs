@@ -83,11 +83,25 @@ impl FileReader {
     /// runs on); the rows come back in the order of `files`. A file the log names but the store
     /// no longer holds (vacuumed) is a [`Error::DataLoss`].
     pub async fn read(&self, files: &[DataFile]) -> Result<SourceBatch> {
+        self.read_projected(files, None).await
+    }
+
+    /// Reads only `columns` of `files` (those the table has).
+    pub async fn read_columns(&self, files: &[DataFile], columns: &[String]) -> Result<SourceBatch> {
+        self.read_projected(files, Some(columns)).await
+    }
+
+    async fn read_projected(&self, files: &[DataFile], columns: Option<&[String]>) -> Result<SourceBatch> {
         use futures::{StreamExt as _, TryStreamExt as _};
+        let mut schema = self.schema.clone();
+        if let Some(columns) = columns {
+            schema.retain(|name, _| columns.iter().any(|c| c == name.as_str()));
+        }
         let read = |file: &DataFile| {
             let (store, schema, partition_columns) =
-                (self.store.clone(), self.schema.clone(), self.partition_columns.clone());
+                (self.store.clone(), schema.clone(), self.partition_columns.clone());
             let (path, values) = (file.path.clone(), file.partition_values.clone());
+            let columns_only = columns.is_some();
             async move {
                 let location = Path::from_url_path(&path).map_err(|e| self.err(format!("{path}: {e}")))?;
                 let fetched = match store.get(&location).await {
@@ -106,7 +120,14 @@ impl FileReader {
                 let what = format!("{}: {path}", self.describe);
                 crate::compute::blocking("reading a Delta data file", move || {
                     let polars = |e: PolarsError| Error::Source { source_name: what.clone(), problem: e.to_string() };
-                    let df = ParquetReader::new(Cursor::new(bytes)).finish().map_err(polars)?;
+                    let mut reader = ParquetReader::new(Cursor::new(bytes));
+                    if columns_only {
+                        let present = reader.schema().map_err(polars)?;
+                        let wanted: Vec<PlSmallStr> =
+                            schema.iter_names().filter(|n| present.contains(n.as_str())).cloned().collect();
+                        reader = reader.with_columns(Some(wanted.iter().map(|n| n.to_string()).collect()));
+                    }
+                    let df = reader.finish().map_err(polars)?;
                     let columns: Vec<Expr> = schema
                         .iter()
                         .map(|(name, dtype)| {
@@ -130,7 +151,7 @@ impl FileReader {
             }
         };
         let frames: Vec<DataFrame> = futures::stream::iter(files).map(read).buffered(2).try_collect().await?;
-        let mut rows = self.empty_frame();
+        let mut rows = DataFrame::empty_with_schema(&schema);
         let mut input_records = 0u64;
         for df in frames {
             input_records += df.height() as u64;

@@ -238,10 +238,12 @@ pub struct BackfillPlanArgs {
     /// source and the sink (default: the source's only partition column).
     #[arg(long, value_name = "COLUMN")]
     pub on: Option<String>,
-    /// Plan over a commit range of a Delta source, such as 10..250 (not available yet).
+    /// Plan over the data files commits A..B (both inclusive) of a Delta source added, such as
+    /// 10..250; each chunk replaces the sink's rows of its rows' keys (the job's sink needs a key).
     #[arg(long, value_name = "A..B", conflicts_with_all = ["from", "to", "files"])]
     pub versions: Option<String>,
-    /// Plan over the files of a landing directory (not available yet).
+    /// Plan over every file of a landing directory; each chunk replaces the sink's rows of its
+    /// rows' keys (the job's sink needs a key).
     #[arg(long, conflicts_with_all = ["from", "to"])]
     pub files: bool,
     #[command(flatten)]

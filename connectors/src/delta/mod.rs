@@ -174,6 +174,8 @@ pub(crate) struct DeltaSnapshotSource {
     /// Files of the snapshot left out: those a stream had not reached at its cut
     /// ([`Source::bounded_before`]).
     beyond_cut: HashSet<String>,
+    /// The cut itself, for chunks planned over commits.
+    cut: Option<Cut>,
 }
 
 /// A data file as a backfill's column slices it: the least and greatest value of the column in
@@ -202,17 +204,46 @@ struct SnapshotChunk {
     /// Only the files' rows in this span (a backfill's slice by a data column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rows: Option<Span>,
+    /// Each file's commit and index among the commit's data files (a backfill over commits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    positions: Vec<(u64, usize)>,
+}
+
+/// How far a stream had read, for a backfill beside it ([`Source::bounded_before`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cut {
+    /// Every data file of the commits before `version`, and the first `index` of `version`'s.
+    At { version: u64, index: usize },
+    /// Inside its starting snapshot of `version`.
+    InSnapshot { version: u64 },
 }
 
 impl DeltaSnapshotSource {
     pub(crate) fn new(table: DeltaTable, describe: String, files_per_chunk: usize) -> Self {
-        DeltaSnapshotSource { table, describe, files_per_chunk, beyond_cut: HashSet::new() }
+        DeltaSnapshotSource { table, describe, files_per_chunk, beyond_cut: HashSet::new(), cut: None }
     }
 
-    /// The same snapshot without `files` (a stream's files past its cut).
-    pub(crate) fn without(mut self, files: HashSet<String>) -> Self {
-        self.beyond_cut = files;
+    /// The same snapshot as a stream had read it at `cut`, without `files` (the snapshot's files
+    /// past it).
+    pub(crate) fn cut_at(mut self, cut: Cut, files: HashSet<String>) -> Self {
+        (self.cut, self.beyond_cut) = (Some(cut), files);
         self
+    }
+
+    /// Of the commit-planned `files`, those the stream had read at the cut.
+    fn before_cut(&self, files: Vec<DataFile>, positions: &[(u64, usize)]) -> Result<Vec<DataFile>> {
+        match self.cut {
+            None => Ok(files),
+            Some(Cut::InSnapshot { version }) => Err(self.err(format!(
+                "the job's stream is still reading its starting snapshot (version {version}), so which commits it has read is not known yet: run the backfill again when the stream has read it"
+            ))),
+            Some(Cut::At { version, index }) => Ok(files
+                .into_iter()
+                .zip(positions)
+                .filter(|(_, at)| **at < (version, index))
+                .map(|(f, _)| f)
+                .collect()),
+        }
     }
 
     fn err(&self, problem: impl std::fmt::Display) -> Error {
@@ -350,18 +381,14 @@ impl DeltaSnapshotSource {
             version: self.version(),
             files: files.iter().map(|f| f.file.clone()).collect(),
             rows: sliced.by_rows.then(|| span.clone()),
+            positions: Vec::new(),
         };
-        Ok(SliceChunk {
-            from: span.from,
-            until: span.until,
-            files: files.len(),
-            estimated_rows: files.iter().map(|f| f.rows).sum(),
-            estimated_bytes: files.iter().map(|f| f.file.size).sum(),
-            read: Chunk {
-                describe,
-                spec: serde_json::to_value(spec).map_err(|e| Error::Internal(format!("chunk spec: {e}")))?,
-            },
-        })
+        let read = Chunk {
+            describe,
+            spec: serde_json::to_value(spec).map_err(|e| Error::Internal(format!("chunk spec: {e}")))?,
+        };
+        let (rows, bytes) = (files.iter().map(|f| f.rows).sum(), files.iter().map(|f| f.file.size).sum());
+        Ok(SliceChunk::over(span, files.len(), rows, bytes, read))
     }
 
     pub(crate) fn partition_by(&self) -> Result<Vec<String>> {
@@ -394,7 +421,7 @@ impl BoundedSource for DeltaSnapshotSource {
             let group: Vec<DataFile> = rest.by_ref().take(self.files_per_chunk).collect();
             let describe = format!("version {version}, files {first}..{} of {total}", first + group.len());
             first += group.len();
-            let spec = serde_json::to_value(SnapshotChunk { version, files: group, rows: None })
+            let spec = serde_json::to_value(SnapshotChunk { version, files: group, rows: None, positions: Vec::new() })
                 .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
             chunks.push(Chunk { describe, spec });
         }
@@ -404,7 +431,11 @@ impl BoundedSource for DeltaSnapshotSource {
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
         let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
             .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
-        let mut read = self.read_files(&chunk.files).await?;
+        let files = match chunk.positions.is_empty() {
+            true => chunk.files,
+            false => self.before_cut(chunk.files, &chunk.positions)?,
+        };
+        let mut read = self.read_files(&files).await?;
         if let Some(span) = &chunk.rows {
             let dtype = read.rows.schema().get(&span.column).cloned().unwrap_or(DataType::Null);
             let in_span = span.rows(&dtype)?;
@@ -444,7 +475,46 @@ impl BoundedSource for DeltaSnapshotSource {
             .into_iter()
             .map(|(from, until)| self.chunk_of(&sliced, Span::new(&sliced.column, from, until)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(SlicePlan { version: self.version(), column: sliced.column, chunks })
+        Ok(SlicePlan { version: Some(self.version()), column: Some(sliced.column), chunks })
+    }
+
+    async fn plan_versions(&mut self, from: u64, to: u64) -> Result<SlicePlan> {
+        let latest = self.version();
+        if from > to {
+            return Err(Error::Unsupported(format!("--versions {from}..{to}: the first version is after the last")));
+        }
+        if to > latest {
+            return Err(Error::Unsupported(format!(
+                "--versions {from}..{to}: {} is at version {latest}",
+                self.describe
+            )));
+        }
+        let (files, positions, rows) = stream::commit_range(&self.table, &self.describe, from, to, latest).await?;
+        let mut chunks = Vec::new();
+        let per = self.files_per_chunk.max(1);
+        for at in (0..files.len()).step_by(per) {
+            let end = (at + per).min(files.len());
+            let (first, last) = (positions[at].0, positions[end - 1].0);
+            let range = format!("versions {first}..={last}, files {at}..{end} of {}", files.len());
+            let spec = SnapshotChunk {
+                version: latest,
+                files: files[at..end].to_vec(),
+                rows: None,
+                positions: positions[at..end].to_vec(),
+            };
+            chunks.push(SliceChunk {
+                range: range.clone(),
+                span: None,
+                files: end - at,
+                estimated_rows: rows[at..end].iter().sum(),
+                estimated_bytes: files[at..end].iter().map(|f| f.size).sum(),
+                read: Chunk {
+                    describe: range,
+                    spec: serde_json::to_value(spec).map_err(|e| Error::Internal(format!("chunk spec: {e}")))?,
+                },
+            });
+        }
+        Ok(SlicePlan { version: Some(latest), column: None, chunks })
     }
 
     async fn plan_span(&mut self, span: &Span, by: Granularity) -> Result<SliceChunk> {

@@ -23,7 +23,7 @@
 //!   files were vacuumed is a data-loss error, never a silent skip.
 //! - A schema change stops the stream; restarted, it reads with the new schema.
 
-use super::{COLUMN_MAPPING, DataFile, FileReader, TableVersion, column_mapping, deletion_vectors, open_at};
+use super::{COLUMN_MAPPING, Cut, DataFile, FileReader, TableVersion, column_mapping, deletion_vectors, open_at};
 use async_trait::async_trait;
 use deltalake::DeltaTable;
 use deltalake::kernel::StructType;
@@ -125,11 +125,14 @@ struct LogAdd {
     data_change: bool,
     #[serde(default)]
     deletion_vector: Option<serde_json::Value>,
+    #[serde(default)]
+    stats: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LogRemove {
+    path: String,
     #[serde(default = "yes")]
     data_change: bool,
 }
@@ -144,6 +147,70 @@ struct LogMetadata {
 
 fn yes() -> bool {
     true
+}
+
+/// The data files commits `from..=to` of `table` added, in commit order, with each one's
+/// (commit, index among the commit's data files) and the rows its statistics record; those
+/// removed by a data change in a commit up to `latest` (DELETE, UPDATE, MERGE: their rows are
+/// gone from the table) are left out, those only rearranged (OPTIMIZE) are kept. A log entry
+/// cleaned up is a data-loss error.
+pub(super) async fn commit_range(
+    table: &DeltaTable,
+    describe: &str,
+    from: u64,
+    to: u64,
+    latest: u64,
+) -> Result<(Vec<DataFile>, Vec<(u64, usize)>, Vec<u64>)> {
+    let store = table.log_store().object_store(None);
+    let err = |problem: String| Error::Source { source_name: describe.to_string(), problem };
+    let (mut added, mut removed) = (Vec::new(), HashSet::new());
+    for version in from..=latest {
+        let Some(bytes) = deltalake::logstore::read_commit_entry(store.as_ref(), version)
+            .await
+            .map_err(Error::delta(table.table_url(), "read a commit"))?
+        else {
+            return Err(Error::DataLoss {
+                source_name: describe.to_string(),
+                problem: format!(
+                    "the log entry of version {version} is gone (log retention), so the files it added are not known"
+                ),
+            });
+        };
+        let text =
+            std::str::from_utf8(&bytes).map_err(|e| err(format!("version {version}: log entry is not UTF-8: {e}")))?;
+        let mut index = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let line: LogLine =
+                serde_json::from_str(line).map_err(|e| err(format!("version {version}: unreadable log entry: {e}")))?;
+            if let Some(add) = line.add.filter(|a| a.data_change && version <= to) {
+                if add.deletion_vector.is_some() {
+                    return Err(err(format!("version {version}: {}", deletion_vectors(1))));
+                }
+                let rows = add
+                    .stats
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                    .and_then(|s| s.get("numRecords").and_then(serde_json::Value::as_u64))
+                    .unwrap_or(0);
+                let file = DataFile { path: add.path, partition_values: add.partition_values, size: add.size };
+                added.push((file, (version, index), rows));
+                index += 1;
+            }
+            if let Some(remove) = line.remove.filter(|r| r.data_change) {
+                removed.insert(remove.path);
+            }
+        }
+    }
+    let kept: Vec<_> = added.into_iter().filter(|(f, _, _)| !removed.contains(&f.path)).collect();
+    let mut files = Vec::with_capacity(kept.len());
+    let mut positions = Vec::with_capacity(kept.len());
+    let mut rows = Vec::with_capacity(kept.len());
+    for (file, at, n) in kept {
+        files.push(file);
+        positions.push(at);
+        rows.push(n);
+    }
+    Ok((files, positions, rows))
 }
 
 pub(crate) struct DeltaStream {
@@ -446,22 +513,26 @@ impl Source for DeltaStream {
         // commit the stream is inside of only adds files (one that removes stops the stream or
         // is skipped whole), so the snapshot after it less its untaken files is the table as the
         // stream has read it.
-        let (version, beyond) = match at {
+        let (version, beyond, cut) = match at {
             Position { snapshot: true, .. } => {
                 let files = self.files_at(at).await?.unwrap_or_default();
-                (at.version, files.get(at.index..).unwrap_or_default().iter().map(|f| f.path.clone()).collect())
+                let beyond = files.get(at.index..).unwrap_or_default().iter().map(|f| f.path.clone()).collect();
+                (at.version, beyond, Cut::InSnapshot { version: at.version })
             }
-            Position { version, index: 0, .. } if version > 0 => (version - 1, HashSet::new()),
+            Position { version, index: 0, .. } if version > 0 => {
+                (version - 1, HashSet::new(), Cut::At { version, index: 0 })
+            }
             Position { version, index, .. } => {
                 let files = self.files_at(at).await?.ok_or_else(|| {
                     self.err(format!("version {version} was read by the stream but is not in the table's log"))
                 })?;
-                (version, files.get(index..).unwrap_or_default().iter().map(|f| f.path.clone()).collect())
+                let beyond = files.get(index..).unwrap_or_default().iter().map(|f| f.path.clone()).collect();
+                (version, beyond, Cut::At { version, index })
             }
         };
         let table = open_at(&url, TableVersion::Version(version), &self.describe).await?;
         tracing::info!(source = %self.describe, version, left_out = beyond.len(), "the stream's cut, as a snapshot");
-        Ok(Box::new(super::DeltaSnapshotSource::new(table, self.describe.clone(), usize::MAX).without(beyond)))
+        Ok(Box::new(super::DeltaSnapshotSource::new(table, self.describe.clone(), usize::MAX).cut_at(cut, beyond)))
     }
 
     async fn commit(&mut self, end: &Offset) -> Result<()> {

@@ -25,6 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
+use tidewater_core::backfill::{SliceChunk, SlicePlan};
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::{object_store_at, parse_location};
 use tidewater_core::{BoundedSource, Chunk, Error, Offset, OffsetRange, Result, Source, SourceBatch, SourceProvider};
@@ -175,7 +176,7 @@ impl SourceProvider for FileSourceProvider {
         if version.is_some() {
             return Err(Error::Unsupported(format!("{}: a landing directory has no versions", self.describe())));
         }
-        Ok(Box::new(FileBoundedSource { landing: Landing::open(&self.spec)? }))
+        Ok(Box::new(FileBoundedSource { landing: Landing::open(&self.spec)?, only: None }))
     }
 }
 
@@ -282,22 +283,25 @@ impl Source for FileStreamSource {
     async fn commit(&mut self, _end: &Offset) -> Result<()> {
         Ok(())
     }
+
+    async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>> {
+        let read = self.position(end)?;
+        let only = self.log[..read].iter().map(|f| f.path.clone()).collect();
+        Ok(Box::new(FileBoundedSource { landing: self.landing.clone(), only: Some(only) }))
+    }
 }
 
 /// The bounded view: every file present when the run is planned, in path order.
 struct FileBoundedSource {
     landing: Landing,
+    /// Beside a stream: only the files it had read at its cut ([`Source::bounded_before`]).
+    only: Option<HashSet<String>>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct FileChunk {
-    files: Vec<FileEntry>,
-    schema: InputSchema,
-}
-
-#[async_trait]
-impl BoundedSource for FileBoundedSource {
-    async fn plan(&mut self) -> Result<Vec<Chunk>> {
+impl FileBoundedSource {
+    /// Every file in path order, in groups of `max_files_per_trigger`: each group's chunk and
+    /// its files.
+    async fn groups(&self) -> Result<Vec<(Chunk, Vec<FileEntry>)>> {
         let mut files = self.landing.list().await?;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let Some(first) = files.first() else {
@@ -316,14 +320,49 @@ impl BoundedSource for FileBoundedSource {
                 let spec = serde_json::to_value(FileChunk { files: group.to_vec(), schema: schema.clone() })
                     .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
                 let first = k * per;
-                Ok(Chunk { describe: format!("files {first}..{} of {total}", first + group.len()), spec })
+                let describe = format!("files {first}..{} of {total}", first + group.len());
+                Ok((Chunk { describe, spec }, group.to_vec()))
             })
             .collect()
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileChunk {
+    files: Vec<FileEntry>,
+    schema: InputSchema,
+}
+
+#[async_trait]
+impl BoundedSource for FileBoundedSource {
+    async fn plan(&mut self) -> Result<Vec<Chunk>> {
+        Ok(self.groups().await?.into_iter().map(|(chunk, _)| chunk).collect())
+    }
+
+    async fn plan_files(&mut self) -> Result<SlicePlan> {
+        let chunks = self
+            .groups()
+            .await?
+            .into_iter()
+            .map(|(read, files)| SliceChunk {
+                range: read.describe.clone(),
+                span: None,
+                files: files.len(),
+                // Rows are not known before the files are read.
+                estimated_rows: 0,
+                estimated_bytes: files.iter().map(|f| f.size).sum(),
+                read,
+            })
+            .collect();
+        Ok(SlicePlan { version: None, column: None, chunks })
+    }
 
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
-        let chunk: FileChunk = serde_json::from_value(chunk.spec.clone())
+        let mut chunk: FileChunk = serde_json::from_value(chunk.spec.clone())
             .map_err(|e| self.landing.err(format!("unreadable chunk in the batch plan: {e}")))?;
+        if let Some(only) = &self.only {
+            chunk.files.retain(|f| only.contains(&f.path));
+        }
         self.landing.read(&chunk.files, &chunk.schema).await
     }
 }

@@ -359,15 +359,23 @@ pub enum Change {
     /// snapshot, so Delta's conflict check sees any commit since that touched them (a repair, a
     /// backfill chunk's slice).
     /// `read_version` is `None` when the table did not exist yet (nothing to remove).
-    /// With `within`, every new row must be in that span; the rows of the `rewrite` files (among
-    /// the removed) outside it are written again (copy-on-write of a slice by a data column).
-    Replace {
-        removes: Vec<Remove>,
-        predicate: String,
-        read_version: Option<u64>,
-        within: Option<Span>,
-        rewrite: Vec<DataFile>,
-    },
+    /// `within` says which new rows may be written, and which other rows of removed files are
+    /// written again.
+    Replace { removes: Vec<Remove>, predicate: String, read_version: Option<u64>, within: Within },
+}
+
+/// What a replacing commit replaces, beyond its removes.
+#[derive(Clone, Debug)]
+pub enum Within {
+    /// Any rows; the removed files, whole (a repair).
+    Anything,
+    /// New rows only in `span`; the rows of the `rewrite` files (among the removed) outside it
+    /// are written again (copy-on-write of a slice by a data column).
+    Span { span: Span, rewrite: Vec<DataFile> },
+    /// New rows only with one of `keys` (in the sink's key `columns`); the files of the read
+    /// version holding any of them are removed too, and their rows with other keys written
+    /// again (copy-on-write by key).
+    Keys { columns: Vec<String>, keys: DataFrame },
 }
 
 impl Change {
@@ -399,8 +407,24 @@ impl Slice {
     pub fn replace(slice: Option<Slice>, span: Span) -> Change {
         let (removes, rewrite, read_version) =
             slice.map_or((Vec::new(), Vec::new(), None), |s| (s.removes, s.rewrite, Some(s.version)));
-        Change::Replace { removes, predicate: span.predicate(), read_version, within: Some(span), rewrite }
+        Change::Replace { removes, predicate: span.predicate(), read_version, within: Within::Span { span, rewrite } }
     }
+}
+
+/// `rows` (read back from the table) in the columns and types of the rows being written: a
+/// column they lack is null.
+fn aligned_to(rows: DataFrame, schema: &polars::prelude::Schema) -> Result<DataFrame> {
+    let columns: Vec<Expr> = schema
+        .iter()
+        .map(|(name, dtype)| {
+            if rows.schema().contains(name) {
+                col(name.clone()).cast(dtype.clone())
+            } else {
+                lit(NULL).cast(dtype.clone()).alias(name.clone())
+            }
+        })
+        .collect();
+    rows.lazy().select(columns).collect().map_err(Error::polars("aligning the kept rows"))
 }
 
 /// Times a blind append is committed again after a conflict with a commit that removed files.
@@ -444,32 +468,36 @@ impl DeltaSink {
     /// without them included), and what `app_id` has committed there (one snapshot: a stream's
     /// files beside a backfill are exactly those of its batches up to `recorded`). `None` when
     /// the table does not exist yet.
-    pub async fn slice(&mut self, span: &Span, app_id: Option<&str>) -> Result<Option<Slice>> {
+    /// Without a span, no file: the version and the txn alone.
+    pub async fn slice(&mut self, span: Option<&Span>, app_id: Option<&str>) -> Result<Option<Slice>> {
         let url = self.url.clone();
         let Some(table) = self.refreshed().await? else {
             return Ok(None);
         };
         let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
-        let by_partition = snapshot.metadata().partition_columns().contains(&span.column);
-        if !by_partition && snapshot.schema().field(&span.column).is_none() {
-            return Err(Error::Unsupported(format!(
-                "table {url}: a backfill replaces the rows of `{}`, and the table has no such column",
-                span.column
-            )));
-        }
         let (mut removes, mut rewrite) = (Vec::new(), Vec::new());
-        for f in snapshot.snapshot().log_data().iter() {
-            let values = f.partition_values_map();
-            let holds = if by_partition {
-                values.get(&span.column).cloned().flatten().and_then(|v| span.holds_partition_value(&v)) == Some(true)
-            } else {
-                crate::table_files::column_bounds(&f, &span.column).is_none_or(|(min, max)| span.overlaps(min, max))
-            };
-            if holds {
-                removes.push(f.remove_action(true));
-                if !by_partition {
-                    let size = u64::try_from(f.size()).unwrap_or_default();
-                    rewrite.push(DataFile { path: f.path().into_owned(), partition_values: values, size });
+        if let Some(span) = span {
+            let by_partition = snapshot.metadata().partition_columns().contains(&span.column);
+            if !by_partition && snapshot.schema().field(&span.column).is_none() {
+                return Err(Error::Unsupported(format!(
+                    "table {url}: a backfill replaces the rows of `{}`, and the table has no such column",
+                    span.column
+                )));
+            }
+            for f in snapshot.snapshot().log_data().iter() {
+                let values = f.partition_values_map();
+                let holds = if by_partition {
+                    values.get(&span.column).cloned().flatten().and_then(|v| span.holds_partition_value(&v))
+                        == Some(true)
+                } else {
+                    crate::table_files::column_bounds(&f, &span.column).is_none_or(|(min, max)| span.overlaps(min, max))
+                };
+                if holds {
+                    removes.push(f.remove_action(true));
+                    if !by_partition {
+                        let size = u64::try_from(f.size()).unwrap_or_default();
+                        rewrite.push(DataFile { path: f.path().into_owned(), partition_values: values, size });
+                    }
                 }
             }
         }
@@ -523,27 +551,81 @@ impl DeltaSink {
         let reader = crate::table_files::FileReader::of(table, &format!("table {}", self.url))?;
         let kept = reader.read(rewrite).await?.rows;
         let kept_dtype = kept.schema().get(&span.column).cloned().unwrap_or(DataType::Null);
-        let columns: Vec<Expr> = rows
-            .schema()
-            .iter()
-            .map(|(name, dtype)| {
-                if kept.schema().contains(name) {
-                    col(name.clone()).cast(dtype.clone())
-                } else {
-                    lit(NULL).cast(dtype.clone()).alias(name.clone())
-                }
-            })
-            .collect();
         let kept = kept
             .lazy()
             .filter(span.rows(&kept_dtype)?.not())
-            .select(columns)
             .collect()
             .map_err(Error::polars("keeping the rewritten files' other rows"))?;
+        let kept = aligned_to(kept, rows.schema())?;
         tracing::info!(table = %self.url, files = rewrite.len(), kept = kept.height(), "rewriting the files of the slice with their rows outside it");
         let mut rows = rows;
         rows.vstack_mut_owned(kept).map_err(Error::polars("stacking the kept rows"))?;
         Ok(rows)
+    }
+
+    /// `rows` after checking that each has one of `keys`, with the rows of the table's files
+    /// holding any of `keys` that have other keys; and the removes of those files. The table is
+    /// at the version the commit is built on.
+    async fn replace_keys(
+        &self,
+        rows: DataFrame,
+        columns: &[String],
+        keys: &DataFrame,
+        range: &str,
+    ) -> Result<(DataFrame, Vec<Remove>)> {
+        if let Some(missing) = columns.iter().find(|c| !rows.schema().contains(c)) {
+            return Err(Error::Unsupported(format!(
+                "table {}: {range} has no column `{missing}` of the key [{}] its rows are replaced by",
+                self.url,
+                columns.join(", ")
+            )));
+        }
+        let (wanted, columns) = (keys.clone(), columns.to_vec());
+        let checked = rows.clone();
+        let (cols, url, what) = (columns.clone(), self.url.to_string(), range.to_string());
+        crate::compute::blocking("checking the rows' keys", move || {
+            let (_, strangers) = crate::reconcile::split_by_keys(checked, &wanted, &cols)?;
+            match strangers.height() {
+                0 => Ok(()),
+                n => Err(Error::Unsupported(format!(
+                    "table {url}: {what} writes {n} rows whose key [{}] is not the key of any source row it read; a transform reprocessed by key must keep the key",
+                    cols.join(", ")
+                ))),
+            }
+        })
+        .await?;
+        let table = self.table.as_ref().ok_or_else(|| Error::Internal("table not open".into()))?;
+        let snapshot = table.snapshot().map_err(Error::delta(&self.url, "snapshot"))?;
+        let reader = crate::table_files::FileReader::of(table, &format!("table {}", self.url))?;
+        let mut kept = rows;
+        let mut removes = Vec::new();
+        let files: Vec<(DataFile, Remove)> = snapshot
+            .snapshot()
+            .log_data()
+            .iter()
+            .map(|f| {
+                let size = u64::try_from(f.size()).unwrap_or_default();
+                (
+                    DataFile { path: f.path().into_owned(), partition_values: f.partition_values_map(), size },
+                    f.remove_action(true),
+                )
+            })
+            .collect();
+        for (file, remove) in files {
+            // The key columns first; the whole file only when it holds one of the keys.
+            let file_keys = reader.read_columns(std::slice::from_ref(&file), &columns).await?.rows;
+            let (hits, _) = crate::reconcile::split_by_keys(file_keys, keys, &columns)?;
+            if hits.height() == 0 {
+                continue;
+            }
+            let all = reader.read(std::slice::from_ref(&file)).await?.rows;
+            let (_, others) = crate::reconcile::split_by_keys(all, keys, &columns)?;
+            let aligned = aligned_to(others, kept.schema())?;
+            kept.vstack_mut_owned(aligned).map_err(Error::polars("stacking the kept rows"))?;
+            removes.push(remove);
+        }
+        tracing::info!(table = %self.url, files = removes.len(), keys = keys.height(), "rewriting the files holding the replaced keys");
+        Ok((kept, removes))
     }
 
     async fn try_write_commit(
@@ -577,7 +659,7 @@ impl DeltaSink {
         }
         let removes = match change {
             Change::Append => Vec::new(),
-            Change::Replace { removes, read_version, within, rewrite, .. } => {
+            Change::Replace { mut removes, read_version, within, .. } => {
                 // Back to the snapshot the removes were chosen from (the txn check above read
                 // the latest): the conflict check covers every commit since.
                 let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
@@ -586,8 +668,14 @@ impl DeltaSink {
                 {
                     table.load_version(read_version).await.map_err(Error::delta(&self.url, "load the version read"))?;
                 }
-                if let Some(span) = &within {
-                    rows = self.with_kept_rows(rows, span, &rewrite, range).await?;
+                match &within {
+                    Within::Anything => {}
+                    Within::Span { span, rewrite } => rows = self.with_kept_rows(rows, span, rewrite, range).await?,
+                    Within::Keys { columns, keys } => {
+                        let (with_kept, rewritten) = self.replace_keys(rows, columns, keys, range).await?;
+                        rows = with_kept;
+                        removes.extend(rewritten);
+                    }
                 }
                 removes
             }

@@ -3,5 +3,5 @@
 mod delta;
 mod quarantine;
 
-pub use delta::{Change, DeltaSink, KEY_PROPERTY, Slice, WriteKind};
+pub use delta::{Change, DeltaSink, KEY_PROPERTY, Slice, Within, WriteKind};
 pub use quarantine::{QUARANTINE_COLUMNS, quarantine_frame};

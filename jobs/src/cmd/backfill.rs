@@ -7,7 +7,7 @@ use crate::cli::{BackfillCommand, BackfillPlanArgs, BackfillRunArgs};
 use crate::spec::load;
 use crate::{EXIT_ERROR, EXIT_OK, Registry, pipeline_for};
 use std::path::Path;
-use tidewater_core::backfill::{RunOptions, describe_range};
+use tidewater_core::backfill::{RunOptions, Scope, Writes};
 use tidewater_core::{Backfill, BackfillPlan, ChunkState, ChunkStatus, Granularity, Pipeline, RangeScope};
 
 pub async fn backfill(command: BackfillCommand, registry: &Registry) -> Result<i32, CliError> {
@@ -27,16 +27,7 @@ pub async fn backfill(command: BackfillCommand, registry: &Registry) -> Result<i
             emit(&args.output, &plans, || {
                 let mut text = String::new();
                 for p in &plans {
-                    text.push_str(&format!(
-                        "{}  {} {}..={} by {:?}, {} chunks, source version {}\n",
-                        p.id,
-                        p.column,
-                        p.scope.from,
-                        p.scope.to,
-                        p.scope.by,
-                        p.chunks.len(),
-                        p.source_version
-                    ));
+                    text.push_str(&format!("{}  {}, {} chunks{}\n", p.id, p.scope, p.chunks.len(), at_version(p)));
                 }
                 if plans.is_empty() {
                     text.push_str("no backfills planned\n");
@@ -60,27 +51,45 @@ fn date(flag: &str, value: Option<&str>) -> Result<chrono::NaiveDate, CliError> 
     value.parse().map_err(|_| CliError::Usage(format!("{flag} {value}: expected a date as YYYY-MM-DD")))
 }
 
+/// ` at version N` of a plan's source, when it has versions.
+fn at_version(plan: &BackfillPlan) -> String {
+    plan.source_version.map_or_else(String::new, |v| format!(" at version {v}"))
+}
+
+/// `--versions A..B` (both inclusive).
+fn versions(text: &str) -> Result<Scope, CliError> {
+    let bad = || CliError::Usage(format!("--versions {text}: expected A..B, two table versions, such as 10..250"));
+    let (from, to) = text.split_once("..").ok_or_else(bad)?;
+    let (from, to) =
+        (from.trim().parse().map_err(|_| bad())?, to.trim().trim_start_matches('=').parse().map_err(|_| bad())?);
+    Ok(Scope::Versions { from, to })
+}
+
 async fn plan(pipeline: &Pipeline, args: &BackfillPlanArgs) -> Result<i32, CliError> {
-    if args.versions.is_some() || args.files {
-        return Err(CliError::Usage(format!(
-            "{}: not available yet; plan by date range with --from and --to",
-            if args.files { "--files" } else { "--versions" }
-        )));
-    }
-    let by: Granularity = args.by.parse().map_err(|e| CliError::Usage(format!("--by {}: {e}", args.by)))?;
-    let scope =
-        RangeScope::new(args.on.clone(), date("--from", args.from.as_deref())?, date("--to", args.to.as_deref())?, by)?;
+    let scope = if let Some(text) = &args.versions {
+        versions(text)?
+    } else if args.files {
+        Scope::Files
+    } else {
+        let by: Granularity = args.by.parse().map_err(|e| CliError::Usage(format!("--by {}: {e}", args.by)))?;
+        let (from, to) = (date("--from", args.from.as_deref())?, date("--to", args.to.as_deref())?);
+        Scope::Range(RangeScope::new(args.on.clone(), from, to, by)?)
+    };
     let backfill = pipeline.plan_backfill(scope).await?;
     let plan = backfill.plan();
     emit(&args.output, plan, || {
         let mut text = format!(
-            "backfill {}: {} chunks over {} of {} at version {}, into {}\n",
+            "backfill {}: {} chunks over {} of {}{}, into {}{}\n",
             plan.id,
             plan.chunks.len(),
-            plan.column,
+            plan.scope,
             plan.source,
-            plan.source_version,
-            plan.target
+            at_version(plan),
+            plan.target,
+            match &plan.writes {
+                Writes::Keys(key) => format!(", replacing the rows of its keys [{}]", key.join(", ")),
+                _ => String::new(),
+            }
         );
         text.push_str(&format!(
             "{:>6}  {:<24} {:>7} {:>14} {:>12}\n",
@@ -89,7 +98,7 @@ async fn plan(pipeline: &Pipeline, args: &BackfillPlanArgs) -> Result<i32, CliEr
         for (k, c) in plan.chunks.iter().enumerate() {
             text.push_str(&format!(
                 "{k:>6}  {:<24} {:>7} {:>14} {:>12.1}\n",
-                describe_range(c.from, c.until),
+                c.range,
                 c.files,
                 thousands(c.estimated_rows),
                 c.estimated_bytes as f64 / (1 << 20) as f64
@@ -124,17 +133,22 @@ async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliErro
         let mut text = format!("backfill {} (dry run: nothing is committed)\n", plan.id);
         for (status, replaced) in &chunks {
             let c = &plan.chunks[status.chunk];
+            let replaces = match (replaced, &plan.writes) {
+                (Some(n), _) => format!("replaces {n} files of {} where {}", plan.target, c.read.describe),
+                (None, Writes::Keys(key)) => {
+                    format!("replaces the rows of {} whose key [{}] its rows have", plan.target, key.join(", "))
+                }
+                (None, _) => format!("appends to {}", plan.target),
+            };
             text.push_str(&format!(
-                "chunk {:>4}  {:<24} {}: reads {} files (~{} rows) of {} at version {}; replaces {replaced} files of {} where {}\n",
+                "chunk {:>4}  {:<24} {}: reads {} files (~{} rows) of {}{}; {replaces}\n",
                 status.chunk,
                 status.range,
                 status.state,
                 c.files,
                 thousands(c.estimated_rows),
                 plan.source,
-                plan.source_version,
-                plan.target,
-                c.read.describe,
+                at_version(plan),
             ));
         }
         emit(&args.output, &chunks.iter().map(|(s, r)| (s, r)).collect::<Vec<_>>(), || text)?;
@@ -210,8 +224,7 @@ pub(crate) async fn execute(
 }
 
 fn status_table(plan: &BackfillPlan, status: &[ChunkStatus]) -> String {
-    let mut text =
-        format!("backfill {}: {} {}..={} into {}\n", plan.id, plan.column, plan.scope.from, plan.scope.to, plan.target);
+    let mut text = format!("backfill {}: {} into {}\n", plan.id, plan.scope, plan.target);
     text.push_str(&format!(
         "{:>6}  {:<24} {:<8} {:>12} {:>10} {:>8}\n",
         "chunk", "range", "state", "rows", "ms", "version"

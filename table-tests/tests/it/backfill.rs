@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use table_tests::{Row, assert_txn_unique, events, read_log, read_rows, rows_of_txn};
+use table_tests::{Row, assert_txn_unique, events, read_file, read_log, read_rows, rows_of_txn};
 
 /// The job `name` over `bronze` into `<dir>/<name>` (checkpoint `<dir>/<name>-checkpoint`):
 /// `factor` is the transform's multiplier; `source_keys` and `trailer` add to the file.
@@ -220,7 +220,7 @@ key = ["event_id"]
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let chunks = plan["chunks"].as_array().unwrap();
     assert!(chunks.len() > 12, "one chunk per hour holding data: {}", chunks.len());
-    assert_eq!(plan["column"], "event_time");
+    assert_eq!(plan["scope"]["column"], "event_time");
     let out = expect_exit(tidewater(&["backfill", "run", path(&job), "--json"]), 0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["chunks"].as_array().unwrap().len(), chunks.len(), "{report}");
@@ -240,6 +240,133 @@ key = ["event_id"]
     assert!(first.iter().any(|r| r["factor"] == "2" && r["date"] == "2024-03-01"), "kept rows rewritten");
     assert!(first.iter().all(|r| r["factor"] == "2" || times[&r["event_id"]].starts_with("2024-03-02T00")));
     assert_chunks_once(&silver, chunks.len());
+}
+
+/// The event ids of the rows each commit of `table` added, by version.
+fn ids_by_version(table: &Path) -> BTreeMap<u64, Vec<String>> {
+    read_log(table)
+        .into_iter()
+        .map(|c| {
+            let ids = c.adds.iter().flat_map(|(p, parts)| read_file(table, p, parts)).map(|r| r["event_id"].clone());
+            (c.version, ids.collect())
+        })
+        .collect()
+}
+
+/// Asserts `rows` hold each of `ids` exactly once, computed with `factor`, and no other row.
+fn assert_rows(rows: &[Row], want: &BTreeMap<String, u32>) {
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["event_id"].as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, want.keys().map(String::as_str).collect::<Vec<_>>(), "each row exactly once");
+    for row in rows {
+        assert_eq!(row["factor"], want[&row["event_id"]].to_string(), "{row:?}");
+    }
+}
+
+#[test]
+fn a_backfill_of_a_commit_range_replaces_those_commits_rows_by_key_and_leaves_what_the_stream_has_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let silver_table = dir.path().join("silver");
+    expect_exit(tidewater(&["run", path(&silver(dir.path(), &bronze, 2)), "--trigger", "available-now"]), 0);
+    // Bronze gets a new commit that the stream has not read yet.
+    events::write(&dir.path().join("landing"), "late", 2, 80, None, 78);
+    expect_exit(tidewater(&["run", path(&dir.path().join("job-2.toml")), "--trigger", "available-now"]), 0);
+    let commits = ids_by_version(&bronze);
+    let latest = *commits.keys().last().unwrap();
+    let kept = |id: &str| read_rows(&bronze).iter().any(|r| r["event_id"] == id && !r["amount"].starts_with('-'));
+    assert!(commits.len() >= 4 && commits[&latest].iter().any(|id| kept(id)), "{commits:?}");
+
+    // Commits 2..latest are reprocessed with a new transform.
+    let job = silver(dir.path(), &bronze, 3);
+    let range = format!("2..{latest}");
+    let out = expect_exit(tidewater(&["backfill", "plan", path(&job), "--versions", &range, "--json"]), 0);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["writes"]["columns"], serde_json::json!(["event_id"]), "{plan}");
+    expect_exit(tidewater(&["backfill", "run", path(&job)]), 0);
+    let live: BTreeMap<String, Row> = read_rows(&bronze).into_iter().map(|r| (r["event_id"].clone(), r)).collect();
+    let output = |version: u64| {
+        commits[&version].iter().filter(|id| live.get(*id).is_some_and(|r| !r["amount"].starts_with('-')))
+    };
+    let mut want: BTreeMap<String, u32> = BTreeMap::new();
+    for version in 0..latest {
+        for id in output(version) {
+            want.insert(id.clone(), if version >= 2 { 3 } else { 2 });
+        }
+    }
+    // The latest commit is after the stream's cut: the backfill left it to the stream.
+    assert_rows(&read_rows(&silver_table), &want);
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    for id in output(latest) {
+        want.insert(id.clone(), 3);
+    }
+    assert_rows(&read_rows(&silver_table), &want);
+    assert_txn_unique(&silver_table);
+}
+
+/// A landing-directory job with a key, streaming into `<dir>/silver`.
+fn landing_job(dir: &Path, landing: &Path, factor: u32) -> PathBuf {
+    let text = format!(
+        r#"name = "landing"
+checkpoint = "{dir}/landing-checkpoint"
+
+[source]
+kind = "files"
+path = "{landing}"
+format = "ndjson"
+max_files_per_trigger = 2
+
+[source.schema]
+event_id = "string"
+user_id = "int64"
+event_time = "timestamp"
+category = "string"
+amount = "float64"
+
+[transform]
+sql = "SELECT event_id, amount * {factor} AS amount_x, {factor} AS factor FROM input WHERE amount >= 0"
+
+[sink]
+table = "{dir}/silver"
+key = ["event_id"]
+quarantine = "{dir}/quarantine"
+"#,
+        dir = dir.display(),
+        landing = landing.display()
+    );
+    let file = dir.join(format!("landing-{factor}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn a_backfill_of_a_landing_directory_s_files_replaces_their_rows_by_key_and_quarantines_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("in");
+    let mut lines = events::write(&landing, "a", 4, 50, Some(7), 90);
+    expect_exit(tidewater(&["run", path(&landing_job(dir.path(), &landing, 2)), "--trigger", "available-now"]), 0);
+    let quarantined = read_rows(&dir.path().join("quarantine")).len();
+    assert!(quarantined > 0);
+    // Two more files land; the stream has not read them when the backfill runs.
+    let late = events::write(&landing, "b", 2, 50, Some(7), 91);
+    let job = landing_job(dir.path(), &landing, 3);
+    let out = expect_exit(tidewater(&["backfill", "plan", path(&job), "--files"]), 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("files 0..2 of 6") && text.contains("replacing the rows of its keys [event_id]"), "{text}");
+    expect_exit(tidewater(&["backfill", "run", path(&job), "--parallel", "2"]), 0);
+    let kept = |lines: &[events::Line], factor: u32| -> BTreeMap<String, u32> {
+        lines.iter().filter(|l| l.fate == events::Fate::Kept).map(|l| (l.event_id.clone(), factor)).collect()
+    };
+    let silver = dir.path().join("silver");
+    assert_rows(&read_rows(&silver), &kept(&lines, 3));
+    assert_eq!(read_rows(&dir.path().join("quarantine")).len(), quarantined, "nothing quarantined twice");
+    // The stream reads the new files once, with the new transform.
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    lines.extend(late);
+    assert_rows(&read_rows(&silver), &kept(&lines, 3));
+    assert_txn_unique(&silver);
+    let quarantine_lines = lines.iter().filter(|l| l.fate == events::Fate::Quarantined).count();
+    assert_eq!(read_rows(&dir.path().join("quarantine")).len(), quarantine_lines);
 }
 
 #[test]
@@ -444,12 +571,28 @@ fn bad_plans_and_options_are_refused_naming_the_flag_and_nothing_is_recorded() {
         (&["--from", "2024-13-01", "--to", "2024-03-01"], "--from 2024-13-01: expected a date as YYYY-MM-DD"),
         (&["--from", "2024-03-01", "--to", "2024-03-05", "--on", "colour"], "`colour` is not a column of the table"),
         (&["--from", "2024-03-01", "--to", "2024-03-05", "--on", "amount"], "`amount` is of type f64"),
-        (&["--from", "2025-01-01", "--to", "2025-01-31"], "no data with date in 2025-01-01..=2025-01-31"),
+        (&["--from", "2025-01-01", "--to", "2025-01-31"], "no data in date 2025-01-01..=2025-01-31 by day"),
         (&["--from", "2024-03-01", "--to", "2024-03-05", "--by", "week"], "--by week: unknown granularity"),
         (&["--from", "2024-03-01", "--to", "2024-03-05", "--by", "hour"], "--by hour: `date` holds dates"),
     ];
     for (args, expected) in cases {
         let mut all = vec!["backfill", "plan", path(&job)];
+        all.extend_from_slice(args);
+        let out = expect_exit(tidewater(&all), 2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: expected `{expected}` in {stderr}");
+    }
+    let keyless = dir.path().join("keyless.toml");
+    std::fs::write(&keyless, std::fs::read_to_string(&job).unwrap().replace("key = [\"event_id\"]", "")).unwrap();
+    let cases: [(&Path, &[&str], &str); 5] = [
+        (&job, &["--versions", "3..1"], "--versions 3..1: the first version is after the last"),
+        (&job, &["--versions", "1..99"], "is at version"),
+        (&job, &["--versions", "1-2"], "--versions 1-2: expected A..B"),
+        (&job, &["--files"], "--files plans over the files of a landing directory"),
+        (&keyless, &["--versions", "1..2"], "give the job's sink a key"),
+    ];
+    for (job, args, expected) in cases {
+        let mut all = vec!["backfill", "plan", path(job)];
         all.extend_from_slice(args);
         let out = expect_exit(tidewater(&all), 2);
         let stderr = String::from_utf8_lossy(&out.stderr);
