@@ -12,6 +12,7 @@
 use crate::checkpoint::Checkpoint;
 use crate::contract::Chunk;
 use crate::error::{Error, Result};
+use crate::location::table_url;
 use crate::table_files::Span;
 use chrono::{Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime};
 use serde::{Deserialize, Serialize};
@@ -173,7 +174,13 @@ pub struct BackfillPlan {
     pub source: String,
     /// The source table version every chunk reads (`None`: a source without versions).
     pub source_version: Option<u64>,
+    /// The version the run was asked for (`tidewater batch --source-version`); `None`: the
+    /// latest at plan time.
+    #[serde(default)]
+    pub asked_version: Option<u64>,
     pub target: String,
+    /// Where the chunks' invalid records go.
+    pub quarantine: String,
     /// What is reprocessed; a range's column is the one resolved at plan time.
     pub scope: Scope,
     pub writes: Writes,
@@ -221,6 +228,9 @@ pub struct ChunkStatus {
     pub version: Option<u64>,
     pub attempts: u32,
     pub error: Option<String>,
+    /// What the chunk's commit did (records in, rows out, filtered, quarantined, late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::engine::BatchReport>,
 }
 
 /// Where a job's backfills live in its checkpoint.
@@ -293,6 +303,9 @@ pub struct Backfill<'a> {
     pub(crate) pipeline: &'a crate::Pipeline,
     pub(crate) dir: Checkpoint,
     pub(crate) plan: BackfillPlan,
+    /// What the chunks do with late rows: nothing, unless a recomputation leaves out what the
+    /// stream set aside (`tidewater verify`).
+    pub(crate) late: crate::LateRule,
 }
 
 impl Backfill<'_> {
@@ -306,7 +319,7 @@ impl Backfill<'_> {
     }
 
     fn sink(&self, k: usize) -> Result<crate::sink::DeltaSink> {
-        let url = crate::location::table_url(&self.plan.target)?;
+        let url = table_url(&self.plan.target)?;
         Ok(crate::sink::DeltaSink::new(url, self.plan.app_id(k), crate::sink::WriteKind::Batch))
     }
 
@@ -347,6 +360,7 @@ impl Backfill<'_> {
             version: None,
             attempts: 0,
             error: None,
+            report: None,
         }
     }
 
@@ -431,6 +445,7 @@ impl Backfill<'_> {
                     status.rows = Some(report.output_rows);
                     status.version = report.table_version;
                     status.error = None;
+                    status.report = Some(report);
                     break;
                 }
                 Err(e) if e.retry() == crate::Retry::Yes && status.attempts < ATTEMPTS => {
@@ -460,7 +475,13 @@ impl Backfill<'_> {
     /// has no stream); one commit replacing the slice, checked against commits since.
     async fn attempt(&self, k: usize, chunk: &SliceChunk) -> Result<crate::engine::BatchReport> {
         let span = chunk.span.clone();
-        let stream = self.pipeline.stream_app_id().await?;
+        // A chunk replacing rows of the job's own sink pairs them with the stream's batches
+        // there; an appended chunk, or one into another table, reads the source as planned.
+        let stream = match self.plan.writes {
+            Writes::Append => None,
+            _ if !self.pipeline.is_own_table(&self.plan.target)? => None,
+            _ => self.pipeline.stream_app_id().await?,
+        };
         let slice = self.sink(k)?.slice(span.as_ref(), stream.as_deref()).await?;
         let read = match &stream {
             None => {
@@ -510,9 +531,9 @@ impl Backfill<'_> {
                 )));
             }
         };
-        let target = crate::location::table_url(&self.plan.target)?;
-        let mut writer = self.pipeline.backfill_writer(target, &self.plan.app_id(k))?;
-        let ctx = crate::BatchContext::new(crate::BatchId::FIRST, crate::Mode::Batch, self.plan.planned_at_ms);
+        let (target, quarantine) = (table_url(&self.plan.target)?, table_url(&self.plan.quarantine)?);
+        let mut writer = self.pipeline.backfill_writer(target, quarantine, self.late.clone(), &self.plan.app_id(k))?;
+        let ctx = crate::BatchContext::new(crate::BatchId::new(k as u64), crate::Mode::Batch, self.plan.planned_at_ms);
         let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
         writer.settle().await;
         Ok(result?.0)

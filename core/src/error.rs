@@ -110,6 +110,9 @@ pub enum Error {
     #[error("{0}")]
     Unsupported(String),
 
+    #[error("backfill {backfill}: {} chunks failed: {}; run it again to retry them", failed.len(), failed.join("; "))]
+    ChunksFailed { backfill: String, failed: Vec<String> },
+
     #[error("internal error: {0} (a Tidewater bug; please report it with the log)")]
     Internal(String),
 }
@@ -141,6 +144,7 @@ impl Error {
             Error::DataLoss { .. } => "data_loss",
             Error::Io { .. } => "io",
             Error::Unsupported(_) => "unsupported",
+            Error::ChunksFailed { .. } => "chunks_failed",
             Error::Internal(_) => "internal",
         }
     }

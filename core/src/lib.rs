@@ -14,8 +14,8 @@
 //! - [`contract`]: [`Transform`], [`Source`], [`BoundedSource`], [`SourceProvider`], [`Sink`] and
 //!   what each must guarantee.
 //! - [`engine`]: the micro-batch loop and its triggers; [`checkpoint`]: the offset and commit logs
-//!   and the recovery rule; [`batch`]: the chunked batch runner; [`backfill`]: slices of history
-//!   replaced chunk by chunk.
+//!   and the recovery rule; [`backfill`]: the bounded runner, slices of history (or the whole
+//!   source, `tidewater batch`) written chunk by chunk.
 //! - [`sink`]: the idempotent Delta sink (one commit per batch, with its `txn`) and the quarantine.
 //! - [`Pipeline`]: the builder users call, from Rust or through the `tidewater` command.
 //!
@@ -24,7 +24,6 @@
 //! [`BatchContext`], recorded in the offset log, so a replayed batch writes the same rows.
 
 pub mod backfill;
-pub mod batch;
 pub mod bridge;
 pub mod checkpoint;
 pub mod compute;
@@ -45,7 +44,6 @@ pub mod watermark;
 pub use backfill::{
     Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope, RunOptions, Scope, Writes,
 };
-pub use batch::{BatchPlan, BatchRunReport};
 pub use checkpoint::Checkpoint;
 pub use context::{BatchContext, Mode};
 pub use contract::{BoundedSource, Chunk, Rejected, Sink, SinkCommit, Source, SourceBatch, SourceProvider, Transform};
@@ -53,6 +51,6 @@ pub use crash::{CrashPoint, StepHook};
 pub use engine::{BatchReport, Clock, RunReport, Stop, SystemClock, Trigger};
 pub use error::{Error, Result, Retry};
 pub use id::{BatchId, Offset, OffsetRange, QueryId};
-pub use pipeline::{BatchOptions, Pipeline};
+pub use pipeline::{BatchOptions, BatchRunReport, Pipeline};
 pub use transform::SqlTransform;
 pub use watermark::{LateRule, Watermark};

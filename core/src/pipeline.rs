@@ -1,17 +1,18 @@
 //! The user-facing builder: a source, a transform, a Delta sink and a checkpoint, run as a stream
 //! (`run(trigger)`) or as a bounded batch (`batch()`).
 
-use crate::backfill::{Backfill, BackfillPlan, RangeScope, Scope, SlicePlan, Writes};
-use crate::batch::{BatchRunReport, load_or_plan, run_plan};
+use crate::backfill::{Backfill, BackfillPlan, ChunkState, RangeScope, RunOptions, Scope, SlicePlan, Writes};
 use crate::checkpoint::Checkpoint;
 use crate::contract::{SourceProvider, Transform};
 use crate::crash::StepHook;
+use crate::engine::BatchReport;
 use crate::engine::{BatchWriter, Clock, RunReport, Stop, StreamQuery, SystemClock, Trigger};
 use crate::error::{Error, Result};
 use crate::location::table_url;
 use crate::sink::{DeltaSink, WriteKind};
 use crate::watermark::{LateRule, Watermark};
 use polars::prelude::DataFrame;
+use serde::Serialize;
 use std::sync::Arc;
 use url::Url;
 
@@ -55,6 +56,37 @@ pub fn default_quarantine(table: &str) -> String {
 /// The late table beside `table` when none is configured: `<table>_late`.
 pub fn default_late(table: &str) -> String {
     format!("{}_late", table.trim_end_matches('/'))
+}
+
+/// Where a recorded backfill writes.
+struct Destination {
+    target: Url,
+    quarantine: Url,
+    asked_version: Option<u64>,
+}
+
+/// What a batch run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchRunReport {
+    /// The backfill the run is (its plan id).
+    pub backfill: String,
+    pub target: String,
+    pub quarantine: String,
+    pub plan: String,
+    pub chunks_total: usize,
+    /// Chunks already committed by an earlier, interrupted or finished, run.
+    pub chunks_already_done: usize,
+    pub chunks: Vec<BatchReport>,
+}
+
+impl BatchRunReport {
+    pub fn is_noop(&self) -> bool {
+        self.chunks.is_empty() && self.chunks_already_done == self.chunks_total
+    }
+
+    pub fn total(&self, field: fn(&BatchReport) -> u64) -> u64 {
+        self.chunks.iter().map(field).sum()
+    }
 }
 
 /// Options of a bounded run.
@@ -245,56 +277,139 @@ impl Pipeline {
         DeltaSink::new(table_url(self.table()?)?, &app_id, WriteKind::Stream).committed_version().await
     }
 
-    /// A batch run into the job's own sink table after its stream has written there would append
-    /// a second copy of every row the stream wrote: refused, naming the stream's last batch.
-    async fn refuse_a_second_copy(&self, target: &url::Url) -> Result<()> {
-        match self.stream_has_written().await? {
-            Some(batch) => Err(Error::Unsupported(format!(
-                "{target}: the stream of job {} has written to this table (up to batch {batch}); a batch run into it would append a second copy of those rows. Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or replace the stream's rows in place with a backfill beside the stream: `tidewater backfill plan JOB --from DATE --to DATE`, then `tidewater backfill run JOB`",
-                self.name
-            ))),
-            None => Ok(()),
+    /// Runs the transform over the whole source as a bounded input, chunk by chunk, through the
+    /// backfill runner: into `options.into`, or the job's sink table. Into a table the job's
+    /// stream has not written, the chunks are appended (a backfill of the source's files; the
+    /// latest such run into the same table resumes, and a finished one is a no-op unless
+    /// `replan`). Into the job's own sink after its stream wrote there, it replaces instead of
+    /// appending a second copy: a backfill of everything (every day of a source sliced by date;
+    /// every file, by the sink's key, otherwise). `progress(done, total)` is called after each
+    /// chunk.
+    pub async fn batch(
+        &self,
+        options: &BatchOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<BatchRunReport> {
+        let mut backfill = match &options.into {
+            None if self.stream_has_written().await?.is_some() => {
+                self.plan_replacing_everything(options.replan).await?
+            }
+            _ => self.plan_batch(options).await?,
+        };
+        if let Some(rows) = &options.exclude_late {
+            backfill.late = LateRule::Exclude(rows.clone());
         }
+        let total = backfill.plan.chunks.len();
+        let before = backfill.status().await?.iter().filter(|c| c.state == ChunkState::Done).count();
+        let done = std::sync::atomic::AtomicUsize::new(before);
+        let report = backfill
+            .run(&RunOptions::default(), &|_| {
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+            })
+            .await?;
+        let failed: Vec<String> = report
+            .failed()
+            .map(|c| format!("chunk {} ({}): {}", c.chunk, c.range, c.error.as_deref().unwrap_or("?")))
+            .collect();
+        if !failed.is_empty() {
+            return Err(Error::ChunksFailed { backfill: report.id, failed });
+        }
+        Ok(BatchRunReport {
+            backfill: report.id,
+            target: report.target,
+            quarantine: backfill.plan.quarantine.clone(),
+            plan: format!("{}/plan.json", backfill.location()),
+            chunks_total: total,
+            chunks_already_done: report.already_done,
+            chunks: report.chunks.into_iter().filter_map(|c| c.report).collect(),
+        })
     }
 
-    /// Runs the transform over the source as a bounded input into the sink table (or
-    /// `options.into`), chunk by chunk. `progress(done, total)` is called after each chunk.
-    pub async fn batch(&self, options: &BatchOptions, progress: &dyn Fn(usize, usize)) -> Result<BatchRunReport> {
+    /// The batch run into a table the job's stream has not written: the latest such run into the
+    /// same table (to resume, or to find it done), or a new plan appending every file.
+    async fn plan_batch(&self, options: &BatchOptions) -> Result<Backfill<'_>> {
         let target = table_url(options.into.as_deref().map_or_else(|| self.table(), Ok)?)?;
-        if options.into.is_none() {
-            self.refuse_a_second_copy(&target).await?;
-        }
-        let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, target.as_str().as_bytes());
-        let state = self.checkpoint()?.child(&format!("batch/{key}"));
-        let mut source = self.source.open_bounded(options.source_version).await?;
-        let plan = load_or_plan(
-            &state,
-            source.as_mut(),
-            self.source.describe(),
-            options.source_version,
-            target.to_string(),
-            options.replan,
-            self.clock.as_ref(),
-        )
-        .await?;
         let quarantine = match (&options.quarantine, &options.into) {
             (Some(q), _) => table_url(q)?,
             (None, Some(_)) => Self::quarantine_url(None, &target)?,
             (None, None) => Self::quarantine_url(self.quarantine.as_deref(), &target)?,
         };
-        let late = match &options.exclude_late {
-            Some(rows) => LateRule::Exclude(rows.clone()),
-            None => LateRule::None,
-        };
-        let mut writer = self.writer(target, quarantine, (late, None), &plan.app_id, WriteKind::Batch)?;
-        run_plan(&plan, source.as_mut(), &mut writer, format!("{}/plan.json", state.url()), progress).await
+        if !options.replan
+            && let Some(plan) = self
+                .backfill_plans()
+                .await?
+                .into_iter()
+                .rev()
+                .find(|p| p.writes == Writes::Append && p.target == target.as_str())
+        {
+            if plan.asked_version != options.source_version {
+                let show =
+                    |v: Option<u64>| v.map_or_else(|| "its latest version".to_string(), |v| format!("version {v}"));
+                return Err(Error::Unsupported(format!(
+                    "batch run {} into {target} was planned over the source at {}, and this run asks for {}; run it again as planned, or plan anew with --replan (into a new target: its rows are appended again)",
+                    plan.id,
+                    show(plan.asked_version),
+                    show(options.source_version),
+                )));
+            }
+            let dir = self.backfills()?.child(&plan.id);
+            return Ok(Backfill { pipeline: self, dir, plan, late: LateRule::None });
+        }
+        let mut source = self.source.open_bounded(options.source_version).await?;
+        let planned = source.plan_files().await?;
+        let into = Destination { target, quarantine, asked_version: options.source_version };
+        self.record_backfill(Scope::Files, planned, Writes::Append, into).await
     }
 
-    /// The writer of one backfill chunk: the job's sink table, partitioning and key, committing
-    /// with `app_id`; no late rule (a backfill recomputes everything in its slice).
-    pub(crate) fn backfill_writer(&self, target: Url, app_id: &str) -> Result<BatchWriter> {
-        let quarantine = Self::quarantine_url(self.quarantine.as_deref(), &target)?;
-        self.writer(target, quarantine, (LateRule::None, None), app_id, WriteKind::Batch)
+    /// What `tidewater batch` into the job's own sink does once the stream wrote there: every
+    /// day of a source sliced by date, else every file by the sink's key, else refused (it would
+    /// append a second copy). The latest such backfill instead, when it is not finished and not
+    /// `replan` (a run killed midway resumes).
+    async fn plan_replacing_everything(&self, replan: bool) -> Result<Backfill<'_>> {
+        let mut source = self.source.open_bounded(None).await?;
+        let scope = match source.date_range(None).await {
+            Ok(Some((column, first, last))) => {
+                Scope::Range(RangeScope::new(Some(column), first, last, crate::backfill::Granularity::Day)?)
+            }
+            Ok(None) => Scope::Files,
+            Err(Error::Unsupported(why)) if self.key.is_empty() => {
+                return Err(Error::Unsupported(format!(
+                    "{}: the stream of job {} has written to this table; a batch run into it would append a second copy of those rows, and it cannot replace them instead ({why}; nor by key: the sink has no key). Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or give the sink a key and backfill its files with `tidewater backfill plan JOB --files`",
+                    self.table()?,
+                    self.name
+                )));
+            }
+            Err(Error::Unsupported(_)) => Scope::Files,
+            Err(e) => return Err(e),
+        };
+        if !replan
+            && let Some(plan) = self.backfill_plans().await?.pop()
+            && plan.scope == scope
+        {
+            let dir = self.backfills()?.child(&plan.id);
+            let latest = Backfill { pipeline: self, dir, plan, late: LateRule::None };
+            if latest.status().await?.iter().any(|c| c.state != ChunkState::Done) {
+                return Ok(latest);
+            }
+        }
+        self.plan_backfill(scope).await
+    }
+
+    /// The writer of one backfill chunk: the job's partitioning and key, into `target`,
+    /// committing with `app_id`.
+    pub(crate) fn backfill_writer(
+        &self,
+        target: Url,
+        quarantine: Url,
+        late: LateRule,
+        app_id: &str,
+    ) -> Result<BatchWriter> {
+        self.writer(target, quarantine, (late, None), app_id, WriteKind::Batch)
+    }
+
+    /// Whether `target` (a table URL) is the job's sink table.
+    pub(crate) fn is_own_table(&self, target: &str) -> Result<bool> {
+        Ok(table_url(self.table()?)?.as_str() == target)
     }
 
     /// The job's backfills' directory in its checkpoint.
@@ -308,12 +423,26 @@ impl Pipeline {
     pub async fn plan_backfill(&self, scope: impl Into<Scope>) -> Result<Backfill<'_>> {
         let scope = scope.into();
         let mut source = self.source.open_bounded(None).await?;
-        let (planned, writes) = match &scope {
+        let (mut planned, writes) = match &scope {
             Scope::Range(range) => (source.plan_slices(range).await?, Writes::Slice),
             Scope::Versions { from, to } => (source.plan_versions(*from, *to).await?, self.writes_by_key(&scope)?),
             Scope::Files => (source.plan_files().await?, self.writes_by_key(&scope)?),
         };
-        self.record_backfill(scope, planned, writes).await
+        let mut scope = scope;
+        if let (Scope::Range(range), Some(column)) = (&mut scope, &planned.column) {
+            range.column = Some(column.clone());
+        }
+        planned.chunks.retain(|c| c.files > 0);
+        if planned.chunks.is_empty() {
+            let at = planned.version.map_or_else(String::new, |v| format!(" at version {v}"));
+            return Err(Error::Unsupported(format!(
+                "{}: no data in {scope}{at}: nothing to backfill, no plan recorded",
+                self.source.describe(),
+            )));
+        }
+        let target = table_url(self.table()?)?;
+        let quarantine = Self::quarantine_url(self.quarantine.as_deref(), &target)?;
+        self.record_backfill(scope, planned, writes, Destination { target, quarantine, asked_version: None }).await
     }
 
     /// A commit range or files reprocessed into the sink replace their rows by the sink's key.
@@ -326,19 +455,13 @@ impl Pipeline {
         Ok(Writes::Keys(self.key.clone()))
     }
 
-    async fn record_backfill(&self, mut scope: Scope, mut planned: SlicePlan, writes: Writes) -> Result<Backfill<'_>> {
-        let target = table_url(self.table()?)?;
-        if let (Scope::Range(range), Some(column)) = (&mut scope, &planned.column) {
-            range.column = Some(column.clone());
-        }
-        planned.chunks.retain(|c| c.files > 0);
-        if planned.chunks.is_empty() {
-            let at = planned.version.map_or_else(String::new, |v| format!(" at version {v}"));
-            return Err(Error::Unsupported(format!(
-                "{}: no data in {scope}{at}: nothing to backfill, no plan recorded",
-                self.source.describe(),
-            )));
-        }
+    async fn record_backfill(
+        &self,
+        scope: Scope,
+        planned: SlicePlan,
+        writes: Writes,
+        into: Destination,
+    ) -> Result<Backfill<'_>> {
         let planned_at_ms = self.clock.now_ms();
         let id = format!(
             "{}-{}",
@@ -351,7 +474,9 @@ impl Pipeline {
             job: self.name.clone(),
             source: self.source.describe(),
             source_version: planned.version,
-            target: target.to_string(),
+            asked_version: into.asked_version,
+            target: into.target.to_string(),
+            quarantine: into.quarantine.to_string(),
             scope,
             writes,
             planned_at_ms,
@@ -360,31 +485,7 @@ impl Pipeline {
         let dir = self.backfills()?.child(&id);
         dir.create_json("plan.json", &plan).await?;
         tracing::info!(backfill = %id, chunks = plan.chunks.len(), plan = %dir.url(), "planned backfill");
-        Ok(Backfill { pipeline: self, dir, plan })
-    }
-
-    /// Plans a backfill of everything the source holds, day by day over its date partition
-    /// column: what `tidewater batch` into the job's own sink does once the stream wrote there.
-    /// The latest backfill instead, when it has the same scope and is not finished (a run killed
-    /// midway resumes). `None` when the source is empty; [`Error::Unsupported`] when it cannot be
-    /// sliced by date.
-    pub async fn plan_backfill_of_everything(&self) -> Result<Option<Backfill<'_>>> {
-        let mut source = self.source.open_bounded(None).await?;
-        let Some((column, first, last)) = source.date_range(None).await? else {
-            return Ok(None);
-        };
-        let scope = Scope::Range(RangeScope::new(Some(column), first, last, crate::backfill::Granularity::Day)?);
-        // An interrupted run of the same scope resumes instead of starting over.
-        if let Some(plan) = self.backfill_plans().await?.pop()
-            && plan.scope == scope
-        {
-            let dir = self.backfills()?.child(&plan.id);
-            let latest = Backfill { pipeline: self, dir, plan };
-            if latest.status().await?.iter().any(|c| c.state != crate::backfill::ChunkState::Done) {
-                return Ok(Some(latest));
-            }
-        }
-        self.plan_backfill(scope).await.map(Some)
+        Ok(Backfill { pipeline: self, dir, plan, late: LateRule::None })
     }
 
     /// Every recorded backfill of the job, oldest first.
@@ -407,7 +508,8 @@ impl Pipeline {
             Some(id) => plans.into_iter().find(|p| p.id == id).ok_or_else(|| {
                 Error::Unsupported(format!("job {}: no backfill with id {id} (see `tidewater backfill list`)", self.name))
             })?,
-            None => plans.into_iter().last().ok_or_else(|| {
+            // The latest into the job's table: not a recomputation into another (`verify`).
+            None => plans.into_iter().rev().find(|p| self.is_own_table(&p.target).unwrap_or(false)).ok_or_else(|| {
                 Error::Unsupported(format!(
                     "job {}: no backfill planned yet; plan one with `tidewater backfill plan JOB --from DATE --to DATE`",
                     self.name
@@ -415,7 +517,7 @@ impl Pipeline {
             })?,
         };
         let dir = self.backfills()?.child(&plan.id);
-        Ok(Backfill { pipeline: self, dir, plan })
+        Ok(Backfill { pipeline: self, dir, plan, late: LateRule::None })
     }
 
     /// The Delta txn app id of the job's stream, once it has started (its checkpoint has query

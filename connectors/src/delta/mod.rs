@@ -207,6 +207,9 @@ struct SnapshotChunk {
     /// Each file's commit and index among the commit's data files (a backfill over commits).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     positions: Vec<(u64, usize)>,
+    /// Files of the snapshot at `version`, whatever commits added them (a batch of everything).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    snapshot_files: bool,
 }
 
 /// How far a stream had read, for a backfill beside it ([`Source::bounded_before`]).
@@ -382,6 +385,7 @@ impl DeltaSnapshotSource {
             files: files.iter().map(|f| f.file.clone()).collect(),
             rows: sliced.by_rows.then(|| span.clone()),
             positions: Vec::new(),
+            snapshot_files: false,
         };
         let read = Chunk {
             describe,
@@ -421,8 +425,14 @@ impl BoundedSource for DeltaSnapshotSource {
             let group: Vec<DataFile> = rest.by_ref().take(self.files_per_chunk).collect();
             let describe = format!("version {version}, files {first}..{} of {total}", first + group.len());
             first += group.len();
-            let spec = serde_json::to_value(SnapshotChunk { version, files: group, rows: None, positions: Vec::new() })
-                .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
+            let spec = serde_json::to_value(SnapshotChunk {
+                version,
+                files: group,
+                rows: None,
+                positions: Vec::new(),
+                snapshot_files: true,
+            })
+            .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
             chunks.push(Chunk { describe, spec });
         }
         Ok(chunks)
@@ -431,6 +441,11 @@ impl BoundedSource for DeltaSnapshotSource {
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
         let chunk: SnapshotChunk = serde_json::from_value(chunk.spec.clone())
             .map_err(|e| self.err(format!("unreadable chunk in the batch plan: {e}")))?;
+        if chunk.snapshot_files && self.cut.is_some() {
+            return Err(self.err(
+                "a backfill of a Delta source's files beside the job's stream cannot tell which of them the stream has read: plan it over commits (--versions A..B) or dates (--from, --to)",
+            ));
+        }
         let files = match chunk.positions.is_empty() {
             true => chunk.files,
             false => self.before_cut(chunk.files, &chunk.positions)?,
@@ -478,6 +493,35 @@ impl BoundedSource for DeltaSnapshotSource {
         Ok(SlicePlan { version: Some(self.version()), column: Some(sliced.column), chunks })
     }
 
+    async fn plan_files(&mut self) -> Result<SlicePlan> {
+        let records: std::collections::HashMap<String, u64> = self
+            .state()?
+            .snapshot()
+            .log_data()
+            .iter()
+            .map(|f| (f.path().into_owned(), f.num_records().unwrap_or(0) as u64))
+            .collect();
+        let chunks = self
+            .plan()
+            .await?
+            .into_iter()
+            .map(|read| {
+                let spec: SnapshotChunk = serde_json::from_value(read.spec.clone())
+                    .map_err(|e| Error::Internal(format!("chunk spec: {e}")))?;
+                let rows = spec.files.iter().map(|f| records.get(&f.path).copied().unwrap_or(0)).sum();
+                Ok(SliceChunk {
+                    range: read.describe.clone(),
+                    span: None,
+                    files: spec.files.len(),
+                    estimated_rows: rows,
+                    estimated_bytes: spec.files.iter().map(|f| f.size).sum(),
+                    read,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SlicePlan { version: Some(self.version()), column: None, chunks })
+    }
+
     async fn plan_versions(&mut self, from: u64, to: u64) -> Result<SlicePlan> {
         let latest = self.version();
         if from > to {
@@ -501,6 +545,7 @@ impl BoundedSource for DeltaSnapshotSource {
                 files: files[at..end].to_vec(),
                 rows: None,
                 positions: positions[at..end].to_vec(),
+                snapshot_files: false,
             };
             chunks.push(SliceChunk {
                 range: range.clone(),

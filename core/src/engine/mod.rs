@@ -23,7 +23,7 @@ use crate::id::{BatchId, Offset, OffsetRange, QueryId};
 use crate::sink::{DeltaSink, quarantine_frame};
 use crate::watermark::{LateRule, late_frame};
 use polars::prelude::IntoLazy;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,7 +33,7 @@ pub const RETAIN_BATCHES: u64 = 100;
 
 /// What one batch (or chunk) did. `input_records = output_rows + filtered + quarantined + late`
 /// for a row-wise transform.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchReport {
     pub batch: BatchId,
     pub range: String,

@@ -22,25 +22,6 @@ pub async fn batch(args: BatchArgs, registry: &Registry) -> Result<i32, CliError
         replan: args.replan,
         ..BatchOptions::default()
     };
-    if options.into.is_none()
-        && !options.replan
-        && let Some(batch) = pipeline.stream_has_written().await?
-    {
-        // Into the job's own sink after its stream wrote there: replace, never append a second
-        // copy. A backfill of everything, day by day, beside the stream; a source that cannot be
-        // sliced by date is refused below, naming --into.
-        match pipeline.plan_backfill_of_everything().await {
-            Ok(Some(backfill)) => {
-                tracing::info!(backfill = %backfill.plan().id, stream_batch = batch, "batch into the job's own sink: a backfill of everything");
-                return super::backfill::execute(&backfill, &tidewater_core::RunOptions::default(), &args.output).await;
-            }
-            Ok(None) => {}
-            Err(tidewater_core::Error::Unsupported(why)) => {
-                tracing::info!("batch into the job's own sink cannot be a backfill: {why}");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
     let report = pipeline.batch(&options, &progress_printer()).await?;
     emit(&args.output, &report, || summary(&job.name, &report) + "\n")?;
     Ok(EXIT_OK)
@@ -75,14 +56,14 @@ pub(crate) fn progress_printer() -> impl Fn(usize, usize) {
 pub(crate) fn summary(name: &str, report: &BatchRunReport) -> String {
     if report.is_noop() {
         return format!(
-            "{name}: nothing to do: all {} chunks of this batch run are already committed to {} (app id {}); use --replan to plan a new run",
-            report.chunks_total, report.target, report.app_id
+            "{name}: nothing to do: all {} chunks of this batch run are already committed to {} (backfill {}); use --replan to plan a new run",
+            report.chunks_total, report.target, report.backfill
         );
     }
     let t = |f: fn(&BatchReport) -> u64| thousands(report.total(f));
     let version = report.chunks.iter().rev().find_map(|b| b.table_version);
     format!(
-        "{name}: batch run of {} chunks ({} already committed before), {} records in: {} rows written, {} filtered, {} quarantined\n  table      {} (version {})\n  quarantine {}\n  app id     {}\n  plan       {}",
+        "{name}: batch run of {} chunks ({} already committed before), {} records in: {} rows written, {} filtered, {} quarantined\n  table      {} (version {})\n  quarantine {}\n  backfill   {}\n  plan       {}",
         report.chunks_total,
         report.chunks_already_done,
         t(|b| b.input_records),
@@ -92,7 +73,7 @@ pub(crate) fn summary(name: &str, report: &BatchRunReport) -> String {
         report.target,
         version.map_or_else(|| "unchanged".to_string(), |v| v.to_string()),
         report.quarantine,
-        report.app_id,
+        report.backfill,
         report.plan,
     )
 }
