@@ -228,6 +228,9 @@ pub struct ChunkStatus {
     pub version: Option<u64>,
     pub attempts: u32,
     pub error: Option<String>,
+    /// While running: when its process last said it is alive (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<i64>,
     /// What the chunk's commit did (records in, rows out, filtered, quarantined, late).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::engine::BatchReport>,
@@ -273,6 +276,13 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions { parallel: 1, worker: None }
     }
+}
+
+/// How often a running chunk records that its process is alive: `TIDEWATER_HEARTBEAT_MS`
+/// (for tests), else 10 s.
+fn heartbeat() -> std::time::Duration {
+    let ms = std::env::var("TIDEWATER_HEARTBEAT_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    std::time::Duration::from_millis(ms)
 }
 
 /// Attempts per chunk for transient errors (object store, commit conflicts), with backoff. A
@@ -331,8 +341,10 @@ impl Backfill<'_> {
     }
 
     /// Every chunk's state: done when the table records its txn, else what the ledger says.
+    /// A chunk whose process has not said it is alive for three heartbeats is pending again.
     pub async fn status(&self) -> Result<Vec<ChunkStatus>> {
         let committed = self.committed().await?;
+        let (now, heartbeat) = (chrono::Utc::now().timestamp_millis(), heartbeat());
         let mut out = Vec::new();
         for (k, chunk) in self.plan.chunks.iter().enumerate() {
             let ledger = self.dir.get_json::<ChunkStatus>(&format!("chunks/{k}.json")).await?;
@@ -344,6 +356,16 @@ impl Backfill<'_> {
                 // A ledger that says done without the commit: the commit was lost or the table
                 // replaced; the table is the truth.
                 status.state = ChunkState::Pending;
+            } else if status.state == ChunkState::Running
+                && let Some(seen) = status.heartbeat_ms
+                && now - seen > 3 * heartbeat.as_millis() as i64
+            {
+                // Its process stopped (killed, its pod evicted) without a word.
+                status.state = ChunkState::Pending;
+                status.error = Some(format!(
+                    "interrupted: its process stopped (no sign of life since {}); the next `backfill run` runs it again",
+                    chrono::DateTime::from_timestamp_millis(seen).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ")
+                ));
             }
             out.push(status);
         }
@@ -360,6 +382,7 @@ impl Backfill<'_> {
             version: None,
             attempts: 0,
             error: None,
+            heartbeat_ms: None,
             report: None,
         }
     }
@@ -438,8 +461,23 @@ impl Backfill<'_> {
         loop {
             status.attempts += 1;
             status.state = ChunkState::Running;
+            status.heartbeat_ms = Some(chrono::Utc::now().timestamp_millis());
             self.dir.put_json(&format!("chunks/{k}.json"), &status).await?;
-            match self.attempt(k, chunk).await {
+            let alive = async {
+                loop {
+                    tokio::time::sleep(heartbeat()).await;
+                    status.heartbeat_ms = Some(chrono::Utc::now().timestamp_millis());
+                    if let Err(e) = self.dir.put_json(&format!("chunks/{k}.json"), &status).await {
+                        tracing::warn!(backfill = %self.plan.id, chunk = k, "could not record the chunk's heartbeat: {e}");
+                    }
+                }
+            };
+            let attempt = tokio::select! {
+                attempt = self.attempt(k, chunk) => attempt,
+                never = alive => never,
+            };
+            status.heartbeat_ms = None;
+            match attempt {
                 Ok(report) => {
                     status.state = ChunkState::Done;
                     status.rows = Some(report.output_rows);

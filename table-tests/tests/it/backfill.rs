@@ -378,7 +378,20 @@ fn a_parallel_backfill_killed_inside_and_between_chunks_resumes_exactly_once() {
     plan(&job, "2024-03-01", "2024-03-05");
     let run = || tidewater(&["backfill", "run", path(&job), "--parallel", "3"]);
     // Inside a chunk (its files written, not committed), then right after a chunk's commit.
-    expect_killed(run(), "after-data-files:0");
+    // Chunks record a heartbeat every 200 ms here: once three have passed, status shows the
+    // killed chunks as interrupted, not running.
+    let beating = |mut command: std::process::Command| {
+        command.env("TIDEWATER_HEARTBEAT_MS", "200");
+        command
+    };
+    expect_killed(beating(run()), "after-data-files:0");
+    std::thread::sleep(Duration::from_millis(700));
+    let status = beating(tidewater(&["backfill", "status", path(&job), "--json"]));
+    let status: serde_json::Value = serde_json::from_slice(&expect_exit(status, 0).stdout).unwrap();
+    let chunks = status.as_array().unwrap();
+    assert!(chunks.iter().all(|c| c["state"] != "running"), "{status:#}");
+    assert_eq!(chunks[0]["state"], "pending");
+    assert!(chunks[0]["error"].as_str().unwrap().starts_with("interrupted: its process stopped"), "{status:#}");
     expect_killed(run(), "after-delta-commit:0");
     let done_before: usize = read_log(&gold).iter().filter(|c| !c.txns.is_empty()).count();
     assert!(done_before >= 1, "the second kill came after a commit");
