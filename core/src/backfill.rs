@@ -195,6 +195,78 @@ impl BackfillPlan {
     }
 }
 
+impl BackfillPlan {
+    /// A `plan.json` as any Tidewater recorded it: the current format as is; format 1 (date
+    /// ranges over a partition column, before scopes, written by the first backfills)
+    /// converted, its chunks' txn app ids unchanged, so the chunks it committed stay done.
+    /// `quarantine`: the job's quarantine table, where format 1's chunks wrote.
+    pub fn from_recorded(value: serde_json::Value, quarantine: &str) -> std::result::Result<Self, String> {
+        match value.get("v").and_then(serde_json::Value::as_u64) {
+            Some(2) => serde_json::from_value(value).map_err(|e| e.to_string()),
+            Some(1) => {
+                let v1: PlanV1 = serde_json::from_value(value).map_err(|e| format!("plan format 1: {e}"))?;
+                Ok(v1.into_current(quarantine))
+            }
+            other => Err(format!(
+                "plan format {} is not one this Tidewater reads (1 or 2): a newer Tidewater planned it",
+                other.map_or_else(|| "(none)".to_string(), |v| v.to_string())
+            )),
+        }
+    }
+}
+
+/// `plan.json` format 1.
+#[derive(Deserialize)]
+struct PlanV1 {
+    id: String,
+    job: String,
+    source: String,
+    source_version: u64,
+    target: String,
+    column: String,
+    scope: RangeScope,
+    planned_at_ms: i64,
+    chunks: Vec<ChunkV1>,
+}
+
+#[derive(Deserialize)]
+struct ChunkV1 {
+    from: NaiveDate,
+    until: NaiveDate,
+    files: usize,
+    estimated_rows: u64,
+    estimated_bytes: u64,
+    read: Chunk,
+}
+
+impl PlanV1 {
+    fn into_current(self, quarantine: &str) -> BackfillPlan {
+        let midnight = |d: NaiveDate| d.and_time(NaiveTime::MIN);
+        let chunks = self
+            .chunks
+            .into_iter()
+            .map(|c| {
+                let span = Span::new(&self.column, midnight(c.from), midnight(c.until));
+                SliceChunk::over(span, c.files, c.estimated_rows, c.estimated_bytes, c.read)
+            })
+            .collect();
+        BackfillPlan {
+            v: 2,
+            id: self.id,
+            job: self.job,
+            source: self.source,
+            source_version: Some(self.source_version),
+            asked_version: None,
+            target: self.target,
+            quarantine: quarantine.to_string(),
+            scope: Scope::Range(RangeScope { column: Some(self.column), ..self.scope }),
+            writes: Writes::Slice,
+            planned_at_ms: self.planned_at_ms,
+            chunks,
+        }
+    }
+}
+
 /// Where a chunk is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -231,6 +303,10 @@ pub struct ChunkStatus {
     /// While running: when its process last said it is alive (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_ms: Option<i64>,
+    /// How often that process says so (its `TIDEWATER_HEARTBEAT_MS`, else 10 s): another
+    /// process reading the status judges staleness by the writer's interval, not its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_every_ms: Option<u64>,
     /// What the chunk's commit did (records in, rows out, filtered, quarantined, late).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::engine::BatchReport>,
@@ -344,7 +420,7 @@ impl Backfill<'_> {
     /// A chunk whose process has not said it is alive for three heartbeats is pending again.
     pub async fn status(&self) -> Result<Vec<ChunkStatus>> {
         let committed = self.committed().await?;
-        let (now, heartbeat) = (chrono::Utc::now().timestamp_millis(), heartbeat());
+        let now = chrono::Utc::now().timestamp_millis();
         let mut out = Vec::new();
         for (k, chunk) in self.plan.chunks.iter().enumerate() {
             let ledger = self.dir.get_json::<ChunkStatus>(&format!("chunks/{k}.json")).await?;
@@ -358,7 +434,7 @@ impl Backfill<'_> {
                 status.state = ChunkState::Pending;
             } else if status.state == ChunkState::Running
                 && let Some(seen) = status.heartbeat_ms
-                && now - seen > 3 * heartbeat.as_millis() as i64
+                && now - seen > 3 * status.heartbeat_every_ms.unwrap_or(heartbeat().as_millis() as u64) as i64
             {
                 // Its process stopped (killed, its pod evicted) without a word.
                 status.state = ChunkState::Pending;
@@ -383,6 +459,7 @@ impl Backfill<'_> {
             attempts: 0,
             error: None,
             heartbeat_ms: None,
+            heartbeat_every_ms: None,
             report: None,
         }
     }
@@ -462,21 +539,32 @@ impl Backfill<'_> {
             status.attempts += 1;
             status.state = ChunkState::Running;
             status.heartbeat_ms = Some(chrono::Utc::now().timestamp_millis());
+            status.heartbeat_every_ms = Some(heartbeat().as_millis() as u64);
             self.dir.put_json(&format!("chunks/{k}.json"), &status).await?;
-            let alive = async {
-                loop {
-                    tokio::time::sleep(heartbeat()).await;
-                    status.heartbeat_ms = Some(chrono::Utc::now().timestamp_millis());
-                    if let Err(e) = self.dir.put_json(&format!("chunks/{k}.json"), &status).await {
-                        tracing::warn!(backfill = %self.plan.id, chunk = k, "could not record the chunk's heartbeat: {e}");
+            // Its own task, so that a chunk busy computing cannot starve it; stopped (not
+            // aborted) before the chunk's final status is written, which it must not overwrite.
+            let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+            let alive = tokio::spawn({
+                let (dir, mut status, id) = (self.dir.clone(), status.clone(), self.plan.id.clone());
+                async move {
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(heartbeat()) => {}
+                            _ = &mut stopped => return,
+                        }
+                        status.heartbeat_ms = Some(chrono::Utc::now().timestamp_millis());
+                        if let Err(e) = dir.put_json(&format!("chunks/{k}.json"), &status).await {
+                            tracing::warn!(backfill = %id, chunk = k, "could not record the chunk's heartbeat: {e}");
+                        }
                     }
                 }
-            };
-            let attempt = tokio::select! {
-                attempt = self.attempt(k, chunk) => attempt,
-                never = alive => never,
-            };
-            status.heartbeat_ms = None;
+            });
+            let attempt = self.attempt(k, chunk).await;
+            let _ = stop.send(());
+            if let Err(e) = alive.await {
+                tracing::warn!(backfill = %self.plan.id, chunk = k, "the chunk's heartbeat task ended badly: {e}");
+            }
+            (status.heartbeat_ms, status.heartbeat_every_ms) = (None, None);
             match attempt {
                 Ok(report) => {
                     status.state = ChunkState::Done;

@@ -144,6 +144,13 @@ pub trait BoundedSource: Send {
         Err(crate::Error::Unsupported("--versions plans over the commits of a Delta source".into()))
     }
 
+    /// What a backfill of everything replacing by key plans over: every commit of a source
+    /// with a log ([`crate::backfill::Scope::Versions`], which a stream beside it reads in the
+    /// same order), else every file ([`crate::backfill::Scope::Files`]).
+    fn everything(&self) -> crate::backfill::Scope {
+        crate::backfill::Scope::Files
+    }
+
     /// Plans a backfill of every file of the source as it is now (a landing directory), in the
     /// chunks [`BoundedSource::plan`] would run.
     async fn plan_files(&mut self) -> Result<crate::backfill::SlicePlan> {

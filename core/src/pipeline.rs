@@ -290,11 +290,13 @@ impl Pipeline {
         options: &BatchOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<BatchRunReport> {
-        let mut backfill = match &options.into {
-            None if self.stream_has_written().await?.is_some() => {
-                self.plan_replacing_everything(options.replan).await?
-            }
-            _ => self.plan_batch(options).await?,
+        let own = match &options.into {
+            None => true,
+            Some(into) => self.is_own_table(table_url(into)?.as_str())?,
+        };
+        let mut backfill = match own && self.stream_has_written().await?.is_some() {
+            true => self.plan_replacing_everything(options.replan).await?,
+            false => self.plan_batch(options).await?,
         };
         if let Some(rows) = &options.exclude_late {
             backfill.late = LateRule::Exclude(rows.clone());
@@ -355,10 +357,34 @@ impl Pipeline {
             let dir = self.backfills()?.child(&plan.id);
             return Ok(Backfill { pipeline: self, dir, plan, late: LateRule::None });
         }
+        if !options.replan {
+            self.refuse_earlier_batch_run(&target).await?;
+        }
         let mut source = self.source.open_bounded(options.source_version).await?;
         let planned = source.plan_files().await?;
         let into = Destination { target, quarantine, asked_version: options.source_version };
         self.record_backfill(Scope::Files, planned, Writes::Append, into).await
+    }
+
+    /// Refuses a batch run into `target` that a Tidewater before backfills recorded (under
+    /// `<checkpoint>/batch/`, with its own txn app id): this one cannot resume it, and planning
+    /// anew would append its rows a second time.
+    async fn refuse_earlier_batch_run(&self, target: &Url) -> Result<()> {
+        let earlier = self.checkpoint()?.child("batch");
+        for key in earlier.list_dirs().await? {
+            let at = earlier.child(&key);
+            let Some(plan) = at.get_json::<serde_json::Value>("plan.json").await? else { continue };
+            let into = plan.get("target").and_then(serde_json::Value::as_str).unwrap_or_default();
+            if into.trim_end_matches('/') == target.as_str().trim_end_matches('/') {
+                let app_id = plan.get("app_id").and_then(serde_json::Value::as_str).unwrap_or("?");
+                return Err(Error::Unsupported(format!(
+                    "{}/plan.json: an earlier Tidewater ran this batch into {target} (txn app id {app_id}), and this one cannot resume that run: its rows may be there already. To append the source again anyway, pass --replan; to start over, empty {target} and remove {}",
+                    at.url(),
+                    at.url(),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// What `tidewater batch` into the job's own sink does once the stream wrote there: every
@@ -371,7 +397,7 @@ impl Pipeline {
             Ok(Some((column, first, last))) => {
                 Scope::Range(RangeScope::new(Some(column), first, last, crate::backfill::Granularity::Day)?)
             }
-            Ok(None) => Scope::Files,
+            Ok(None) => source.everything(),
             Err(Error::Unsupported(why)) if self.key.is_empty() => {
                 return Err(Error::Unsupported(format!(
                     "{}: the stream of job {} has written to this table; a batch run into it would append a second copy of those rows, and it cannot replace them instead ({why}; nor by key: the sink has no key). Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or give the sink a key and backfill its files with `tidewater backfill plan JOB --files`",
@@ -379,13 +405,14 @@ impl Pipeline {
                     self.name
                 )));
             }
-            Err(Error::Unsupported(_)) => Scope::Files,
+            Err(Error::Unsupported(_)) => source.everything(),
             Err(e) => return Err(e),
         };
-        if !replan
-            && let Some(plan) = self.backfill_plans().await?.pop()
-            && plan.scope == scope
-        {
+        let latest =
+            self.backfill_plans().await?.into_iter().rev().find(|p| {
+                p.writes != Writes::Append && self.is_own_table(&p.target).unwrap_or(false) && p.scope == scope
+            });
+        if !replan && let Some(plan) = latest {
             let dir = self.backfills()?.child(&plan.id);
             let latest = Backfill { pipeline: self, dir, plan, late: LateRule::None };
             if latest.status().await?.iter().any(|c| c.state != ChunkState::Done) {
@@ -426,7 +453,16 @@ impl Pipeline {
         let (mut planned, writes) = match &scope {
             Scope::Range(range) => (source.plan_slices(range).await?, Writes::Slice),
             Scope::Versions { from, to } => (source.plan_versions(*from, *to).await?, self.writes_by_key(&scope)?),
-            Scope::Files => (source.plan_files().await?, self.writes_by_key(&scope)?),
+            Scope::Files => {
+                if let everything @ Scope::Versions { .. } = source.everything() {
+                    return Err(Error::Unsupported(format!(
+                        "{}: --files plans over a landing directory's files; a Delta source's are planned by commits (--versions A..B; all of them: {}) or by dates (--from, --to)",
+                        self.source.describe(),
+                        everything,
+                    )));
+                }
+                (source.plan_files().await?, self.writes_by_key(&scope)?)
+            }
         };
         let mut scope = scope;
         if let (Scope::Range(range), Some(column)) = (&mut scope, &planned.column) {
@@ -491,9 +527,13 @@ impl Pipeline {
     /// Every recorded backfill of the job, oldest first.
     pub async fn backfill_plans(&self) -> Result<Vec<BackfillPlan>> {
         let dir = self.backfills()?;
+        let quarantine = Self::quarantine_url(self.quarantine.as_deref(), &table_url(self.table()?)?)?;
         let mut plans = Vec::new();
         for id in dir.list_dirs().await? {
-            if let Some(plan) = dir.child(&id).get_json::<BackfillPlan>("plan.json").await? {
+            let at = dir.child(&id);
+            if let Some(recorded) = at.get_json::<serde_json::Value>("plan.json").await? {
+                let plan = BackfillPlan::from_recorded(recorded, quarantine.as_str())
+                    .map_err(|why| Error::Unsupported(format!("{}/plan.json: {why}", at.url())))?;
                 plans.push(plan);
             }
         }

@@ -9,7 +9,7 @@ use deltalake::DeltaTable;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use tidewater_core::backfill::{Granularity, RangeScope, SliceChunk, SlicePlan, describe_range};
+use tidewater_core::backfill::{Granularity, RangeScope, Scope, SliceChunk, SlicePlan, describe_range};
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
@@ -520,6 +520,10 @@ impl BoundedSource for DeltaSnapshotSource {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(SlicePlan { version: Some(self.version()), column: None, chunks })
+    }
+
+    fn everything(&self) -> Scope {
+        Scope::Versions { from: 0, to: self.version() }
     }
 
     async fn plan_versions(&mut self, from: u64, to: u64) -> Result<SlicePlan> {

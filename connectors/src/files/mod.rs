@@ -176,7 +176,7 @@ impl SourceProvider for FileSourceProvider {
         if version.is_some() {
             return Err(Error::Unsupported(format!("{}: a landing directory has no versions", self.describe())));
         }
-        Ok(Box::new(FileBoundedSource { landing: Landing::open(&self.spec)?, only: None }))
+        Ok(Box::new(FileBoundedSource { landing: Landing::open(&self.spec)?, only: None, schema: None }))
     }
 }
 
@@ -287,7 +287,8 @@ impl Source for FileStreamSource {
     async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>> {
         let read = self.position(end)?;
         let only = self.log[..read].iter().map(|f| f.path.clone()).collect();
-        Ok(Box::new(FileBoundedSource { landing: self.landing.clone(), only: Some(only) }))
+        let schema = self.schema.clone();
+        Ok(Box::new(FileBoundedSource { landing: self.landing.clone(), only: Some(only), schema }))
     }
 }
 
@@ -296,6 +297,9 @@ struct FileBoundedSource {
     landing: Landing,
     /// Beside a stream: only the files it had read at its cut ([`Source::bounded_before`]).
     only: Option<HashSet<String>>,
+    /// Beside a stream: the schema it pinned, which its files are read with (not one inferred
+    /// again from the file first in path order).
+    schema: Option<InputSchema>,
 }
 
 impl FileBoundedSource {
@@ -363,7 +367,7 @@ impl BoundedSource for FileBoundedSource {
         if let Some(only) = &self.only {
             chunk.files.retain(|f| only.contains(&f.path));
         }
-        self.landing.read(&chunk.files, &chunk.schema).await
+        self.landing.read(&chunk.files, self.schema.as_ref().unwrap_or(&chunk.schema)).await
     }
 }
 

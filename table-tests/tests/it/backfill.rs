@@ -549,6 +549,107 @@ fn batch_into_the_job_s_own_sink_after_its_stream_replaces_everything_instead_of
 }
 
 #[test]
+fn batch_into_the_own_sink_of_an_unpartitioned_delta_source_replaces_by_key_over_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    events::write(&landing, "up", 4, 80, None, 79);
+    let bronze_job = events::job(dir.path(), &landing, 2);
+    let text = std::fs::read_to_string(&bronze_job).unwrap().replace("partition_by = [\"date\"]\n", "");
+    assert!(!text.contains("partition_by"), "{text}");
+    std::fs::write(&bronze_job, text).unwrap();
+    expect_exit(tidewater(&["run", path(&bronze_job), "--trigger", "available-now"]), 0);
+    let bronze = dir.path().join("table");
+    let silver_table = dir.path().join("silver");
+    expect_exit(tidewater(&["run", path(&silver(dir.path(), &bronze, 2)), "--trigger", "available-now"]), 0);
+    // A bronze commit the stream has not read yet.
+    events::write(&landing, "late", 2, 80, None, 80);
+    expect_exit(tidewater(&["run", path(&bronze_job), "--trigger", "available-now"]), 0);
+
+    // Bronze has no date partition to replace by: `batch --into` the job's own sink (named by
+    // its path) replaces by key, over bronze's commits, what the stream had read.
+    let job = silver(dir.path(), &bronze, 3);
+    let out = expect_exit(tidewater(&["batch", path(&job), "--into", path(&silver_table), "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path().join(format!("silver-checkpoint/backfills/{}/plan.json", report["backfill"].as_str().unwrap())),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(plan["scope"]["kind"], "versions", "{plan}");
+    assert_eq!(plan["writes"]["kind"], "keys", "{plan}");
+    let kept: BTreeMap<String, Row> = read_rows(&bronze).into_iter().map(|r| (r["event_id"].clone(), r)).collect();
+    let mut want: BTreeMap<String, u32> =
+        kept.keys().filter(|id| id.starts_with("up-")).map(|id| (id.clone(), 3)).collect();
+    assert_rows(&read_rows(&silver_table), &want);
+    // The stream goes on with the commit it had not read.
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    want.extend(kept.keys().filter(|id| id.starts_with("late-")).map(|id| (id.clone(), 3)));
+    assert_rows(&read_rows(&silver_table), &want);
+    assert_txn_unique(&silver_table);
+}
+
+#[test]
+fn plans_recorded_by_an_earlier_tidewater_are_resumed_or_refused_never_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let bronze = bronze(dir.path());
+    let gold = dir.path().join("gold");
+    let job = job(dir.path(), &bronze, 2);
+    // A date-range plan as the first backfills recorded it (format 1), one chunk committed.
+    let id = plan(&job, "2024-03-01", "2024-03-03");
+    let at = dir.path().join(format!("gold-checkpoint/backfills/{id}/plan.json"));
+    let current: serde_json::Value = serde_json::from_slice(&std::fs::read(&at).unwrap()).unwrap();
+    let chunks: Vec<serde_json::Value> = current["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let from = &c["span"]["from"].as_str().unwrap()[..10];
+            let until = &c["span"]["until"].as_str().unwrap()[..10];
+            serde_json::json!({"from": from, "until": until, "files": c["files"], "estimated_rows": c["estimated_rows"],
+                "estimated_bytes": c["estimated_bytes"], "read": c["read"]})
+        })
+        .collect();
+    let v1 = serde_json::json!({"v": 1, "id": id, "job": current["job"], "source": current["source"],
+        "source_version": current["source_version"], "target": current["target"], "column": "date",
+        "scope": {"column": null, "from": "2024-03-01", "to": "2024-03-03", "by": "day"},
+        "planned_at_ms": current["planned_at_ms"], "chunks": chunks});
+    std::fs::write(&at, serde_json::to_vec(&v1).unwrap()).unwrap();
+    expect_killed(tidewater(&["backfill", "run", path(&job)]), "after-delta-commit:0");
+    let out = expect_exit(tidewater(&["backfill", "status", path(&job), "--json"]), 0);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<&str> = status.as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "done").count(), 1, "{status}");
+    assert_eq!(status[1]["range"], "2024-03-02", "{status}");
+    expect_exit(tidewater(&["backfill", "run", path(&job)]), 0);
+    assert_slice(&read_rows(&gold), &bronze_rows(&bronze, "2024-03-01", "2024-03-03"), "2024-03-01", "2024-03-03", 2);
+    assert_chunks_once(&gold, 3);
+
+    // A plan format this one does not know is refused naming its file.
+    std::fs::write(&at, br#"{"v": 9}"#).unwrap();
+    let out = expect_exit(tidewater(&["backfill", "list", path(&job)]), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{id}/plan.json: plan format 9")), "{stderr}");
+    std::fs::remove_dir_all(at.parent().unwrap()).unwrap();
+
+    // A batch run that a Tidewater before backfills recorded into a table: running it again
+    // would append a second copy, so it is refused until --replan.
+    let other = dir.path().join("other");
+    let earlier = dir.path().join("gold-checkpoint/batch/abc");
+    std::fs::create_dir_all(&earlier).unwrap();
+    let target = format!("file://{}", other.display());
+    let old =
+        serde_json::json!({"v": 1, "app_id": "tidewater-batch-1", "source": "delta", "target": target, "chunks": []});
+    std::fs::write(earlier.join("plan.json"), serde_json::to_vec(&old).unwrap()).unwrap();
+    let out = expect_exit(tidewater(&["batch", path(&job), "--into", path(&other)]), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("an earlier Tidewater ran this batch") && stderr.contains("--replan"), "{stderr}");
+    assert!(!other.join("_delta_log").exists(), "the refused run wrote nothing");
+    expect_exit(tidewater(&["batch", path(&job), "--into", path(&other), "--replan"]), 0);
+}
+
+#[test]
 fn three_workers_share_one_plan_and_each_chunk_commits_once() {
     let dir = tempfile::tempdir().unwrap();
     let bronze = bronze(dir.path());
@@ -600,11 +701,12 @@ fn bad_plans_and_options_are_refused_naming_the_flag_and_nothing_is_recorded() {
     }
     let keyless = dir.path().join("keyless.toml");
     std::fs::write(&keyless, std::fs::read_to_string(&job).unwrap().replace("key = [\"event_id\"]", "")).unwrap();
-    let cases: [(&Path, &[&str], &str); 4] = [
+    let cases: [(&Path, &[&str], &str); 5] = [
         (&job, &["--versions", "3..1"], "--versions 3..1: the first version is after the last"),
         (&job, &["--versions", "1..99"], "is at version"),
         (&job, &["--versions", "1-2"], "--versions 1-2: expected A..B"),
         (&keyless, &["--versions", "1..2"], "give the job's sink a key"),
+        (&job, &["--files"], "--files plans over a landing directory's files; a Delta source's are planned by commits"),
     ];
     for (job, args, expected) in cases {
         let mut all = vec!["backfill", "plan", path(job)];
