@@ -193,9 +193,7 @@ impl BackfillPlan {
     pub fn app_id(&self, k: usize) -> String {
         format!("tidewater-backfill-{}-{k}", self.id)
     }
-}
 
-impl BackfillPlan {
     /// A `plan.json` as any Tidewater recorded it: the current format as is; format 1 (date
     /// ranges over a partition column, before scopes, written by the first backfills)
     /// converted, its chunks' txn app ids unchanged, so the chunks it committed stay done.

@@ -375,7 +375,7 @@ impl Pipeline {
             let at = earlier.child(&key);
             let Some(plan) = at.get_json::<serde_json::Value>("plan.json").await? else { continue };
             let into = plan.get("target").and_then(serde_json::Value::as_str).unwrap_or_default();
-            if into.trim_end_matches('/') == target.as_str().trim_end_matches('/') {
+            if table_url(into).is_ok_and(|into| into == *target) {
                 let app_id = plan.get("app_id").and_then(serde_json::Value::as_str).unwrap_or("?");
                 return Err(Error::Unsupported(format!(
                     "{}/plan.json: an earlier Tidewater ran this batch into {target} (txn app id {app_id}), and this one cannot resume that run: its rows may be there already. To append the source again anyway, pass --replan; to start over, empty {target} and remove {}",
@@ -393,19 +393,20 @@ impl Pipeline {
     /// `replan` (a run killed midway resumes).
     async fn plan_replacing_everything(&self, replan: bool) -> Result<Backfill<'_>> {
         let mut source = self.source.open_bounded(None).await?;
+        let by_key = source.everything();
         let scope = match source.date_range(None).await {
             Ok(Some((column, first, last))) => {
                 Scope::Range(RangeScope::new(Some(column), first, last, crate::backfill::Granularity::Day)?)
             }
-            Ok(None) => source.everything(),
+            Ok(None) => by_key,
             Err(Error::Unsupported(why)) if self.key.is_empty() => {
                 return Err(Error::Unsupported(format!(
-                    "{}: the stream of job {} has written to this table; a batch run into it would append a second copy of those rows, and it cannot replace them instead ({why}; nor by key: the sink has no key). Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or give the sink a key and backfill its files with `tidewater backfill plan JOB --files`",
+                    "{}: the stream of job {} has written to this table; a batch run into it would append a second copy of those rows, and it cannot replace them instead ({why}; nor by key: the sink has no key). Reprocess into another table with --into TABLE (and compare the two with `tidewater verify`), or give the sink a key, and it is backfilled by key ({by_key})",
                     self.table()?,
                     self.name
                 )));
             }
-            Err(Error::Unsupported(_)) => source.everything(),
+            Err(Error::Unsupported(_)) => by_key,
             Err(e) => return Err(e),
         };
         let latest =

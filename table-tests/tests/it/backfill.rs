@@ -83,6 +83,10 @@ fn assert_slice(gold: &[Row], bronze: &BTreeMap<String, Row>, from: &str, to: &s
     }
 }
 
+fn read_json(file: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+}
+
 fn plan(job: &Path, from: &str, to: &str) -> String {
     let out = expect_exit(tidewater(&["backfill", "plan", path(job), "--from", from, "--to", to, "--json"]), 0);
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -570,13 +574,8 @@ fn batch_into_the_own_sink_of_an_unpartitioned_delta_source_replaces_by_key_over
     let job = silver(dir.path(), &bronze, 3);
     let out = expect_exit(tidewater(&["batch", path(&job), "--into", path(&silver_table), "--json"]), 0);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let plan: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            dir.path().join(format!("silver-checkpoint/backfills/{}/plan.json", report["backfill"].as_str().unwrap())),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let id = report["backfill"].as_str().unwrap();
+    let plan = read_json(&dir.path().join(format!("silver-checkpoint/backfills/{id}/plan.json")));
     assert_eq!(plan["scope"]["kind"], "versions", "{plan}");
     assert_eq!(plan["writes"]["kind"], "keys", "{plan}");
     let kept: BTreeMap<String, Row> = read_rows(&bronze).into_iter().map(|r| (r["event_id"].clone(), r)).collect();
@@ -599,7 +598,7 @@ fn plans_recorded_by_an_earlier_tidewater_are_resumed_or_refused_never_run_twice
     // A date-range plan as the first backfills recorded it (format 1), one chunk committed.
     let id = plan(&job, "2024-03-01", "2024-03-03");
     let at = dir.path().join(format!("gold-checkpoint/backfills/{id}/plan.json"));
-    let current: serde_json::Value = serde_json::from_slice(&std::fs::read(&at).unwrap()).unwrap();
+    let current = read_json(&at);
     let chunks: Vec<serde_json::Value> = current["chunks"]
         .as_array()
         .unwrap()
