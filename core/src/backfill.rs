@@ -404,7 +404,7 @@ impl Backfill<'_> {
 
     fn sink(&self, k: usize) -> Result<crate::sink::DeltaSink> {
         let url = table_url(&self.plan.target)?;
-        Ok(crate::sink::DeltaSink::new(url, self.plan.app_id(k), crate::sink::WriteKind::Batch))
+        Ok(self.pipeline.sink(url, &self.plan.app_id(k), crate::sink::WriteKind::Batch))
     }
 
     /// Which chunks the table records as committed (the truth, whatever the ledger says).
@@ -606,7 +606,9 @@ impl Backfill<'_> {
             _ if !self.pipeline.is_own_table(&self.plan.target)? => None,
             _ => self.pipeline.stream_app_id().await?,
         };
-        let slice = self.sink(k)?.slice(span.as_ref(), stream.as_deref()).await?;
+        // The chunk's commit is written by this sink, on the snapshot its slice was read from.
+        let mut sink = self.sink(k)?;
+        let slice = sink.slice(span.as_ref(), stream.as_deref()).await?;
         let read = match &stream {
             None => {
                 let mut source = self.pipeline.source.open_bounded(self.plan.source_version).await?;
@@ -655,8 +657,8 @@ impl Backfill<'_> {
                 )));
             }
         };
-        let (target, quarantine) = (table_url(&self.plan.target)?, table_url(&self.plan.quarantine)?);
-        let mut writer = self.pipeline.backfill_writer(target, quarantine, self.late.clone(), &self.plan.app_id(k))?;
+        let quarantine = table_url(&self.plan.quarantine)?;
+        let mut writer = self.pipeline.backfill_writer(sink, quarantine, self.late.clone())?;
         let ctx = crate::BatchContext::new(crate::BatchId::new(k as u64), crate::Mode::Batch, self.plan.planned_at_ms);
         let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
         writer.settle().await;

@@ -230,12 +230,21 @@ impl Pipeline {
         app_id: &str,
         kind: WriteKind,
     ) -> Result<BatchWriter> {
-        let quarantine = DeltaSink::new(quarantine, app_id, kind);
-        let sink = DeltaSink::new(table, app_id, kind)
+        self.writer_into(self.sink(table, app_id, kind), quarantine, late)
+    }
+
+    /// The job's sink into `table`, with its partitioning, key and crash hook.
+    pub(crate) fn sink(&self, table: Url, app_id: &str, kind: WriteKind) -> DeltaSink {
+        DeltaSink::new(table, app_id, kind)
             .with_partition_by(self.partition_by.clone())
             .with_key(self.key.clone())
-            .with_hook(self.hook.clone());
-        let late = (late.0, late.1.map(|url| DeltaSink::new(url, app_id, kind)));
+            .with_hook(self.hook.clone())
+    }
+
+    fn writer_into(&self, sink: DeltaSink, quarantine: Url, late: (LateRule, Option<Url>)) -> Result<BatchWriter> {
+        let (app_id, kind) = (sink.app_id().to_string(), sink.kind());
+        let quarantine = DeltaSink::new(quarantine, &app_id, kind);
+        let late = (late.0, late.1.map(|url| DeltaSink::new(url, &app_id, kind)));
         Ok(BatchWriter { transform: self.transform.clone(), sink, quarantine, late })
     }
 
@@ -425,14 +434,8 @@ impl Pipeline {
 
     /// The writer of one backfill chunk: the job's partitioning and key, into `target`,
     /// committing with `app_id`.
-    pub(crate) fn backfill_writer(
-        &self,
-        target: Url,
-        quarantine: Url,
-        late: LateRule,
-        app_id: &str,
-    ) -> Result<BatchWriter> {
-        self.writer(target, quarantine, (late, None), app_id, WriteKind::Batch)
+    pub(crate) fn backfill_writer(&self, sink: DeltaSink, quarantine: Url, late: LateRule) -> Result<BatchWriter> {
+        self.writer_into(sink, quarantine, (late, None))
     }
 
     /// Whether `target` (a table URL) is the job's sink table.

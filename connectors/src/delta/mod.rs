@@ -139,11 +139,15 @@ pub async fn read_snapshot(location: &str, at: TableVersion) -> Result<TableSnap
 
 pub struct DeltaSourceProvider {
     spec: DeltaSpec,
+    /// The last version opened by [`SourceProvider::open_bounded`]: a backfill's chunks all read
+    /// the plan's version, which never changes, so its log is replayed once per process, not
+    /// once per chunk.
+    opened: tokio::sync::Mutex<Option<(u64, DeltaTable)>>,
 }
 
 impl DeltaSourceProvider {
     pub fn new(spec: DeltaSpec) -> Self {
-        DeltaSourceProvider { spec }
+        DeltaSourceProvider { spec, opened: tokio::sync::Mutex::new(None) }
     }
 }
 
@@ -161,8 +165,20 @@ impl SourceProvider for DeltaSourceProvider {
 
     async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>> {
         let url = existing_table_url(&self.spec.table)?;
-        let at = version.map_or(TableVersion::Latest, TableVersion::Version);
-        let table = open_at(&url, at, &self.describe()).await?;
+        let table = match version {
+            None => open_at(&url, TableVersion::Latest, &self.describe()).await?,
+            Some(v) => {
+                let mut opened = self.opened.lock().await;
+                match opened.as_ref() {
+                    Some((at, table)) if *at == v => table.clone(),
+                    _ => {
+                        let table = open_at(&url, TableVersion::Version(v), &self.describe()).await?;
+                        *opened = Some((v, table.clone()));
+                        table
+                    }
+                }
+            }
+        };
         Ok(Box::new(DeltaSnapshotSource::new(table, self.describe(), self.spec.files_per_chunk)))
     }
 }

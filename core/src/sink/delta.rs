@@ -117,6 +117,10 @@ impl DeltaSink {
         &self.app_id
     }
 
+    pub fn kind(&self) -> WriteKind {
+        self.kind
+    }
+
     /// Opens the table, refreshed to its latest version; `None` if it does not exist yet.
     async fn refreshed(&mut self) -> Result<Option<&mut DeltaTable>> {
         let url = self.url.clone();
@@ -637,6 +641,14 @@ impl DeltaSink {
     ) -> Result<SinkCommit> {
         let predicate = change.predicate();
         let blind_append = predicate.is_none();
+        // The snapshot a replace's removes were chosen from, if the sink holds it: the txn
+        // check below brings the table to its latest version, and the commit goes back to this.
+        let at_read = match &change {
+            Change::Replace { read_version: Some(v), .. } => {
+                self.table.as_ref().filter(|t| t.version() == Some(*v)).cloned()
+            }
+            _ => None,
+        };
         // A replace reads the log: it must conflict-check against the table as it is now.
         let mut recorded = match self.recorded.take() {
             Some(known) if blind_append => known,
@@ -662,6 +674,11 @@ impl DeltaSink {
             Change::Replace { mut removes, read_version, within, .. } => {
                 // Back to the snapshot the removes were chosen from (the txn check above read
                 // the latest): the conflict check covers every commit since.
+                if let Some(at_read) = at_read
+                    && self.table.as_ref().and_then(DeltaTable::version) != at_read.version()
+                {
+                    self.table = Some(at_read);
+                }
                 let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
                 if let Some(read_version) = read_version
                     && table.version() != Some(read_version)
