@@ -13,6 +13,7 @@
 
 use crate::error::{Error, Result};
 use polars::prelude::*;
+use polars_arrow::array::Array as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
@@ -58,16 +59,42 @@ fn mix(h: u64, cell: u64) -> u64 {
     (h.rotate_left(23) ^ cell).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// The encoding of a null cell.
+const NULL: &[u8] = b"\0tidewater-null\0";
+
+/// Mixes into `hashes[i]` the hash of row i's value of `ca`, encoded as `bytes` does (a null as
+/// [`NULL`]). A column without nulls is read straight from its values.
+fn put_fixed<T: PolarsNumericType>(
+    hashes: &mut [u64],
+    ca: &ChunkedArray<T>,
+    seed: u64,
+    bytes: impl Fn(T::Native) -> [u8; 8],
+) {
+    // Values first in each zip: a zip that ends on them has not taken a row it will not fill.
+    let mut rows = hashes.iter_mut();
+    for arr in ca.downcast_iter() {
+        if arr.null_count() == 0 {
+            for (v, h) in arr.values().iter().zip(rows.by_ref()) {
+                *h = mix(*h, xxh3_64_with_seed(&bytes(*v), seed));
+            }
+        } else {
+            for (v, h) in arr.iter().zip(rows.by_ref()) {
+                let encoded = v.map(|v| bytes(*v));
+                *h = mix(*h, xxh3_64_with_seed(encoded.as_ref().map_or(NULL, |b| &b[..]), seed));
+            }
+        }
+    }
+}
+
 /// One hash per row of `df`, over `columns` (in name order).
 pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
     let err = |e: PolarsError| Error::Polars { what: "fingerprint".into(), source: e };
     let mut names = columns.to_vec();
     names.sort();
     let mut hashes = vec![0x5EED_u64; df.height()];
-    const NULL: &[u8] = b"\0tidewater-null\0";
     for (ci, name) in names.iter().enumerate() {
         let seed = ci as u64;
-        let mut series = df.column(name).map_err(err)?.as_materialized_series().rechunk();
+        let mut series = df.column(name).map_err(err)?.as_materialized_series().clone();
         if let DataType::Datetime(unit, tz) = series.dtype()
             && *unit != TimeUnit::Microseconds
         {
@@ -80,31 +107,26 @@ pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
         match series.dtype() {
             DataType::Int64 | DataType::Datetime(_, _) | DataType::Duration(_) => {
                 let phys = series.to_physical_repr();
-                for (i, v) in phys.i64().map_err(err)?.iter().enumerate() {
-                    put(i, v.map(i64::to_le_bytes).as_ref().map(|b| &b[..]));
-                }
+                put_fixed(&mut hashes, phys.i64().map_err(err)?, seed, i64::to_le_bytes);
             }
             DataType::Int32 | DataType::Date => {
                 let phys = series.to_physical_repr();
-                for (i, v) in phys.i32().map_err(err)?.iter().enumerate() {
-                    put(i, v.map(|v| i64::from(v).to_le_bytes()).as_ref().map(|b| &b[..]));
-                }
+                put_fixed(&mut hashes, phys.i32().map_err(err)?, seed, |v| i64::from(v).to_le_bytes());
             }
             DataType::Float64 | DataType::Float32 => {
                 let f = series.cast(&DataType::Float64).map_err(err)?;
-                for (i, v) in f.f64().map_err(err)?.iter().enumerate() {
-                    // One encoding for every NaN, and for 0.0 and -0.0.
-                    let canon = v.map(|v| {
-                        if v.is_nan() {
-                            f64::NAN
-                        } else if v == 0.0 {
-                            0.0
-                        } else {
-                            v
-                        }
-                    });
-                    put(i, canon.map(|v| v.to_bits().to_le_bytes()).as_ref().map(|b| &b[..]));
-                }
+                // One encoding for every NaN, and for 0.0 and -0.0.
+                let canon = |v: f64| {
+                    let v = if v.is_nan() {
+                        f64::NAN
+                    } else if v == 0.0 {
+                        0.0
+                    } else {
+                        v
+                    };
+                    v.to_bits().to_le_bytes()
+                };
+                put_fixed(&mut hashes, f.f64().map_err(err)?, seed, canon);
             }
             DataType::Boolean => {
                 for (i, v) in series.bool().map_err(err)?.iter().enumerate() {
@@ -112,8 +134,17 @@ pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
                 }
             }
             DataType::String => {
-                for (i, v) in series.str().map_err(err)?.iter().enumerate() {
-                    put(i, v.map(str::as_bytes));
+                let mut rows = hashes.iter_mut();
+                for arr in series.str().map_err(err)?.downcast_iter() {
+                    if arr.null_count() == 0 {
+                        for (v, h) in arr.values_iter().zip(rows.by_ref()) {
+                            *h = mix(*h, xxh3_64_with_seed(v.as_bytes(), seed));
+                        }
+                    } else {
+                        for (v, h) in arr.iter().zip(rows.by_ref()) {
+                            *h = mix(*h, xxh3_64_with_seed(v.map_or(NULL, str::as_bytes), seed));
+                        }
+                    }
                 }
             }
             _ => {
@@ -232,4 +263,36 @@ mod tests {
         let tags: std::collections::HashMap<_, _> = fp.to_tags().into_iter().collect();
         assert_eq!(Fingerprint::from_tags(&tags), Some(fp));
     }
+}
+
+#[cfg(test)]
+mod pinned {
+    use super::*;
+
+    /// Fingerprints are stored in tables' logs: the hash of a row must never change. These are
+    /// the values the first fingerprinting sink wrote, for columns with and without nulls, in
+    /// one chunk and in several.
+    #[test]
+    fn row_hashes_are_those_the_logs_already_hold() {
+        let mut df = df![
+            "i" => [Some(1i64), None, Some(-7)],
+            "n" => [1i64, 2, 3],
+            "f" => [Some(-0.0f64), Some(f64::NAN), None],
+            "g" => [0.5f64, 1.5, 2.5],
+            "s" => [Some("a"), None, Some("ccc")],
+            "t" => ["x", "y", "z"],
+            "d" => [19_787i32, 19_788, 19_789],
+            "b" => [Some(true), None, Some(false)],
+        ]
+        .unwrap();
+        df = df.lazy().with_column(col("d").cast(DataType::Date)).collect().unwrap();
+        let columns: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+        let hashes = row_hashes(&df, &columns).unwrap();
+        let mut chunked = df.slice(0, 1);
+        chunked.vstack_mut(&df.slice(1, 2)).unwrap();
+        assert_eq!(row_hashes(&chunked, &columns).unwrap(), hashes, "chunks do not change a row's hash");
+        assert_eq!(hashes, PINNED);
+    }
+
+    const PINNED: [u64; 3] = [9_141_672_411_737_532_190, 4_411_220_569_469_921_178, 9_227_513_151_858_256_213];
 }
