@@ -432,8 +432,8 @@ impl Pipeline {
         self.plan_backfill(scope).await
     }
 
-    /// The writer of one backfill chunk: the job's partitioning and key, into `target`,
-    /// committing with `app_id`.
+    /// The writer of one backfill chunk, committing through `sink` (the job's [`Pipeline::sink`]
+    /// that read the chunk's slice, so the commit is built on the snapshot it holds).
     pub(crate) fn backfill_writer(&self, sink: DeltaSink, quarantine: Url, late: LateRule) -> Result<BatchWriter> {
         self.writer_into(sink, quarantine, (late, None))
     }

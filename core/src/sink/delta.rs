@@ -674,9 +674,7 @@ impl DeltaSink {
             Change::Replace { mut removes, read_version, within, .. } => {
                 // Back to the snapshot the removes were chosen from (the txn check above read
                 // the latest): the conflict check covers every commit since.
-                if let Some(at_read) = at_read
-                    && self.table.as_ref().and_then(DeltaTable::version) != at_read.version()
-                {
+                if let Some(at_read) = at_read {
                     self.table = Some(at_read);
                 }
                 let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
