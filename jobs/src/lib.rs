@@ -27,6 +27,10 @@ pub const EXIT_ERROR: i32 = 2;
 /// Parses the command line, runs the command and returns the exit status.
 pub fn main_with(registry: Registry) -> i32 {
     let cli = cli::Cli::parse();
+    if let cli::Command::Backfill(cli::BackfillCommand::Run(args)) = &cli.command {
+        // Before any other thread starts: it sets Polars' pool size in the environment.
+        tidewater_core::compute::share_cores(usize::from(args.parallel));
+    }
     telemetry::init(cli.verbose, cli.quiet);
     let compares = matches!(
         cli.command,
