@@ -409,9 +409,14 @@ impl Backfill<'_> {
 
     /// Which chunks the table records as committed (the truth, whatever the ledger says).
     async fn committed(&self) -> Result<Vec<bool>> {
+        Ok(self.recorded().await?.unwrap_or_else(|| vec![false; self.plan.chunks.len()]))
+    }
+
+    /// Which chunks the table records; `None` when the sink table does not exist yet.
+    async fn recorded(&self) -> Result<Option<Vec<bool>>> {
         let app_ids: Vec<String> = (0..self.plan.chunks.len()).map(|k| self.plan.app_id(k)).collect();
         let recorded = self.sink(0)?.recorded_versions(&app_ids).await?;
-        Ok(recorded.iter().map(Option::is_some).collect())
+        Ok(recorded.map(|r| r.iter().map(Option::is_some).collect()))
     }
 
     /// Every chunk's state: done when the table records its txn, else what the ledger says.
@@ -499,7 +504,8 @@ impl Backfill<'_> {
     /// `progress` hears of every chunk that ends.
     pub async fn run(&self, options: &RunOptions, progress: &(dyn Fn(&ChunkStatus) + Sync)) -> Result<BackfillReport> {
         use futures::StreamExt as _;
-        let committed = self.committed().await?;
+        let recorded = self.recorded().await?;
+        let committed = recorded.clone().unwrap_or_else(|| vec![false; self.plan.chunks.len()]);
         let share: Vec<usize> = (0..self.plan.chunks.len()).filter(|k| options.takes(*k)).collect();
         let pending: Vec<usize> = share.iter().copied().filter(|k| !committed[*k]).collect();
         let mut report = BackfillReport {
@@ -510,8 +516,14 @@ impl Backfill<'_> {
             chunks: Vec::new(),
             cancelled: false,
         };
-        let mut runs =
-            futures::stream::iter(pending).map(|k| self.run_chunk(k)).buffer_unordered(options.parallel.max(1));
+        // Chunks that find no sink table all create it, and all but one then lose their commit
+        // to the creation and start again: the first chunk creates it alone.
+        let alone = usize::from(recorded.is_none()).min(pending.len());
+        let first = futures::stream::iter(pending[..alone].to_vec()).map(|k| self.run_chunk(k)).buffered(1);
+        let rest = futures::stream::iter(pending[alone..].to_vec())
+            .map(|k| self.run_chunk(k))
+            .buffer_unordered(options.parallel.max(1));
+        let mut runs = first.chain(rest);
         while let Some(status) = runs.next().await {
             match status? {
                 Some(status) => {

@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use polars::prelude::*;
 use polars_arrow::array::Array as _;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 pub const ROWS_TAG: &str = "tidewater.rows";
@@ -47,13 +46,7 @@ impl Fingerprint {
 }
 
 /// Partition values as Delta writes them in `add.partitionValues`.
-pub type PartitionValues = BTreeMap<String, Option<String>>;
-
-/// Whether a partition column's type renders as Delta renders partition values, so sink-side
-/// fingerprints can be matched to the files Delta writes.
-pub fn partition_type_supported(dtype: &DataType) -> bool {
-    matches!(dtype, DataType::String | DataType::Int32 | DataType::Int64 | DataType::Date | DataType::Boolean)
-}
+pub type PartitionValues = std::collections::BTreeMap<String, Option<String>>;
 
 fn mix(h: u64, cell: u64) -> u64 {
     (h.rotate_left(23) ^ cell).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -158,53 +151,12 @@ pub fn row_hashes(df: &DataFrame, columns: &[String]) -> Result<Vec<u64>> {
     Ok(hashes.into_iter().map(|h| xxh3_64(&h.to_le_bytes())).collect())
 }
 
-/// The fingerprint of every partition of `df`: partitions by `partition_by` (values rendered as
-/// Delta renders them), content over every other column.
-///
-/// Rows are grouped by the partition columns' values; each partition's values are rendered to
-/// text once, from its first row, not once per row.
-pub fn partition_fingerprints(
-    df: &DataFrame,
-    partition_by: &[String],
-) -> Result<BTreeMap<PartitionValues, Fingerprint>> {
-    let err = |e: PolarsError| Error::Polars { what: "fingerprint partitions".into(), source: e };
-    let content: Vec<String> =
-        df.get_column_names().iter().map(|s| s.to_string()).filter(|c| !partition_by.contains(c)).collect();
-    let hashes = row_hashes(df, &content)?;
-    let sum = |rows: &mut dyn Iterator<Item = u64>| {
-        rows.fold(Fingerprint::default(), |fp, h| fp.combine(Fingerprint { rows: 1, hash: h }))
-    };
-    let mut out: BTreeMap<PartitionValues, Fingerprint> = BTreeMap::new();
-    if partition_by.is_empty() || df.height() == 0 {
-        if !hashes.is_empty() {
-            out.insert(PartitionValues::new(), sum(&mut hashes.iter().copied()));
-        }
-        return Ok(out);
-    }
-    let grouped = df.group_by(partition_by.iter().map(String::as_str)).map_err(err)?;
-    let groups = grouped.get_groups();
-    let firsts: Vec<IdxSize> = groups.iter().map(|g| g.first()).collect();
-    let firsts = IdxCa::from_vec("first".into(), firsts);
-    let mut texts = Vec::with_capacity(partition_by.len());
-    for p in partition_by {
-        let values = df.column(p).map_err(err)?.as_materialized_series().take(&firsts).map_err(err)?;
-        texts.push(values.cast(&DataType::String).map_err(err)?);
-    }
-    for (g, group) in groups.iter().enumerate() {
-        let mut key = PartitionValues::new();
-        for (p, s) in partition_by.iter().zip(&texts) {
-            key.insert(p.clone(), s.str().map_err(err)?.get(g).map(str::to_owned));
-        }
-        let fp = match group {
-            GroupsIndicator::Idx((_, rows)) => sum(&mut rows.iter().map(|&i| hashes[i as usize])),
-            GroupsIndicator::Slice([first, len]) => {
-                sum(&mut hashes[first as usize..(first + len) as usize].iter().copied())
-            }
-        };
-        let entry = out.entry(key).or_default();
-        *entry = entry.combine(fp);
-    }
-    Ok(out)
+/// The fingerprint of all of `df`'s rows, over its `content` columns (a data file's: every
+/// column but the partition columns, whose values the log holds).
+pub fn fingerprint(df: &DataFrame, content: &[String]) -> Result<Fingerprint> {
+    Ok(row_hashes(df, content)?
+        .into_iter()
+        .fold(Fingerprint::default(), |fp, hash| fp.combine(Fingerprint { rows: 1, hash })))
 }
 
 #[cfg(test)]
@@ -215,51 +167,40 @@ mod tests {
         df!["id" => [1i64, 2, 3], "x" => [Some(0.0f64), Some(f64::NAN), None], "d" => ["a", "a", "b"]].unwrap()
     }
 
+    fn of(df: &DataFrame) -> Fingerprint {
+        let content: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+        fingerprint(df, &content).unwrap()
+    }
+
     #[test]
     fn same_rows_in_any_order_and_column_order_give_the_same_fingerprint() {
         let df = frame();
         let reordered = df.reverse().select(["x", "d", "id"]).unwrap();
-        let a = partition_fingerprints(&df, &["d".into()]).unwrap();
-        let b = partition_fingerprints(&reordered, &["d".into()]).unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.values().map(|f| f.rows).sum::<u64>(), 3);
+        assert_eq!(of(&df), of(&reordered));
+        assert_eq!(of(&df).rows, 3);
         let neg_zero =
             df!["id" => [1i64, 2, 3], "x" => [Some(-0.0f64), Some(-f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
-        assert_eq!(a, partition_fingerprints(&neg_zero, &["d".into()]).unwrap(), "0.0 = -0.0, NaN = NaN");
+        assert_eq!(of(&df), of(&neg_zero), "0.0 = -0.0, NaN = NaN");
     }
 
     #[test]
-    fn partitions_group_by_value_and_render_as_delta_does() {
-        let df = df![
-            "id" => [1i64, 2, 3, 4, 5],
-            "d" => [Some(19_787i32), None, Some(19_787), Some(19_788), None],
-        ]
-        .unwrap();
-        let df = df.lazy().with_column(col("d").cast(DataType::Date)).collect().unwrap();
-        let fps = partition_fingerprints(&df, &["d".into()]).unwrap();
-        let key = |v: Option<&str>| PartitionValues::from([("d".to_string(), v.map(str::to_string))]);
-        let rows: Vec<(PartitionValues, u64)> = fps.iter().map(|(k, f)| (k.clone(), f.rows)).collect();
-        assert_eq!(rows, [(key(None), 2), (key(Some("2024-03-05")), 2), (key(Some("2024-03-06")), 1)]);
-        // The same rows in one partition-less set: the sum of the partitions' hashes.
-        let whole = partition_fingerprints(&df.drop("d").unwrap(), &[]).unwrap();
-        let total = fps.values().fold(Fingerprint::default(), |a, b| a.combine(*b));
-        assert_eq!(whole[&PartitionValues::new()], total);
+    fn the_fingerprints_of_the_parts_of_a_set_add_up_to_the_whole() {
+        let df = frame();
+        let (a, b) = (df.slice(0, 1), df.slice(1, 2));
+        assert_eq!(of(&a).combine(of(&b)), of(&df));
+        assert_ne!(of(&a), of(&b));
     }
 
     #[test]
-    fn any_changed_value_changes_its_partition_only() {
+    fn any_changed_value_changes_the_fingerprint() {
         let changed =
             df!["id" => [1i64, 2, 4], "x" => [Some(0.0f64), Some(f64::NAN), None], "d" => ["a", "a", "b"]].unwrap();
-        let a = partition_fingerprints(&frame(), &["d".into()]).unwrap();
-        let b = partition_fingerprints(&changed, &["d".into()]).unwrap();
-        let key = |v: &str| PartitionValues::from([("d".to_string(), Some(v.to_string()))]);
-        assert_eq!(a[&key("a")], b[&key("a")]);
-        assert_ne!(a[&key("b")], b[&key("b")]);
+        assert_ne!(of(&frame()), of(&changed));
         let null_vs_value =
             df!["id" => [1i64, 2, 3], "x" => [Some(0.0f64), Some(f64::NAN), Some(0.0)], "d" => ["a", "a", "b"]]
                 .unwrap();
-        assert_ne!(a[&key("b")], partition_fingerprints(&null_vs_value, &["d".into()]).unwrap()[&key("b")]);
-        let fp = a[&key("a")];
+        assert_ne!(of(&frame()), of(&null_vs_value));
+        let fp = of(&frame());
         let tags: std::collections::HashMap<_, _> = fp.to_tags().into_iter().collect();
         assert_eq!(Fingerprint::from_tags(&tags), Some(fp));
     }

@@ -20,27 +20,26 @@
 //! the background; expired log files are cleaned only then, not by listing the whole
 //! `_delta_log` after every commit.
 
-use crate::bridge::{arrow_schema, to_record_batches};
+use super::files::{self, FileLayout};
+use crate::bridge::arrow_schema;
 use crate::contract::{Sink, SinkCommit};
 use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
-use crate::reconcile::fingerprint;
 use crate::table_files::{DataFile, Span};
 use async_trait::async_trait;
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
+use deltalake::kernel::Remove;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, StructType, Transaction};
-use deltalake::kernel::{Add, Remove};
 use deltalake::logstore::CommitOrBytes;
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::table::state::DeltaTableState;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use polars::prelude::{DataFrame, DataType, Expr, IntoLazy as _, NULL, col, lit};
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use url::Url;
 
 /// How commits are recorded in the table history.
@@ -217,23 +216,6 @@ impl DeltaSink {
     }
 }
 
-impl DeltaSink {
-    /// Starts computing the batch's per-partition fingerprints on the blocking pool, concurrently
-    /// with the Parquet write; `None` when a partition column's type cannot be matched to Delta's
-    /// rendering of partition values (the files are then written untagged).
-    fn start_fingerprints(&self, rows: &DataFrame) -> Option<tokio::task::JoinHandle<Result<Fingerprints>>> {
-        let partition_by: Vec<String> = self.table.as_ref()?.snapshot().ok()?.metadata().partition_columns().to_vec();
-        let supported = partition_by
-            .iter()
-            .all(|p| rows.schema().get(p.as_str()).is_some_and(fingerprint::partition_type_supported));
-        if !supported {
-            return None;
-        }
-        let rows = rows.clone();
-        Some(tokio::task::spawn_blocking(move || fingerprint::partition_fingerprints(&rows, &partition_by)))
-    }
-}
-
 /// Writes the checkpoint of `version` from a lazy kernel snapshot (one replay of the log, where
 /// loading a `DeltaTable` first would materialize every file of the table), then, if `cleanup`
 /// gives the cut-off time, deletes the log files expired before it; returns how many.
@@ -298,54 +280,6 @@ fn checked_properties(snapshot: &DeltaTableState, txn: &Transaction) -> CommitPr
 
 /// Versions a checked commit tries before it gives up (delta-rs' default: 15).
 const VERSION_RETRIES: usize = 200;
-
-/// The Parquet settings of the sink's data files: Snappy (delta-rs' default), and dictionary
-/// pages only for string and binary columns. For numbers, dates and times the dictionary costs a
-/// hash of every value and seldom pays: it was the writer's largest cost in `bench backfill`.
-fn writer_properties(schema: &ArrowSchema) -> deltalake::parquet::file::properties::WriterProperties {
-    use deltalake::arrow::datatypes::DataType as A;
-    use deltalake::parquet::schema::types::ColumnPath;
-    let mut builder = deltalake::parquet::file::properties::WriterProperties::builder()
-        .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
-        .set_created_by(format!("tidewater {}", env!("CARGO_PKG_VERSION")));
-    for field in schema.fields() {
-        let textual = matches!(
-            field.data_type(),
-            A::Utf8 | A::LargeUtf8 | A::Utf8View | A::Binary | A::LargeBinary | A::BinaryView | A::Dictionary(..)
-        );
-        if !textual && !field.data_type().is_nested() {
-            builder = builder.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
-        }
-    }
-    builder.build()
-}
-
-type Fingerprints = BTreeMap<fingerprint::PartitionValues, fingerprint::Fingerprint>;
-
-/// Records each data file's fingerprint in its `add.tags`, where the file is its partition's only
-/// one in this commit (so the partition's fingerprint is the file's).
-fn tag_fingerprints(adds: &mut [Add], fingerprints: std::result::Result<Result<Fingerprints>, tokio::task::JoinError>) {
-    let fingerprints = match fingerprints {
-        Ok(Ok(f)) => f,
-        Ok(Err(e)) => return tracing::warn!("files written without fingerprints: {e}"),
-        Err(e) => return tracing::warn!("files written without fingerprints: {e}"),
-    };
-    let key = |add: &Add| -> fingerprint::PartitionValues {
-        add.partition_values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    };
-    let mut per_partition: BTreeMap<fingerprint::PartitionValues, usize> = BTreeMap::new();
-    for add in adds.iter() {
-        *per_partition.entry(key(add)).or_default() += 1;
-    }
-    for add in adds.iter_mut() {
-        let k = key(add);
-        if per_partition.get(&k) == Some(&1)
-            && let Some(fp) = fingerprints.get(&k)
-        {
-            add.tags.get_or_insert_with(Default::default).extend(fp.to_tags());
-        }
-    }
-}
 
 #[async_trait]
 impl Sink for DeltaSink {
@@ -448,11 +382,11 @@ impl DeltaSink {
     }
 
     /// The txn versions the table records for each of `app_ids` (`None`: not committed), read
-    /// from its latest version; all `None` when the table does not exist yet.
-    pub async fn recorded_versions(&mut self, app_ids: &[String]) -> Result<Vec<Option<i64>>> {
+    /// from its latest version; `None` when the table does not exist yet.
+    pub async fn recorded_versions(&mut self, app_ids: &[String]) -> Result<Option<Vec<Option<i64>>>> {
         let url = self.url.to_string();
         let Some(table) = self.refreshed().await? else {
-            return Ok(vec![None; app_ids.len()]);
+            return Ok(None);
         };
         let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
         let mut out = Vec::with_capacity(app_ids.len());
@@ -464,7 +398,7 @@ impl DeltaSink {
                     .map_err(Error::delta(&url, "read txn"))?,
             );
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// The files that may hold rows of `span` in the table's latest version (by partition value
@@ -695,8 +629,6 @@ impl DeltaSink {
                 removes
             }
         };
-        let fingerprints = self.start_fingerprints(&rows);
-        let batches = to_record_batches(&mut rows)?;
         let url = self.url.to_string();
         let commit_err = |source| Error::DeltaCommit {
             table: url.clone(),
@@ -712,28 +644,11 @@ impl DeltaSink {
                 predicate: Some(predicate),
             },
         };
-        let table = self.table.as_mut().ok_or_else(|| Error::Internal("table vanished".into()))?;
-
-        let mut writer = RecordBatchWriter::for_table(table).map_err(commit_err)?;
-        if let Some(first) = batches.first() {
-            writer = writer.with_writer_properties(writer_properties(&first.schema()));
-        }
-        let mut row_count = 0u64;
-        for batch in batches {
-            row_count += batch.num_rows() as u64;
-            if batch.num_rows() > 0 {
-                writer.write(batch).await.map_err(|source| match source {
-                    deltalake::DeltaTableError::SchemaMismatch { msg } => {
-                        Error::SchemaMismatch { table: url.clone(), problem: msg }
-                    }
-                    source => commit_err(source),
-                })?;
-            }
-        }
-        let mut adds = writer.flush().await.map_err(commit_err)?;
-        if let Some(fingerprints) = fingerprints {
-            tag_fingerprints(&mut adds, fingerprints.await);
-        }
+        let table = self.table.as_ref().ok_or_else(|| Error::Internal("table vanished".into()))?;
+        let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
+        let layout = Arc::new(FileLayout::of(snapshot, &url)?);
+        let row_count = rows.height() as u64;
+        let adds = files::write(table.object_store(), layout, rows).await?;
         let files = adds.len() as u64;
         pass(&self.hook, CrashPoint::AfterDataFiles, id);
 

@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod crash;
+mod data_files;
 mod delta_stream;
 mod property;
 mod reconcile;

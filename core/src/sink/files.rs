@@ -1,0 +1,327 @@
+//! The data files of a commit, written by Polars: the batch's rows checked against the table's
+//! schema and cast to its types, split by its partition columns, each part one Parquet file
+//! (zstd, as Polars writes by default), and the part's `add` action: its partition values, the
+//! statistics Delta readers skip files by, and its fingerprint.
+
+use crate::bridge::{arrow_schema, polars_dtype, to_record_batches};
+use crate::error::{Error, Result};
+use crate::reconcile::fingerprint;
+use delta_kernel::expressions::Scalar;
+use deltalake::kernel::Add;
+use deltalake::kernel::scalars::ScalarExt as _;
+use deltalake::table::state::DeltaTableState;
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path;
+use polars::prelude::*;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Delta's default number of leading data columns with statistics (`delta.dataSkippingNumIndexedCols`).
+const INDEXED_COLUMNS: usize = 32;
+
+/// Strings longer than this get no min/max statistics (Spark keeps a 32-character prefix and
+/// bumps the max; a value left out is as correct, and never wrong).
+const STAT_STRING_CHARS: usize = 32;
+
+/// What the files of a commit are written for: the table's columns (as Delta and as Polars
+/// types), partition columns, and the columns with statistics.
+pub(super) struct FileLayout {
+    table: String,
+    arrow: deltalake::arrow::datatypes::SchemaRef,
+    polars: Schema,
+    partition_columns: Vec<String>,
+    stats_columns: Vec<String>,
+}
+
+/// One part of a batch: its partition values and its rows without the partition columns.
+struct Part {
+    values: Vec<(String, Scalar)>,
+    rows: DataFrame,
+}
+
+impl FileLayout {
+    pub(super) fn of(snapshot: &DeltaTableState, table: &str) -> Result<FileLayout> {
+        let config = snapshot.metadata().configuration();
+        if let Some(mode) = config.get("delta.columnMapping.mode").filter(|m| m.as_str() != "none") {
+            return Err(Error::Unsupported(format!(
+                "table {table} uses column mapping (delta.columnMapping.mode = {mode}), which Tidewater does not write"
+            )));
+        }
+        let arrow = snapshot.snapshot().arrow_schema();
+        let mut polars = Schema::default();
+        for field in arrow.fields() {
+            polars.insert(field.name().as_str().into(), polars_dtype(field)?);
+        }
+        let partition_columns = snapshot.metadata().partition_columns().to_vec();
+        let data: Vec<String> =
+            arrow.fields().iter().map(|f| f.name().clone()).filter(|name| !partition_columns.contains(name)).collect();
+        let stats_columns = match config.get("delta.dataSkippingStatsColumns") {
+            Some(list) => {
+                let named: Vec<&str> = list.split(',').map(str::trim).collect();
+                data.into_iter().filter(|c| named.contains(&c.as_str())).collect()
+            }
+            None => {
+                let indexed = match config.get("delta.dataSkippingNumIndexedCols").map(|n| n.trim().parse::<i64>()) {
+                    Some(Ok(n)) if n < 0 => usize::MAX,
+                    Some(Ok(n)) => n as usize,
+                    _ => INDEXED_COLUMNS,
+                };
+                data.into_iter().take(indexed).collect()
+            }
+        };
+        Ok(FileLayout { table: table.to_string(), arrow, polars, partition_columns, stats_columns })
+    }
+
+    fn mismatch(&self, problem: String) -> Error {
+        Error::SchemaMismatch { table: self.table.clone(), problem }
+    }
+
+    /// `rows` in the table's columns and types: every column of the table and no other, each of
+    /// the Delta type of the table's (the casts of [`arrow_schema`]: a u32 column into a `long`
+    /// one, a time-zoned timestamp into UTC); anything else is a schema mismatch, never a silent
+    /// cast. Nulls in a column the table declares non-nullable are refused.
+    fn conform(&self, rows: DataFrame) -> Result<DataFrame> {
+        let written = arrow_schema(&rows)?;
+        let mut problems = Vec::new();
+        for field in written.fields() {
+            if self.arrow.field_with_name(field.name()).is_err() {
+                problems.push(format!("the output has a column `{}` the table lacks", field.name()));
+            }
+        }
+        let mut columns = Vec::with_capacity(self.polars.len());
+        for (field, (name, dtype)) in self.arrow.fields().iter().zip(self.polars.iter()) {
+            let Ok(out) = written.field_with_name(name) else {
+                problems.push(format!("the output lacks the table's column `{name}` ({})", field.data_type()));
+                continue;
+            };
+            if polars_dtype(out)? != *dtype {
+                problems.push(format!(
+                    "column `{name}` is {} in the output and {} in the table",
+                    out.data_type(),
+                    field.data_type()
+                ));
+                continue;
+            }
+            let column = rows.column(name).map_err(Error::polars("conforming the batch"))?;
+            let column = if column.dtype() == dtype {
+                column.clone()
+            } else {
+                // Strict: a value that does not fit is an error, never a silent null.
+                column.strict_cast(dtype).map_err(Error::polars(format!("the output column `{name}` to {dtype}")))?
+            };
+            if !field.is_nullable() && column.null_count() > 0 {
+                problems.push(format!(
+                    "column `{name}` is not nullable in the table, and {} rows of the output are null",
+                    column.null_count()
+                ));
+            }
+            columns.push(column);
+        }
+        if !problems.is_empty() {
+            return Err(self.mismatch(problems.join("; ")));
+        }
+        DataFrame::new(rows.height(), columns).map_err(Error::polars("conforming the batch"))
+    }
+
+    /// The parts of conformed `rows`, one per partition value, in order of first appearance.
+    fn parts(&self, rows: DataFrame) -> Result<Vec<Part>> {
+        let polars = |source: PolarsError| Error::Polars { what: "splitting the batch by partition".into(), source };
+        if self.partition_columns.is_empty() {
+            return Ok(vec![Part { values: Vec::new(), rows }]);
+        }
+        let keys = rows.select(self.partition_columns.iter().map(String::as_str)).map_err(polars)?;
+        let firsts: Vec<IdxSize>;
+        let mut frames = Vec::new();
+        {
+            let grouped = keys.group_by_stable(self.partition_columns.iter().map(String::as_str)).map_err(polars)?;
+            let groups = grouped.get_groups();
+            if groups.len() == 1 {
+                // One partition (a backfill chunk's, most stream batches'): no copy.
+                frames.push(rows.clone());
+                firsts = vec![0];
+            } else {
+                firsts = groups.iter().map(|g| g.first()).collect();
+                for group in groups.iter() {
+                    frames.push(match group {
+                        GroupsIndicator::Idx((_, idx)) => {
+                            let idx = IdxCa::from_vec("rows".into(), idx.to_vec());
+                            rows.take(&idx).map_err(polars)?
+                        }
+                        GroupsIndicator::Slice([first, len]) => rows.slice(first as i64, len as usize),
+                    });
+                }
+            }
+        }
+        // The partition values, rendered by delta-rs as it renders them in the log and paths.
+        let mut firsts_frame = keys.take(&IdxCa::from_vec("firsts".into(), firsts)).map_err(polars)?;
+        let batches = to_record_batches(&mut firsts_frame)?;
+        let batch = batches.first().ok_or_else(|| Error::Internal("a batch with no partition values".into()))?;
+        let mut parts = Vec::with_capacity(frames.len());
+        for (i, frame) in frames.into_iter().enumerate() {
+            let mut values = Vec::with_capacity(self.partition_columns.len());
+            for (c, name) in self.partition_columns.iter().enumerate() {
+                let value = Scalar::from_array(batch.column(c).as_ref(), i).ok_or_else(|| {
+                    self.mismatch(format!("partition column `{name}` has no Delta partition value type"))
+                })?;
+                values.push((name.clone(), value));
+            }
+            parts.push(Part { values, rows: frame.drop_many(self.partition_columns.iter().map(String::as_str)) });
+        }
+        Ok(parts)
+    }
+
+    /// The `stats` of an `add` for `rows` (a part): row count, and for the columns with
+    /// statistics the null count and, where Delta has a JSON form for the type, min and max.
+    fn stats(&self, rows: &DataFrame) -> Result<String> {
+        let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
+        for name in &self.stats_columns {
+            let column = rows.column(name).map_err(Error::polars("file statistics"))?;
+            if column.dtype().is_nested() {
+                continue;
+            }
+            nulls.insert(name.clone(), json!(column.null_count()));
+            if let Some((lo, hi)) = bounds(column.as_materialized_series())? {
+                min.insert(name.clone(), lo);
+                max.insert(name.clone(), hi);
+            }
+        }
+        let stats = json!({"numRecords": rows.height(), "minValues": min, "maxValues": max, "nullCount": nulls});
+        Ok(stats.to_string())
+    }
+}
+
+/// A column's least and greatest value as Delta statistics hold them; `None` when it has no
+/// value or its type has no JSON form Delta readers compare (booleans, decimals, binaries), or
+/// for floats holding NaN and long strings. Timestamps are kept to the millisecond, as the
+/// protocol asks: the min rounded down and the max up, so the bounds still hold every value.
+fn bounds(s: &Series) -> Result<Option<(Value, Value)>> {
+    let polars = |source: PolarsError| Error::Polars { what: "file statistics".into(), source };
+    if s.null_count() == s.len() {
+        return Ok(None);
+    }
+    let ints = |s: &Series| -> Result<Option<(i64, i64)>> {
+        let s = s.to_physical_repr();
+        Ok(s.min::<i64>().map_err(polars)?.zip(s.max::<i64>().map_err(polars)?))
+    };
+    Ok(match s.dtype() {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            ints(s)?.map(|(lo, hi)| (json!(lo), json!(hi)))
+        }
+        DataType::Float32 | DataType::Float64 => {
+            let f = s.cast(&DataType::Float64).map_err(polars)?;
+            if f.f64().map_err(polars)?.is_nan().any() {
+                None
+            } else {
+                f.min::<f64>()
+                    .map_err(polars)?
+                    .zip(f.max::<f64>().map_err(polars)?)
+                    .map(|(lo, hi)| (json!(lo), json!(hi)))
+            }
+        }
+        DataType::Date => ints(s)?.and_then(|(lo, hi)| {
+            let day = |d: i64| {
+                chrono::NaiveDate::default()
+                    .checked_add_signed(chrono::Duration::days(d))
+                    .map(|d| json!(d.format("%Y-%m-%d").to_string()))
+            };
+            day(lo).zip(day(hi))
+        }),
+        DataType::Datetime(unit, tz) => {
+            let per_ms = match unit {
+                TimeUnit::Nanoseconds => 1_000_000,
+                TimeUnit::Microseconds => 1_000,
+                TimeUnit::Milliseconds => 1,
+            };
+            let format = if tz.is_some() { "%Y-%m-%dT%H:%M:%S%.3fZ" } else { "%Y-%m-%d %H:%M:%S%.3f" };
+            ints(s)?.and_then(|(lo, hi)| {
+                let at =
+                    |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| json!(t.format(format).to_string()));
+                at(lo.div_euclid(per_ms)).zip(at(hi.div_euclid(per_ms) + i64::from(hi.rem_euclid(per_ms) != 0)))
+            })
+        }
+        DataType::String => {
+            let text = s.str().map_err(polars)?;
+            let lo = text.min_reduce().value().extract_str().map(str::to_owned);
+            let hi = text.max_reduce().value().extract_str().map(str::to_owned);
+            lo.zip(hi)
+                .filter(|(lo, hi)| lo.chars().count() <= STAT_STRING_CHARS && hi.chars().count() <= STAT_STRING_CHARS)
+                .map(|(lo, hi)| (json!(lo), json!(hi)))
+        }
+        _ => None,
+    })
+}
+
+/// Writes `rows`, conformed to `layout`, as one Parquet file per partition under the table's
+/// store, and returns their `add` actions, each tagged with its fingerprint.
+pub(super) async fn write(
+    store: Arc<dyn object_store::ObjectStore>,
+    layout: Arc<FileLayout>,
+    rows: DataFrame,
+) -> Result<Vec<Add>> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    let (writer, table) = (uuid::Uuid::new_v4(), layout.table.clone());
+    let encoded = crate::compute::blocking("writing the data files", move || {
+        let mut files = Vec::new();
+        let rows = layout.conform(rows)?;
+        if rows.height() == 0 {
+            return Ok(files);
+        }
+        for (n, mut part) in layout.parts(rows)?.into_iter().enumerate() {
+            let hive: Vec<String> = part.values.iter().map(|(k, v)| format!("{k}={}", v.serialize_encoded())).collect();
+            let name = format!("part-{n:05}-{writer}-c000.zstd.parquet");
+            let path = if hive.is_empty() { name } else { format!("{}/{name}", hive.join("/")) };
+            let content: Vec<String> = part.rows.get_column_names().iter().map(|c| c.to_string()).collect();
+            // Types the fingerprint cannot hash (lists of numbers) leave the file untagged:
+            // the checker then compares it by its rows.
+            let tags = match fingerprint::fingerprint(&part.rows, &content) {
+                Ok(fp) => Some(fp.to_tags().into_iter().collect::<HashMap<_, _>>()),
+                Err(e) => {
+                    tracing::warn!(file = %path, "written without a fingerprint: {e}");
+                    None
+                }
+            };
+            let stats = layout.stats(&part.rows)?;
+            let mut bytes = Vec::new();
+            ParquetWriter::new(&mut bytes)
+                .with_compression(ParquetCompression::Zstd(None))
+                .finish(&mut part.rows)
+                .map_err(Error::polars(format!("writing data file {path}")))?;
+            let add = Add {
+                path,
+                partition_values: part
+                    .values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), (!v.is_null()).then(|| v.serialize())))
+                    .collect(),
+                size: bytes.len() as i64,
+                modification_time: chrono::Utc::now().timestamp_millis(),
+                data_change: true,
+                stats: Some(stats),
+                tags,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+                clustering_provider: None,
+            };
+            files.push((add, bytes));
+        }
+        Ok(files)
+    })
+    .await?;
+    // Uploaded two at a time, as the reader fetches.
+    let uploads = encoded.into_iter().map(|(add, bytes)| {
+        let (store, table) = (store.clone(), &table);
+        async move {
+            let location =
+                Path::parse(&add.path).map_err(|e| Error::Internal(format!("data file path {}: {e}", add.path)))?;
+            store.put(&location, bytes.into()).await.map_err(|e| Error::Store {
+                path: format!("{}{}", table, add.path),
+                op: "write a data file",
+                source: Box::new(e),
+            })?;
+            Ok::<_, Error>(add)
+        }
+    });
+    futures::stream::iter(uploads).buffered(2).try_collect().await
+}
