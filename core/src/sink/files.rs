@@ -171,17 +171,40 @@ impl FileLayout {
         Ok(parts)
     }
 
-    /// The `stats` of an `add` for `rows` (a part): row count, and for the columns with
-    /// statistics the null count and, where Delta has a JSON form for the type, min and max.
-    fn stats(&self, rows: &DataFrame) -> Result<String> {
+    /// The `stats` of an `add` for `rows` (a part), written as `file`: row count, and for the
+    /// columns with statistics the null count and, where Delta has a JSON form for the type, min
+    /// and max. Taken from the file's footer, where Polars' writer put them, not computed again.
+    fn stats(&self, rows: &DataFrame, file: &bytes::Bytes) -> Result<String> {
+        use deltalake::parquet::file::metadata::ParquetMetaDataReader;
+        let footer = ParquetMetaDataReader::new()
+            .parse_and_finish(file)
+            .map_err(|e| Error::Internal(format!("reading back the footer of a data file just written: {e}")))?;
+        let leaves = footer.file_metadata().schema_descr();
         let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
         for name in &self.stats_columns {
-            let column = rows.column(name).map_err(Error::polars("file statistics"))?;
-            if column.dtype().is_nested() {
+            let Some(dtype) = self.polars.get(name.as_str()).filter(|t| !t.is_nested()) else { continue };
+            let Some(leaf) = (0..leaves.num_columns()).find(|&i| leaves.column(i).path().string() == *name) else {
                 continue;
+            };
+            let mut merged = Merged::default();
+            for group in footer.row_groups() {
+                merged.add(group.column(leaf).statistics());
             }
-            nulls.insert(name.clone(), json!(column.null_count()));
-            if let Some((lo, hi)) = bounds(column.as_materialized_series())? {
+            if let Some(count) = merged.nulls {
+                nulls.insert(name.clone(), json!(count));
+            }
+            let merged = merged.bounds();
+            let nan = || -> Result<bool> {
+                let column = rows.column(name).map_err(Error::polars("file statistics"))?;
+                let floats = column.cast(&DataType::Float64).map_err(Error::polars("file statistics"))?;
+                Ok(floats.f64().map_err(Error::polars("file statistics"))?.is_nan().any())
+            };
+            let bounds = match (dtype, merged) {
+                (_, None) => None,
+                (DataType::Float32 | DataType::Float64, Some(_)) if nan()? => None,
+                (dtype, Some((lo, hi))) => json_bounds(dtype, lo, hi),
+            };
+            if let Some((lo, hi)) = bounds {
                 min.insert(name.clone(), lo);
                 max.insert(name.clone(), hi);
             }
@@ -191,65 +214,106 @@ impl FileLayout {
     }
 }
 
-/// A column's least and greatest value as Delta statistics hold them; `None` when it has no
-/// value or its type has no JSON form Delta readers compare (booleans, decimals, binaries), or
-/// for floats holding NaN and long strings. Timestamps are kept to the millisecond, as the
-/// protocol asks: the min rounded down and the max up, so the bounds still hold every value.
-fn bounds(s: &Series) -> Result<Option<(Value, Value)>> {
-    let polars = |source: PolarsError| Error::Polars { what: "file statistics".into(), source };
-    if s.null_count() == s.len() {
-        return Ok(None);
+/// A value of a Parquet column chunk's statistics, by physical type.
+#[derive(Clone, Debug, PartialEq, PartialOrd)]
+enum Stat {
+    Int(i64),
+    Float(f64),
+    Bytes(Vec<u8>),
+}
+
+/// A column's statistics over the row groups of a file: bounds only if every row group with a
+/// value has them, a null count only if every row group has one.
+struct Merged {
+    bounds: Option<(Stat, Stat)>,
+    bounded: bool,
+    nulls: Option<u64>,
+}
+
+impl Default for Merged {
+    fn default() -> Self {
+        Merged { bounds: None, bounded: true, nulls: Some(0) }
     }
-    let ints = |s: &Series| -> Result<Option<(i64, i64)>> {
-        let s = s.to_physical_repr();
-        Ok(s.min::<i64>().map_err(polars)?.zip(s.max::<i64>().map_err(polars)?))
-    };
-    Ok(match s.dtype() {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            ints(s)?.map(|(lo, hi)| (json!(lo), json!(hi)))
-        }
-        DataType::Float32 | DataType::Float64 => {
-            let f = s.cast(&DataType::Float64).map_err(polars)?;
-            if f.f64().map_err(polars)?.is_nan().any() {
-                None
-            } else {
-                f.min::<f64>()
-                    .map_err(polars)?
-                    .zip(f.max::<f64>().map_err(polars)?)
-                    .map(|(lo, hi)| (json!(lo), json!(hi)))
+}
+
+impl Merged {
+    fn add(&mut self, stats: Option<&deltalake::parquet::file::statistics::Statistics>) {
+        use deltalake::parquet::file::statistics::Statistics as S;
+        let Some(stats) = stats else {
+            (self.bounded, self.nulls) = (false, None);
+            return;
+        };
+        let count = stats.null_count_opt();
+        self.nulls = self.nulls.zip(count).map(|(n, c)| n + c);
+        let int = |v: i64| Stat::Int(v);
+        let (lo, hi) = match stats {
+            S::Int32(v) => (v.min_opt().map(|x| int((*x).into())), v.max_opt().map(|x| int((*x).into()))),
+            S::Int64(v) => (v.min_opt().copied().map(int), v.max_opt().copied().map(int)),
+            S::Float(v) => {
+                (v.min_opt().map(|x| Stat::Float((*x).into())), v.max_opt().map(|x| Stat::Float((*x).into())))
             }
+            S::Double(v) => (v.min_opt().copied().map(Stat::Float), v.max_opt().copied().map(Stat::Float)),
+            S::ByteArray(v) => (
+                v.min_opt().map(|x| Stat::Bytes(x.data().to_vec())),
+                v.max_opt().map(|x| Stat::Bytes(x.data().to_vec())),
+            ),
+            _ => (None, None),
+        };
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => {
+                self.bounds = Some(match self.bounds.take() {
+                    None => (lo, hi),
+                    Some((a, b)) => (if a <= lo { a } else { lo }, if b >= hi { b } else { hi }),
+                });
+            }
+            // A row group of nulls only has no bounds, and takes none away.
+            (None, None) if count.is_some_and(|c| c > 0) => {}
+            _ => self.bounded = false,
         }
-        DataType::Date => ints(s)?.and_then(|(lo, hi)| {
+    }
+
+    fn bounds(self) -> Option<(Stat, Stat)> {
+        self.bounds.filter(|_| self.bounded)
+    }
+}
+
+/// Bounds from a file's statistics as Delta's JSON holds them for `dtype`; `None` for types
+/// Delta readers do not compare (booleans, decimals, binaries) and for strings longer than
+/// [`STAT_STRING_CHARS`]. Timestamps are kept to the millisecond, as the protocol asks: the min
+/// rounded down and the max up, so the bounds still hold every value.
+fn json_bounds(dtype: &DataType, lo: Stat, hi: Stat) -> Option<(Value, Value)> {
+    match (dtype, lo, hi) {
+        (DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64, Stat::Int(lo), Stat::Int(hi)) => {
+            Some((json!(lo), json!(hi)))
+        }
+        (DataType::Float32 | DataType::Float64, Stat::Float(lo), Stat::Float(hi)) => {
+            (lo.is_finite() && hi.is_finite()).then(|| (json!(lo), json!(hi)))
+        }
+        (DataType::Date, Stat::Int(lo), Stat::Int(hi)) => {
             let day = |d: i64| {
                 chrono::NaiveDate::default()
                     .checked_add_signed(chrono::Duration::days(d))
                     .map(|d| json!(d.format("%Y-%m-%d").to_string()))
             };
             day(lo).zip(day(hi))
-        }),
-        DataType::Datetime(unit, tz) => {
+        }
+        (DataType::Datetime(unit, tz), Stat::Int(lo), Stat::Int(hi)) => {
             let per_ms = match unit {
                 TimeUnit::Nanoseconds => 1_000_000,
                 TimeUnit::Microseconds => 1_000,
                 TimeUnit::Milliseconds => 1,
             };
             let format = if tz.is_some() { "%Y-%m-%dT%H:%M:%S%.3fZ" } else { "%Y-%m-%d %H:%M:%S%.3f" };
-            ints(s)?.and_then(|(lo, hi)| {
-                let at =
-                    |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| json!(t.format(format).to_string()));
-                at(lo.div_euclid(per_ms)).zip(at(hi.div_euclid(per_ms) + i64::from(hi.rem_euclid(per_ms) != 0)))
-            })
+            let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| json!(t.format(format).to_string()));
+            at(lo.div_euclid(per_ms)).zip(at(hi.div_euclid(per_ms) + i64::from(hi.rem_euclid(per_ms) != 0)))
         }
-        DataType::String => {
-            let text = s.str().map_err(polars)?;
-            let lo = text.min_reduce().value().extract_str().map(str::to_owned);
-            let hi = text.max_reduce().value().extract_str().map(str::to_owned);
-            lo.zip(hi)
-                .filter(|(lo, hi)| lo.chars().count() <= STAT_STRING_CHARS && hi.chars().count() <= STAT_STRING_CHARS)
-                .map(|(lo, hi)| (json!(lo), json!(hi)))
+        (DataType::String, Stat::Bytes(lo), Stat::Bytes(hi)) => {
+            let (lo, hi) = (String::from_utf8(lo).ok()?, String::from_utf8(hi).ok()?);
+            (lo.chars().count() <= STAT_STRING_CHARS && hi.chars().count() <= STAT_STRING_CHARS)
+                .then(|| (json!(lo), json!(hi)))
         }
         _ => None,
-    })
+    }
 }
 
 /// Writes `rows`, conformed to `layout`, as one Parquet file per partition under the table's
@@ -281,12 +345,13 @@ pub(super) async fn write(
                     None
                 }
             };
-            let stats = layout.stats(&part.rows)?;
-            let mut bytes = Vec::new();
-            ParquetWriter::new(&mut bytes)
+            let mut buffer = Vec::new();
+            ParquetWriter::new(&mut buffer)
                 .with_compression(ParquetCompression::Zstd(None))
                 .finish(&mut part.rows)
                 .map_err(Error::polars(format!("writing data file {path}")))?;
+            let bytes = bytes::Bytes::from(buffer);
+            let stats = layout.stats(&part.rows, &bytes)?;
             let add = Add {
                 path,
                 partition_values: part
@@ -324,4 +389,48 @@ pub(super) async fn write(
         }
     });
     futures::stream::iter(uploads).buffered(2).try_collect().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statistics of column `name` over a file of row groups of two rows.
+    fn merged(df: &mut DataFrame, name: &str) -> (Option<(Stat, Stat)>, Option<u64>) {
+        use deltalake::parquet::file::metadata::ParquetMetaDataReader;
+        let mut buffer = Vec::new();
+        ParquetWriter::new(&mut buffer).with_row_group_size(Some(2)).finish(df).unwrap();
+        let footer = ParquetMetaDataReader::new().parse_and_finish(&bytes::Bytes::from(buffer)).unwrap();
+        assert!(footer.row_groups().len() > 1, "several row groups");
+        let leaf = df.get_column_index(name).unwrap();
+        let mut merged = Merged::default();
+        for group in footer.row_groups() {
+            merged.add(group.column(leaf).statistics());
+        }
+        let nulls = merged.nulls;
+        (merged.bounds(), nulls)
+    }
+
+    #[test]
+    fn statistics_merge_over_row_groups_and_a_group_of_nulls_takes_nothing_away() {
+        let mut df = df![
+            "i" => [Some(5i64), Some(9), None, None, Some(-3), Some(4)],
+            "s" => [Some("m"), Some("c"), None, None, Some("z"), Some("k")],
+        ]
+        .unwrap();
+        assert_eq!(merged(&mut df, "i"), (Some((Stat::Int(-3), Stat::Int(9))), Some(2)));
+        let text = |s: &str| Stat::Bytes(s.as_bytes().to_vec());
+        assert_eq!(merged(&mut df, "s"), (Some((text("c"), text("z"))), Some(2)));
+    }
+
+    #[test]
+    fn timestamps_are_bounded_to_the_millisecond_outward() {
+        let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        let (lo, hi) = json_bounds(&utc, Stat::Int(1_000_999), Stat::Int(2_000_001)).unwrap();
+        assert_eq!((lo, hi), (json!("1970-01-01T00:00:01.000Z"), json!("1970-01-01T00:00:02.001Z")));
+        let ntz = DataType::Datetime(TimeUnit::Microseconds, None);
+        let (lo, hi) = json_bounds(&ntz, Stat::Int(-1), Stat::Int(2_000_000)).unwrap();
+        assert_eq!((lo, hi), (json!("1969-12-31 23:59:59.999"), json!("1970-01-01 00:00:02.000")));
+        assert_eq!(json_bounds(&DataType::Boolean, Stat::Int(0), Stat::Int(1)), None);
+    }
 }
