@@ -100,9 +100,12 @@ async fn each_partition_is_one_file_with_delta_partition_values_and_statistics()
     // Python deltalake finds every file by its path and reads the partition values back.
     let python = std::env::var("TIDEWATER_PYTHON")
         .unwrap_or_else(|_| format!("{}/.cache/tidewater/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
-    let script = "import sys, deltalake\n\
+    // os._exit once printed: pyarrow's reader threads sometimes abort the interpreter's teardown
+    // (apache/arrow#34314, delta-rs#2184).
+    let script = "import os, sys, deltalake\n\
         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table().sort_by([('i', 'ascending')])\n\
-        print([(r['p'], r['i'], r['s']) for r in t.to_pylist()])";
+        print([(r['p'], r['i'], r['s']) for r in t.to_pylist()], flush=True)\n\
+        os._exit(0)";
     let out = Command::new(&python).args(["-c", script]).arg(&table).output().expect("run the Python reader");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
