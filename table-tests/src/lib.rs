@@ -68,8 +68,8 @@ pub fn read_log(table: &Path) -> Vec<Commit> {
 }
 
 fn decode(path: &str) -> String {
-    // Delta paths are URL-encoded; the tests only produce `=`, `-`, `:` and alphanumerics.
-    path.replace("%3A", ":").replace("%20", " ")
+    // Delta paths are URIs: percent-encoded once more than the file's name on disk.
+    percent_encoding::percent_decode_str(path).decode_utf8_lossy().into_owned()
 }
 
 /// The rows of one data file, with its partition values.

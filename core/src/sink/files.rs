@@ -7,6 +7,7 @@ use crate::bridge::{arrow_schema, polars_dtype, to_record_batches};
 use crate::error::{Error, Result};
 use crate::reconcile::fingerprint;
 use delta_kernel::expressions::Scalar;
+use deltalake::arrow::datatypes::DataType as A;
 use deltalake::kernel::Add;
 use deltalake::kernel::scalars::ScalarExt as _;
 use deltalake::table::state::DeltaTableState;
@@ -20,9 +21,9 @@ use std::sync::Arc;
 /// Delta's default number of leading data columns with statistics (`delta.dataSkippingNumIndexedCols`).
 const INDEXED_COLUMNS: usize = 32;
 
-/// Strings longer than this get no min/max statistics (Spark keeps a 32-character prefix and
-/// bumps the max; a value left out is as correct, and never wrong).
-const STAT_STRING_CHARS: usize = 32;
+/// delta-rs' target size of a data file (`delta.targetFileSize`): a partition's rows beyond it in
+/// memory are written as several files.
+const TARGET_FILE_SIZE: usize = 104_857_600;
 
 /// What the files of a commit are written for: the table's columns (as Delta and as Polars
 /// types), partition columns, and the columns with statistics.
@@ -32,6 +33,22 @@ pub(super) struct FileLayout {
     polars: Schema,
     partition_columns: Vec<String>,
     stats_columns: Vec<String>,
+    target_file_size: usize,
+}
+
+/// Whether a column of type `a` can be written into one of type `b`: the same type, up to
+/// nullability and the names of list items (as delta-rs' own writer compares them).
+fn same_type(a: &A, b: &A) -> bool {
+    match (a, b) {
+        (A::Struct(x), A::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y.iter()).all(|(f, g)| f.name() == g.name() && same_type(f.data_type(), g.data_type()))
+        }
+        (A::List(x), A::List(y)) | (A::LargeList(x), A::LargeList(y)) => same_type(x.data_type(), y.data_type()),
+        (A::FixedSizeList(x, n), A::FixedSizeList(y, m)) => n == m && same_type(x.data_type(), y.data_type()),
+        (A::Map(x, sx), A::Map(y, sy)) => sx == sy && same_type(x.data_type(), y.data_type()),
+        _ => a == b,
+    }
 }
 
 /// One part of a batch: its partition values and its rows without the partition columns.
@@ -70,7 +87,12 @@ impl FileLayout {
                 data.into_iter().take(indexed).collect()
             }
         };
-        Ok(FileLayout { table: table.to_string(), arrow, polars, partition_columns, stats_columns })
+        let target_file_size = config
+            .get("delta.targetFileSize")
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(TARGET_FILE_SIZE);
+        Ok(FileLayout { table: table.to_string(), arrow, polars, partition_columns, stats_columns, target_file_size })
     }
 
     fn mismatch(&self, problem: String) -> Error {
@@ -95,7 +117,7 @@ impl FileLayout {
                 problems.push(format!("the output lacks the table's column `{name}` ({})", field.data_type()));
                 continue;
             };
-            if polars_dtype(out)? != *dtype {
+            if !same_type(out.data_type(), field.data_type()) {
                 problems.push(format!(
                     "column `{name}` is {} in the output and {} in the table",
                     out.data_type(),
@@ -183,12 +205,13 @@ impl FileLayout {
         let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
         for name in &self.stats_columns {
             let Some(dtype) = self.polars.get(name.as_str()).filter(|t| !t.is_nested()) else { continue };
-            let Some(leaf) = (0..leaves.num_columns()).find(|&i| leaves.column(i).path().string() == *name) else {
+            let Some(leaf) = (0..leaves.num_columns()).find(|&i| leaves.column(i).path().parts() == [name.clone()])
+            else {
                 continue;
             };
             let mut merged = Merged::default();
             for group in footer.row_groups() {
-                merged.add(group.column(leaf).statistics());
+                merged.add(group.column(leaf).statistics(), group.num_rows());
             }
             if let Some(count) = merged.nulls {
                 nulls.insert(name.clone(), json!(count));
@@ -217,6 +240,7 @@ impl FileLayout {
 /// A value of a Parquet column chunk's statistics, by physical type.
 #[derive(Clone, Debug, PartialEq, PartialOrd)]
 enum Stat {
+    Bool(bool),
     Int(i64),
     Float(f64),
     Bytes(Vec<u8>),
@@ -237,7 +261,7 @@ impl Default for Merged {
 }
 
 impl Merged {
-    fn add(&mut self, stats: Option<&deltalake::parquet::file::statistics::Statistics>) {
+    fn add(&mut self, stats: Option<&deltalake::parquet::file::statistics::Statistics>, rows: i64) {
         use deltalake::parquet::file::statistics::Statistics as S;
         let Some(stats) = stats else {
             (self.bounded, self.nulls) = (false, None);
@@ -247,6 +271,7 @@ impl Merged {
         self.nulls = self.nulls.zip(count).map(|(n, c)| n + c);
         let int = |v: i64| Stat::Int(v);
         let (lo, hi) = match stats {
+            S::Boolean(v) => (v.min_opt().copied().map(Stat::Bool), v.max_opt().copied().map(Stat::Bool)),
             S::Int32(v) => (v.min_opt().map(|x| int((*x).into())), v.max_opt().map(|x| int((*x).into()))),
             S::Int64(v) => (v.min_opt().copied().map(int), v.max_opt().copied().map(int)),
             S::Float(v) => {
@@ -267,7 +292,7 @@ impl Merged {
                 });
             }
             // A row group of nulls only has no bounds, and takes none away.
-            (None, None) if count.is_some_and(|c| c > 0) => {}
+            (None, None) if count.is_some_and(|c| i64::try_from(c).is_ok_and(|c| c == rows)) => {}
             _ => self.bounded = false,
         }
     }
@@ -278,8 +303,9 @@ impl Merged {
 }
 
 /// Bounds from a file's statistics as Delta's JSON holds them for `dtype`; `None` for types
-/// Delta readers do not compare (booleans, decimals, binaries) and for strings longer than
-/// [`STAT_STRING_CHARS`]. Timestamps are kept to the millisecond, as the protocol asks: the min
+/// Delta readers would compare wrongly (decimals: the footer's bytes are not a JSON number
+/// without loss; binaries). Long strings come as Polars' writer bounds them: a prefix for the
+/// min and a prefix bumped up for the max, still bounds of every value. Timestamps are kept to the millisecond, as the protocol asks: the min
 /// rounded down and the max up, so the bounds still hold every value.
 fn json_bounds(dtype: &DataType, lo: Stat, hi: Stat) -> Option<(Value, Value)> {
     match (dtype, lo, hi) {
@@ -307,13 +333,57 @@ fn json_bounds(dtype: &DataType, lo: Stat, hi: Stat) -> Option<(Value, Value)> {
             let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).map(|t| json!(t.format(format).to_string()));
             at(lo.div_euclid(per_ms)).zip(at(hi.div_euclid(per_ms) + i64::from(hi.rem_euclid(per_ms) != 0)))
         }
+        (DataType::Boolean, Stat::Bool(lo), Stat::Bool(hi)) => Some((json!(lo), json!(hi))),
         (DataType::String, Stat::Bytes(lo), Stat::Bytes(hi)) => {
-            let (lo, hi) = (String::from_utf8(lo).ok()?, String::from_utf8(hi).ok()?);
-            (lo.chars().count() <= STAT_STRING_CHARS && hi.chars().count() <= STAT_STRING_CHARS)
-                .then(|| (json!(lo), json!(hi)))
+            Some((json!(String::from_utf8(lo).ok()?), json!(String::from_utf8(hi).ok()?)))
         }
         _ => None,
     }
+}
+
+/// Encodes one data file of `rows` (with `values` for the partition columns), the `n`th of
+/// this commit's files, and its `add` action.
+fn encode(
+    layout: &FileLayout,
+    values: &[(String, Scalar)],
+    mut rows: DataFrame,
+    n: usize,
+    writer: &uuid::Uuid,
+) -> Result<(Add, bytes::Bytes)> {
+    let hive: Vec<String> = values.iter().map(|(k, v)| format!("{k}={}", v.serialize_encoded())).collect();
+    let name = format!("part-{n:05}-{writer}-c000.zstd.parquet");
+    let path = if hive.is_empty() { name } else { format!("{}/{name}", hive.join("/")) };
+    let content: Vec<String> = rows.get_column_names().iter().map(|c| c.to_string()).collect();
+    // Types the fingerprint cannot hash (lists of numbers) leave the file untagged: the checker
+    // then compares it by its rows.
+    let tags = match fingerprint::fingerprint(&rows, &content) {
+        Ok(fp) => Some(fp.to_tags().into_iter().collect::<HashMap<_, _>>()),
+        Err(e) => {
+            tracing::warn!(file = %path, "written without a fingerprint: {e}");
+            None
+        }
+    };
+    let mut buffer = Vec::new();
+    ParquetWriter::new(&mut buffer)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(&mut rows)
+        .map_err(Error::polars(format!("writing data file {path}")))?;
+    let bytes = bytes::Bytes::from(buffer);
+    let stats = layout.stats(&rows, &bytes)?;
+    let add = Add {
+        path,
+        partition_values: values.iter().map(|(k, v)| (k.clone(), (!v.is_null()).then(|| v.serialize()))).collect(),
+        size: bytes.len() as i64,
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(stats),
+        tags,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    };
+    Ok((add, bytes))
 }
 
 /// Writes `rows`, conformed to `layout`, as one Parquet file per partition under the table's
@@ -327,49 +397,21 @@ pub(super) async fn write(
     let (writer, table) = (uuid::Uuid::new_v4(), layout.table.clone());
     let encoded = crate::compute::blocking("writing the data files", move || {
         let mut files = Vec::new();
-        let rows = layout.conform(rows)?;
+        // An empty batch writes no file (and, as before, its types are not checked: a batch of
+        // no rows may come from a transform that could not infer them).
         if rows.height() == 0 {
             return Ok(files);
         }
-        for (n, mut part) in layout.parts(rows)?.into_iter().enumerate() {
-            let hive: Vec<String> = part.values.iter().map(|(k, v)| format!("{k}={}", v.serialize_encoded())).collect();
-            let name = format!("part-{n:05}-{writer}-c000.zstd.parquet");
-            let path = if hive.is_empty() { name } else { format!("{}/{name}", hive.join("/")) };
-            let content: Vec<String> = part.rows.get_column_names().iter().map(|c| c.to_string()).collect();
-            // Types the fingerprint cannot hash (lists of numbers) leave the file untagged:
-            // the checker then compares it by its rows.
-            let tags = match fingerprint::fingerprint(&part.rows, &content) {
-                Ok(fp) => Some(fp.to_tags().into_iter().collect::<HashMap<_, _>>()),
-                Err(e) => {
-                    tracing::warn!(file = %path, "written without a fingerprint: {e}");
-                    None
-                }
-            };
-            let mut buffer = Vec::new();
-            ParquetWriter::new(&mut buffer)
-                .with_compression(ParquetCompression::Zstd(None))
-                .finish(&mut part.rows)
-                .map_err(Error::polars(format!("writing data file {path}")))?;
-            let bytes = bytes::Bytes::from(buffer);
-            let stats = layout.stats(&part.rows, &bytes)?;
-            let add = Add {
-                path,
-                partition_values: part
-                    .values
-                    .iter()
-                    .map(|(k, v)| (k.clone(), (!v.is_null()).then(|| v.serialize())))
-                    .collect(),
-                size: bytes.len() as i64,
-                modification_time: chrono::Utc::now().timestamp_millis(),
-                data_change: true,
-                stats: Some(stats),
-                tags,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-                clustering_provider: None,
-            };
-            files.push((add, bytes));
+        let rows = layout.conform(rows)?;
+        for part in layout.parts(rows)? {
+            // A partition larger in memory than the target file size is written as several
+            // files (each smaller on disk: the size before compression is the bound).
+            let pieces = part.rows.estimated_size().div_ceil(layout.target_file_size).max(1);
+            let per_file = part.rows.height().div_ceil(pieces);
+            for piece in 0..pieces {
+                let rows = part.rows.slice((piece * per_file) as i64, per_file);
+                files.push(encode(&layout, &part.values, rows, files.len(), &writer)?);
+            }
         }
         Ok(files)
     })
@@ -405,7 +447,7 @@ mod tests {
         let leaf = df.get_column_index(name).unwrap();
         let mut merged = Merged::default();
         for group in footer.row_groups() {
-            merged.add(group.column(leaf).statistics());
+            merged.add(group.column(leaf).statistics(), group.num_rows());
         }
         let nulls = merged.nulls;
         (merged.bounds(), nulls)

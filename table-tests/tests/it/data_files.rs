@@ -15,7 +15,7 @@ const T0: i64 = 1_700_000_000_000_000;
 
 fn frame() -> DataFrame {
     let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
-    let long = "x".repeat(40);
+    let (long, longer) = ("x".repeat(40), "y".repeat(100));
     df![
         "p" => [Some("a b"), Some("x/y"), None, Some("a b")],
         "i" => [3i64, -1, 7, 5],
@@ -23,7 +23,8 @@ fn frame() -> DataFrame {
         "ts" => [T0 + 123_456, T0, T0 + 1_000, T0 + 250],
         "d" => [19_800i32, 19_801, 19_802, 19_799],
         "s" => [Some("b"), Some("q"), None, Some("a")],
-        "long" => [long.as_str(), "short", "short", long.as_str()],
+        "long" => [long.as_str(), "short", "short", longer.as_str()],
+        "b" => [true, false, false, true],
     ]
     .unwrap()
     .lazy()
@@ -46,6 +47,12 @@ fn adds(table: &Path) -> Vec<Value> {
         }
     }
     out
+}
+
+/// The Python that has `deltalake` (scripts/test.sh installs it and sets `TIDEWATER_PYTHON`).
+fn python() -> String {
+    std::env::var("TIDEWATER_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/tidewater/venv/bin/python", std::env::var("HOME").unwrap_or_default()))
 }
 
 fn sink(table: &Path) -> DeltaSink {
@@ -87,7 +94,11 @@ async fn each_partition_is_one_file_with_delta_partition_values_and_statistics()
         (&Value::from("2024-03-17"), &Value::from("2024-03-18"))
     );
     assert_eq!((&stats["minValues"]["s"], &stats["maxValues"]["s"]), (&Value::from("a"), &Value::from("b")));
-    assert!(stats["minValues"].get("long").is_none(), "no bounds for strings past 32 characters: {stats}");
+    // Long strings are bounded as Polars' writer bounds them: a prefix below, a bumped prefix above.
+    let (lo, hi) = (stats["minValues"]["long"].as_str().unwrap(), stats["maxValues"]["long"].as_str().unwrap());
+    assert_eq!(lo, "x".repeat(40));
+    assert!(hi >= "y".repeat(100).as_str() && hi.len() < 100, "a bound above every value, shorter: {hi}");
+    assert_eq!((&stats["minValues"]["b"], &stats["maxValues"]["b"]), (&Value::from(true), &Value::from(true)));
     assert!(stats["minValues"].get("p").is_none(), "partition columns live in the log, not the file: {stats}");
     assert_eq!(stats["nullCount"]["long"], 0);
 
@@ -98,15 +109,13 @@ async fn each_partition_is_one_file_with_delta_partition_values_and_statistics()
     assert!(nulls["minValues"].get("s").is_none(), "an all-null column has no bounds: {nulls}");
 
     // Python deltalake finds every file by its path and reads the partition values back.
-    let python = std::env::var("TIDEWATER_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/tidewater/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
     // os._exit once printed: pyarrow's reader threads sometimes abort the interpreter's teardown
     // (apache/arrow#34314, delta-rs#2184).
     let script = "import os, sys, deltalake\n\
         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table().sort_by([('i', 'ascending')])\n\
         print([(r['p'], r['i'], r['s']) for r in t.to_pylist()], flush=True)\n\
         os._exit(0)";
-    let out = Command::new(&python).args(["-c", script]).arg(&table).output().expect("run the Python reader");
+    let out = Command::new(python()).args(["-c", script]).arg(&table).output().expect("run the Python reader");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -139,9 +148,59 @@ async fn a_batch_that_does_not_fit_the_table_is_refused_naming_the_columns() {
     // Columns in another order, and types Delta maps (u32 into the table's long), fit.
     let reordered = frame()
         .lazy()
-        .select([col("s"), col("i").abs().cast(DataType::UInt32), col("p"), col("f"), col("ts"), col("d"), col("long")])
+        .select([
+            col("s"),
+            col("i").abs().cast(DataType::UInt32),
+            col("p"),
+            col("f"),
+            col("ts"),
+            col("d"),
+            col("long"),
+            col("b"),
+        ])
         .collect()
         .unwrap();
     let committed = sink.add_batch(BatchId::new(1), reordered, "files").await.unwrap();
     assert!(matches!(committed, SinkCommit::Committed { rows: 4, .. }), "{committed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_larger_than_the_target_file_size_is_written_as_several_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t");
+    let mut sink = sink(&table);
+    sink.add_batch(BatchId::new(0), frame(), "files").await.unwrap();
+    // Another engine sets the table's target file size (Python deltalake, as Spark would).
+    let script = "import os, sys, deltalake\n\
+        deltalake.DeltaTable(sys.argv[1]).alter.set_table_properties({'delta.targetFileSize': '20000'}, raise_if_not_exists=False)\n\
+        os._exit(0)";
+    let out = Command::new(python()).args(["-c", script]).arg(&table).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let n = 10_000i64;
+    let rows = df!["p" => vec!["one"; n as usize], "i" => (0..n).collect::<Vec<_>>()].unwrap();
+    let rows = rows
+        .lazy()
+        .with_columns([
+            lit(1.0f64).alias("f"),
+            lit(T0).cast(DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))).alias("ts"),
+            lit(19_800i32).cast(DataType::Date).alias("d"),
+            lit("s").alias("s"),
+            lit("l").alias("long"),
+            lit(true).alias("b"),
+        ])
+        .collect()
+        .unwrap();
+    let mut sink = self::sink(&table);
+    sink.add_batch(BatchId::new(1), rows, "files").await.unwrap();
+    let files: Vec<Value> = adds(&table).into_iter().filter(|a| a["partitionValues"]["p"] == "one").collect();
+    assert!(files.len() > 1, "several files for 10,000 rows over a 20 kB target: {}", files.len());
+    let counted: i64 = files
+        .iter()
+        .map(|a| serde_json::from_str::<Value>(a["stats"].as_str().unwrap()).unwrap()["numRecords"].as_i64().unwrap())
+        .sum();
+    assert_eq!(counted, n, "the files' row counts add up");
+    let read: std::collections::BTreeSet<String> =
+        table_tests::read_rows(&table).into_iter().filter(|r| r["p"] == "one").map(|r| r["i"].clone()).collect();
+    assert_eq!(read.len() as i64, n, "every row once, read back by arrow-rs");
 }
