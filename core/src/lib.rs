@@ -23,6 +23,7 @@
 //! through `object_store` and delta-rs. Transforms are pure: their time comes from
 //! [`BatchContext`], recorded in the offset log, so a replayed batch writes the same rows.
 
+pub mod aggregate;
 pub mod backfill;
 pub mod bridge;
 pub mod checkpoint;

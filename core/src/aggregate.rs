@@ -1,0 +1,674 @@
+//! Streaming aggregations: a `GROUP BY` query split into what each micro-batch can compute alone
+//! and what must be kept between batches (issue 16, first part: the query and its state's algebra;
+//! the state store, output modes and eviction come next).
+//!
+//! A query `SELECT keys…, agg(arg)… FROM input WHERE … GROUP BY keys…` runs as:
+//!
+//! ```text
+//!  input ──► pre (row-wise SQL: keys and arguments per row) ──► windows ──► partial (per batch)
+//!                                                                             │
+//!             state (per group: partial results so far) ◄── merge ◄───────────┘
+//!                                                                │
+//!                                                     finalize ──► output rows
+//! ```
+//!
+//! Partial results merge: a count is a sum of counts, a sum a sum of sums (with the count of its
+//! non-null values, so an all-null sum stays null), min and max their min and max, an average its
+//! sum and count, an exact count distinct its set of values, `first`/`last` the value at the
+//! least/greatest event time. So merging the partials of any split of the input into batches and
+//! finalizing gives the batch `GROUP BY` over all of it.
+//!
+//! Windows are Spark's: `window(column, '5 minutes'[, '1 minute'])` in the `GROUP BY` assigns each
+//! row to the windows `[start, start + size)` that hold it, starts aligned to the epoch every
+//! `slide` (the size, for a tumbling window), and the query reads them as `window_start` and
+//! `window_end`.
+
+use crate::error::{Error, Result};
+use polars::prelude::*;
+use sqlparser::ast::{
+    Expr as SqlExpr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, SetExpr, Statement,
+    TableFactor, Value as SqlValue,
+};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::{Parser, ParserOptions};
+use std::time::Duration;
+
+/// The column the pre-projection gives a window's event time.
+const WINDOW_TIME: &str = "__window_time";
+/// The columns a windowed query reads its window by.
+pub const WINDOW_START: &str = "window_start";
+pub const WINDOW_END: &str = "window_end";
+/// The constant key of a query without `GROUP BY` (one group: the whole input).
+const GLOBAL_KEY: &str = "__global";
+
+/// An aggregate function whose partial results merge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Function {
+    /// `count(*)`.
+    CountRows,
+    /// `count(x)`: the non-null values.
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    /// `count(DISTINCT x)`, exact.
+    CountDistinct,
+    /// `first(x)` / `last(x)`: the value at the least / greatest event time.
+    First,
+    Last,
+}
+
+/// One aggregate of the query's `SELECT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Aggregate {
+    /// The output column.
+    pub name: String,
+    pub function: Function,
+}
+
+/// `window(column, size[, slide])`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub column: String,
+    pub size: Duration,
+    pub slide: Duration,
+}
+
+/// A query that aggregates, split for a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggregateQuery {
+    /// Row-wise SQL over `input`: the grouping keys by their output names, each aggregate's
+    /// argument as `__a<i>`, a window's event time, and the event time `first`/`last` order by.
+    pub pre: String,
+    /// The grouping keys' columns (output names; `__k<i>` for a key the `SELECT` leaves out).
+    pub keys: Vec<String>,
+    pub window: Option<Window>,
+    pub aggregates: Vec<Aggregate>,
+    /// The output columns, in the `SELECT`'s order.
+    pub output: Vec<String>,
+    /// The event-time column `first`/`last` order by (the job's watermark column).
+    pub order_by: Option<String>,
+}
+
+fn argument(i: usize) -> String {
+    format!("__a{i}")
+}
+
+/// A partial result's columns for aggregate `i`.
+fn part(i: usize, what: &str) -> String {
+    format!("__p{i}_{what}")
+}
+
+/// The text of a SQL expression, compared to match a `SELECT` item to its `GROUP BY` key.
+fn text(expr: &SqlExpr) -> String {
+    expr.to_string().to_lowercase()
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A function call's name (lowercase) and plain arguments; `None` when `expr` is not a call.
+fn call(expr: &SqlExpr) -> Option<(String, Vec<&FunctionArgExpr>, bool)> {
+    let SqlExpr::Function(f) = expr else { return None };
+    let name = f.name.0.last()?.as_ident()?.value.to_lowercase();
+    let FunctionArguments::List(list) = &f.args else { return Some((name, Vec::new(), false)) };
+    let distinct = matches!(list.duplicate_treatment, Some(sqlparser::ast::DuplicateTreatment::Distinct));
+    let args = list
+        .args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(e) | FunctionArg::Named { arg: e, .. } | FunctionArg::ExprNamed { arg: e, .. } => e,
+        })
+        .collect();
+    Some((name, args, distinct))
+}
+
+/// A duration such as `'5 minutes'`.
+fn duration(arg: &FunctionArgExpr, what: &str) -> std::result::Result<Duration, String> {
+    let text = match arg {
+        FunctionArgExpr::Expr(SqlExpr::Value(v)) => match &v.value {
+            SqlValue::SingleQuotedString(s) => s.clone(),
+            other => return Err(format!("{what} must be a quoted duration such as '5 minutes', not {other}")),
+        },
+        other => return Err(format!("{what} must be a quoted duration such as '5 minutes', not {other}")),
+    };
+    let d = humantime::parse_duration(&text).map_err(|e| format!("{what} '{text}': {e}"))?;
+    if d.is_zero() {
+        return Err(format!("{what} '{text}' must be longer than zero"));
+    }
+    Ok(d)
+}
+
+impl AggregateQuery {
+    /// Splits `sql` when it aggregates (a `GROUP BY`, or aggregate functions over the whole
+    /// input); `Ok(None)` when it does not. `order_by` is the event-time column of the job's
+    /// watermark, which `first`/`last` need. Refused, with the reason: what cannot be computed
+    /// batch by batch and merged.
+    pub fn parse(sql: &str, order_by: Option<&str>) -> std::result::Result<Option<AggregateQuery>, String> {
+        let statements = Parser::new(&GenericDialect)
+            .with_options(ParserOptions { trailing_commas: true, ..Default::default() })
+            .try_with_sql(sql)
+            .and_then(|mut p| p.parse_statements())
+            .map_err(|e| format!("cannot parse the query: {e}"))?;
+        let [Statement::Query(query)] = statements.as_slice() else {
+            return Err("expected one SELECT statement".into());
+        };
+        let SetExpr::Select(select) = query.body.as_ref() else { return Ok(None) };
+        let group_by: Vec<&SqlExpr> = match &select.group_by {
+            GroupByExpr::Expressions(exprs, _) => exprs.iter().collect(),
+            GroupByExpr::All(_) => return Err("GROUP BY ALL: name the grouping keys".into()),
+        };
+        let is_aggregate = |e: &SqlExpr| {
+            call(e).is_some_and(|(name, ..)| {
+                matches!(name.as_str(), "count" | "sum" | "min" | "max" | "avg" | "mean" | "first" | "last")
+            })
+        };
+        let aggregates_anything = select.projection.iter().any(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => is_aggregate(e),
+            _ => false,
+        });
+        if group_by.is_empty() && !aggregates_anything {
+            return Ok(None);
+        }
+        if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
+            return Err(
+                "an aggregating query with WITH, ORDER BY or LIMIT: a stream's result is a table updated batch by batch; \
+                 order or limit it when you read it"
+                    .into(),
+            );
+        }
+        if select.having.is_some() {
+            return Err("HAVING over a streamed aggregation: filter the result table when you read it".into());
+        }
+        if select.distinct.is_some() {
+            return Err("SELECT DISTINCT with GROUP BY: the groups are distinct already".into());
+        }
+        match select.from.as_slice() {
+            [t] if t.joins.is_empty()
+                && matches!(&t.relation, TableFactor::Table { name, .. } if name.to_string().eq_ignore_ascii_case("input")) =>
+                {}
+            _ => return Err("an aggregation reads `input` alone (FROM input, no join)".into()),
+        }
+
+        let mut window = None;
+        let mut keys: Vec<(String, Option<String>)> = Vec::new(); // (expression text, SQL)
+        for g in &group_by {
+            if let Some((name, args, _)) = call(g).filter(|(name, ..)| name == "window") {
+                if window.is_some() {
+                    return Err("two window(…) in one GROUP BY".into());
+                }
+                let column = match args.first() {
+                    Some(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => id.value.clone(),
+                    _ => {
+                        return Err(format!(
+                            "{name}(column, '5 minutes'[, '1 minute']): the first argument is a timestamp column"
+                        ));
+                    }
+                };
+                let size = duration(
+                    args.get(1).ok_or("window(column, size[, slide]): the size is missing")?,
+                    "the window size",
+                )?;
+                let slide = match args.get(2) {
+                    Some(a) => duration(a, "the window slide")?,
+                    None => size,
+                };
+                if slide > size {
+                    return Err(format!(
+                        "window slide {slide:?} is longer than its size {size:?}: rows between windows would be dropped"
+                    ));
+                }
+                window = Some(Window { column, size, slide });
+                continue;
+            }
+            if call(g).is_some_and(|(name, ..)| name == "session_window") {
+                return Err("session_window(…) is not supported yet; use window(column, size[, slide])".into());
+            }
+            keys.push((text(g), Some(g.to_string())));
+        }
+
+        let mut pre = Vec::new();
+        let mut key_names: Vec<Option<String>> = vec![None; keys.len()];
+        let mut aggregates = Vec::new();
+        let mut output = Vec::new();
+        for item in &select.projection {
+            let (expr, alias) = match item {
+                SelectItem::UnnamedExpr(e) => (e, None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.value.clone())),
+                other => {
+                    return Err(format!("`{other}` in an aggregating query: name each grouping key and aggregate"));
+                }
+            };
+            if let Some((name, args, distinct)) = call(expr).filter(|_| is_aggregate(expr)) {
+                let i = aggregates.len();
+                let out = alias.clone().unwrap_or_else(|| format!("{name}_{i}"));
+                let function = match (name.as_str(), args.as_slice(), distinct) {
+                    ("count", [FunctionArgExpr::Wildcard], false) => Function::CountRows,
+                    ("count", [_], true) => Function::CountDistinct,
+                    ("count", [_], false) => Function::Count,
+                    ("sum", [_], false) => Function::Sum,
+                    ("min", [_], false) => Function::Min,
+                    ("max", [_], false) => Function::Max,
+                    ("avg" | "mean", [_], false) => Function::Avg,
+                    ("first", [_], false) => Function::First,
+                    ("last", [_], false) => Function::Last,
+                    _ => return Err(format!("`{expr}`: not an aggregate a stream can merge batch by batch")),
+                };
+                if matches!(function, Function::First | Function::Last) && order_by.is_none() {
+                    return Err(format!(
+                        "`{expr}` takes the value at the least or greatest event time: declare the event-time column in [watermark]"
+                    ));
+                }
+                match args.first() {
+                    Some(FunctionArgExpr::Expr(arg)) if function != Function::CountRows => {
+                        pre.push(format!("{arg} AS {}", quoted(&argument(i))));
+                    }
+                    _ => {}
+                }
+                aggregates.push(Aggregate { name: out.clone(), function });
+                output.push(out);
+                continue;
+            }
+            let name = match (&alias, expr) {
+                (Some(a), _) => a.clone(),
+                (None, SqlExpr::Identifier(id)) => id.value.clone(),
+                (None, _) => return Err(format!("`{expr}`: give the grouping key a name (AS …)")),
+            };
+            if window.is_some() && (name == WINDOW_START || name == WINDOW_END) && alias.is_none() {
+                output.push(name);
+                continue;
+            }
+            let Some(k) =
+                keys.iter().position(|(t, _)| *t == text(expr) || alias.is_none() && *t == name.to_lowercase())
+            else {
+                return Err(format!(
+                    "`{expr}` is neither a grouping key nor an aggregate: add it to the GROUP BY, or aggregate it"
+                ));
+            };
+            if key_names[k].is_none() {
+                key_names[k] = Some(name.clone());
+            }
+            output.push(name);
+        }
+        if aggregates.iter().any(|a| output.iter().filter(|o| **o == a.name).count() > 1) {
+            return Err("two output columns with one name".into());
+        }
+        let mut key_columns = Vec::new();
+        for (k, (_, sql)) in keys.iter().enumerate() {
+            let name = key_names[k].clone().unwrap_or_else(|| format!("__k{k}"));
+            pre.insert(k, format!("{} AS {}", sql.as_deref().unwrap_or_default(), quoted(&name)));
+            key_columns.push(name);
+        }
+        if let Some(w) = &window {
+            pre.push(format!("{} AS {}", quoted(&w.column), quoted(WINDOW_TIME)));
+        }
+        let order_by = order_by.map(str::to_string);
+        if let Some(t) = order_by
+            .as_deref()
+            .filter(|_| aggregates.iter().any(|a| matches!(a.function, Function::First | Function::Last)))
+        {
+            pre.push(format!("{} AS {}", quoted(t), quoted(&order_column())));
+        }
+        if pre.is_empty() {
+            pre.push(format!("1 AS {}", quoted(GLOBAL_KEY)));
+        }
+        let filter = select.selection.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
+        let pre = format!("SELECT {} FROM input{filter}", pre.join(", "));
+        Ok(Some(AggregateQuery { pre, keys: key_columns, window, aggregates, output, order_by }))
+    }
+
+    /// The columns a group is known by in the state: its keys, and its window.
+    pub fn group_columns(&self) -> Vec<String> {
+        let mut columns = self.keys.clone();
+        if self.window.is_some() {
+            columns.extend([WINDOW_START.to_string(), WINDOW_END.to_string()]);
+        }
+        if columns.is_empty() {
+            columns.push(GLOBAL_KEY.to_string());
+        }
+        columns
+    }
+
+    fn by(&self) -> Vec<Expr> {
+        self.group_columns().into_iter().map(col).collect()
+    }
+
+    /// Each row of `pre` (the pre-projection's rows) in every window that holds it.
+    fn windowed(&self, pre: LazyFrame) -> Result<LazyFrame> {
+        let Some(w) = &self.window else {
+            return Ok(if self.keys.is_empty() { pre.with_column(lit(1i32).alias(GLOBAL_KEY)) } else { pre });
+        };
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let (size, slide) = (micros(w.size), micros(w.slide));
+        let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        let t = col(WINDOW_TIME).cast(utc.clone()).dt().timestamp(TimeUnit::Microseconds);
+        // The latest window start at or before t; the windows that hold t start at it and every
+        // slide before it, while start + size > t.
+        let last = t.clone() - (t.clone() % lit(slide) + lit(slide)) % lit(slide);
+        let count = (size + slide - 1) / slide;
+        let mut frames = Vec::new();
+        for k in 0..count {
+            let start = last.clone() - lit(k * slide);
+            frames.push(
+                pre.clone()
+                    .filter(col(WINDOW_TIME).is_not_null())
+                    .with_columns([start.clone().alias(WINDOW_START), (start + lit(size)).alias(WINDOW_END)])
+                    .filter(col(WINDOW_END).gt(t.clone()))
+                    .with_columns([col(WINDOW_START).cast(utc.clone()), col(WINDOW_END).cast(utc.clone())]),
+            );
+        }
+        concat(frames, UnionArgs::default()).map_err(Error::polars("assigning windows"))
+    }
+
+    /// The partial results of one batch's pre-projected rows, one row per group.
+    pub fn partial(&self, pre: DataFrame) -> Result<DataFrame> {
+        let mut aggs = Vec::new();
+        for (i, a) in self.aggregates.iter().enumerate() {
+            let arg = col(argument(i));
+            match a.function {
+                Function::CountRows => aggs.push(len().cast(DataType::Int64).alias(part(i, "n"))),
+                Function::Count => aggs.push(arg.count().cast(DataType::Int64).alias(part(i, "n"))),
+                Function::Sum | Function::Avg => {
+                    let sum = if a.function == Function::Avg {
+                        arg.clone().cast(DataType::Float64).sum()
+                    } else {
+                        arg.clone().sum()
+                    };
+                    aggs.push(sum.alias(part(i, "s")));
+                    aggs.push(arg.count().cast(DataType::Int64).alias(part(i, "n")));
+                }
+                Function::Min => aggs.push(arg.min().alias(part(i, "v"))),
+                Function::Max => aggs.push(arg.max().alias(part(i, "v"))),
+                Function::CountDistinct => aggs.push(arg.drop_nulls().unique().alias(part(i, "v"))),
+                Function::First | Function::Last => {
+                    let t = col(order_column());
+                    let (value, at) = if a.function == Function::First {
+                        (arg.sort_by([t.clone()], SortMultipleOptions::default()).first(), t.min())
+                    } else {
+                        (arg.sort_by([t.clone()], SortMultipleOptions::default()).last(), t.max())
+                    };
+                    aggs.push(value.alias(part(i, "v")));
+                    aggs.push(at.alias(part(i, "t")));
+                }
+            }
+        }
+        self.windowed(pre.lazy())?
+            .group_by_stable(self.by())
+            .agg(aggs)
+            .collect()
+            .map_err(Error::polars("partial aggregation"))
+    }
+
+    /// `state` and `partial` (both partial results) merged: one row per group.
+    pub fn merge(&self, state: DataFrame, partial: DataFrame) -> Result<DataFrame> {
+        let mut aggs = Vec::new();
+        for (i, a) in self.aggregates.iter().enumerate() {
+            match a.function {
+                Function::CountRows | Function::Count => aggs.push(col(part(i, "n")).sum().alias(part(i, "n"))),
+                Function::Sum | Function::Avg => {
+                    aggs.push(col(part(i, "s")).sum().alias(part(i, "s")));
+                    aggs.push(col(part(i, "n")).sum().alias(part(i, "n")));
+                }
+                Function::Min => aggs.push(col(part(i, "v")).min().alias(part(i, "v"))),
+                Function::Max => aggs.push(col(part(i, "v")).max().alias(part(i, "v"))),
+                Function::CountDistinct => aggs.push(
+                    col(part(i, "v"))
+                        .explode(ExplodeOptions { empty_as_null: false, keep_nulls: false })
+                        .drop_nulls()
+                        .unique()
+                        .alias(part(i, "v")),
+                ),
+                Function::First | Function::Last => {
+                    let t = col(part(i, "t"));
+                    let sorted = col(part(i, "v")).sort_by([t.clone()], SortMultipleOptions::default());
+                    let (value, at) = if a.function == Function::First {
+                        (sorted.first(), t.min())
+                    } else {
+                        (sorted.last(), t.max())
+                    };
+                    aggs.push(value.alias(part(i, "v")));
+                    aggs.push(at.alias(part(i, "t")));
+                }
+            }
+        }
+        let both =
+            concat([state.lazy(), partial.lazy()], UnionArgs::default()).map_err(Error::polars("merging state"))?;
+        both.group_by_stable(self.by()).agg(aggs).collect().map_err(Error::polars("merging state"))
+    }
+
+    /// The output rows of `state`'s groups.
+    pub fn finalize(&self, state: &DataFrame) -> Result<DataFrame> {
+        let mut columns = Vec::new();
+        for name in &self.output {
+            let expr = match self.aggregates.iter().position(|a| &a.name == name) {
+                None => col(name.as_str()),
+                Some(i) => match self.aggregates[i].function {
+                    Function::CountRows | Function::Count => col(part(i, "n")),
+                    Function::Sum => when(col(part(i, "n")).gt(lit(0))).then(col(part(i, "s"))).otherwise(lit(NULL)),
+                    Function::Avg => when(col(part(i, "n")).gt(lit(0)))
+                        .then(col(part(i, "s")) / col(part(i, "n")).cast(DataType::Float64))
+                        .otherwise(lit(NULL)),
+                    Function::Min | Function::Max | Function::First | Function::Last => col(part(i, "v")),
+                    Function::CountDistinct => col(part(i, "v")).list().len().cast(DataType::Int64),
+                },
+            };
+            columns.push(expr.alias(name.as_str()));
+        }
+        state.clone().lazy().select(columns).collect().map_err(Error::polars("finalizing the aggregation"))
+    }
+}
+
+/// The pre-projection's event-time column for `first`/`last`.
+fn order_column() -> String {
+    "__order_time".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::sql::SQLContext;
+
+    const WINDOWED: &str = "SELECT window_start, window_end, category, count(*) AS n, sum(amount) AS total FROM input GROUP BY window(event_time, '5 minutes'), category";
+    const ROLLUP: &str = "SELECT CAST(event_time AS DATE) AS date, user_id, category, count(*) AS event_count, sum(amount) AS total_amount, max(event_time) AS last_event_time FROM input WHERE category IS NOT NULL GROUP BY CAST(event_time AS DATE), user_id, category";
+
+    fn events(n: usize, seed: u64) -> DataFrame {
+        let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut t, mut user, mut category, mut amount) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            // Within three days, out of order.
+            t.push(1_700_000_000_000_000i64 + (next() % (3 * 86_400_000_000)) as i64);
+            user.push((next() % 7) as i64);
+            category.push(match next() % 4 {
+                0 => None,
+                c => Some(["a", "b", "c"][c as usize - 1]),
+            });
+            amount.push(if next() % 10 == 0 { None } else { Some((next() % 10_000) as f64 / 100.0) });
+        }
+        let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        df!["event_time" => t, "user_id" => user, "category" => category, "amount" => amount]
+            .unwrap()
+            .lazy()
+            .with_column(col("event_time").cast(utc))
+            .collect()
+            .unwrap()
+    }
+
+    fn sql(query: &str, input: DataFrame) -> DataFrame {
+        let mut ctx = SQLContext::new();
+        ctx.register("input", input.lazy());
+        ctx.execute(query).unwrap().collect().unwrap()
+    }
+
+    /// The query streamed: its input split into `batches` (uneven, in order), each batch's
+    /// partials merged into the state, the state finalized.
+    fn streamed(q: &AggregateQuery, input: &DataFrame, cuts: &[usize]) -> DataFrame {
+        let mut state: Option<DataFrame> = None;
+        let mut from = 0;
+        for &cut in cuts.iter().chain([input.height()].iter()) {
+            let batch = input.slice(from as i64, cut - from);
+            from = cut;
+            let partial = q.partial(sql(&q.pre, batch)).unwrap();
+            state = Some(match state {
+                None => partial,
+                Some(s) => q.merge(s, partial).unwrap(),
+            });
+        }
+        q.finalize(&state.unwrap()).unwrap()
+    }
+
+    fn sorted(df: &DataFrame) -> DataFrame {
+        let by: Vec<String> = df.get_column_names().iter().map(|c| c.to_string()).collect();
+        df.sort(by, SortMultipleOptions::default().with_nulls_last(true)).unwrap()
+    }
+
+    fn assert_same(streamed: &DataFrame, batch: &DataFrame) {
+        let (s, b) = (sorted(streamed), sorted(batch));
+        assert_eq!(s.shape(), b.shape(), "{s}\n{b}");
+        for (x, y) in s.columns().iter().zip(b.columns()) {
+            assert_eq!(x.name(), y.name());
+            let (x, y) = (x.as_materialized_series(), y.as_materialized_series());
+            if x.dtype().is_float() {
+                let (x64, y64) = (x.cast(&DataType::Float64).unwrap(), y.cast(&DataType::Float64).unwrap());
+                let worst = x64
+                    .f64()
+                    .unwrap()
+                    .iter()
+                    .zip(y64.f64().unwrap().iter())
+                    .map(|(a, b)| match (a, b) {
+                        (Some(a), Some(b)) => (a - b).abs(),
+                        (None, None) => 0.0,
+                        _ => f64::INFINITY,
+                    })
+                    .fold(0.0, f64::max);
+                assert!(worst < 1e-6, "{}: off by {worst}", x.name());
+                assert_eq!(x.null_count(), y.null_count(), "{}", x.name());
+            } else {
+                assert!(x.equals_missing(&y.cast(x.dtype()).unwrap()), "{}:\n{x}\n{y}", x.name());
+            }
+        }
+    }
+
+    #[test]
+    fn the_daily_rollup_streamed_in_any_split_equals_the_batch_group_by() {
+        let q = AggregateQuery::parse(ROLLUP, Some("event_time")).unwrap().unwrap();
+        assert_eq!(q.keys, ["date", "user_id", "category"]);
+        assert_eq!(q.output, ["date", "user_id", "category", "event_count", "total_amount", "last_event_time"]);
+        let input = events(2_000, 7);
+        let batch = sql(ROLLUP, input.clone());
+        for cuts in [vec![], vec![1, 2, 3], vec![500, 501, 1500], vec![1999]] {
+            assert_same(&streamed(&q, &input, &cuts), &batch);
+        }
+    }
+
+    #[test]
+    fn mergeable_aggregates_equal_the_batch_ones() {
+        let query = "SELECT user_id, count(*) AS n, count(amount) AS c, sum(amount) AS s, min(amount) AS lo, max(amount) AS hi, avg(amount) AS mean, count(DISTINCT category) AS kinds FROM input GROUP BY user_id";
+        let q = AggregateQuery::parse(query, None).unwrap().unwrap();
+        let input = events(1_000, 11);
+        let batch = sql(query, input.clone());
+        for cuts in [vec![10, 20, 900], vec![333, 666]] {
+            assert_same(&streamed(&q, &input, &cuts), &batch);
+        }
+    }
+
+    #[test]
+    fn first_and_last_take_the_values_at_the_least_and_greatest_event_time() {
+        let query = "SELECT user_id, first(amount) AS f, last(amount) AS l FROM input GROUP BY user_id";
+        let q = AggregateQuery::parse(query, Some("event_time")).unwrap().unwrap();
+        let input = events(500, 3).lazy().filter(col("amount").is_not_null()).collect().unwrap();
+        let by_time = input.sort(["event_time"], SortMultipleOptions::default()).unwrap();
+        let expected = by_time
+            .lazy()
+            .group_by([col("user_id")])
+            .agg([col("amount").first().alias("f"), col("amount").last().alias("l")])
+            .collect()
+            .unwrap();
+        assert_same(&streamed(&q, &input, &[100, 101, 400]), &expected);
+    }
+
+    #[test]
+    fn tumbling_and_sliding_windows_equal_polars_group_by_dynamic_counts() {
+        let q = AggregateQuery::parse(WINDOWED, None).unwrap().unwrap();
+        assert_eq!(q.group_columns(), ["category", WINDOW_START, WINDOW_END]);
+        let input = events(3_000, 5);
+        let out = streamed(&q, &input, &[1000, 2000]);
+        // Every row in exactly one 5-minute window, aligned to the epoch.
+        let n: i64 = out.column("n").unwrap().as_materialized_series().sum().unwrap();
+        assert_eq!(n, 3_000);
+        let starts = out.column(WINDOW_START).unwrap().as_materialized_series().to_physical_repr().into_owned();
+        assert!(starts.i64().unwrap().into_no_null_iter().all(|s| s % 300_000_000 == 0), "aligned to the epoch");
+
+        let sliding = "SELECT window_start, window_end, count(*) AS n FROM input GROUP BY window(event_time, '10 minutes', '5 minutes')";
+        let q = AggregateQuery::parse(sliding, None).unwrap().unwrap();
+        let out = streamed(&q, &input, &[1500]);
+        let n: i64 = out.column("n").unwrap().as_materialized_series().sum().unwrap();
+        assert_eq!(n, 6_000, "every row in two windows of 10 minutes sliding by 5");
+        // The same windows as a plain loop over the event times finds.
+        let (size, slide) = (600_000_000i64, 300_000_000i64);
+        let mut expected: std::collections::BTreeMap<i64, i64> = Default::default();
+        let times = input.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+        for t in times.i64().unwrap().into_no_null_iter() {
+            let mut start = t.div_euclid(slide) * slide;
+            while start + size > t {
+                *expected.entry(start).or_default() += 1;
+                start -= slide;
+            }
+        }
+        let starts = out.column(WINDOW_START).unwrap().as_materialized_series().to_physical_repr().into_owned();
+        let counts = out.column("n").unwrap().as_materialized_series().clone();
+        let got: std::collections::BTreeMap<i64, i64> =
+            starts.i64().unwrap().into_no_null_iter().zip(counts.i64().unwrap().into_no_null_iter()).collect();
+        assert_eq!(got, expected);
+        let ends = out.column(WINDOW_END).unwrap().as_materialized_series().to_physical_repr().into_owned();
+        assert!(
+            starts
+                .i64()
+                .unwrap()
+                .into_no_null_iter()
+                .zip(ends.i64().unwrap().into_no_null_iter())
+                .all(|(s, e)| e - s == size)
+        );
+    }
+
+    #[test]
+    fn a_global_aggregate_is_one_group() {
+        let query = "SELECT count(*) AS n, sum(amount) AS s FROM input";
+        let q = AggregateQuery::parse(query, None).unwrap().unwrap();
+        let input = events(100, 1);
+        assert_same(&streamed(&q, &input, &[30, 60]), &sql(query, input.clone()));
+    }
+
+    #[test]
+    fn row_wise_queries_are_not_aggregations() {
+        assert_eq!(AggregateQuery::parse("SELECT a, b * 2 AS c FROM input WHERE a > 0", None), Ok(None));
+    }
+
+    #[test]
+    fn what_cannot_merge_is_refused_with_the_reason() {
+        for (sql, what) in [
+            ("SELECT category, count(*) AS n FROM input GROUP BY category HAVING count(*) > 1", "HAVING"),
+            ("SELECT category, count(*) AS n FROM input GROUP BY category ORDER BY n LIMIT 3", "ORDER BY"),
+            ("SELECT category, median(amount) AS m FROM input GROUP BY category", "neither a grouping key nor"),
+            ("SELECT user_id, count(*) AS n FROM input GROUP BY category", "neither a grouping key"),
+            ("SELECT user_id, first(amount) AS f FROM input GROUP BY user_id", "[watermark]"),
+            (
+                "SELECT count(*) AS n FROM input GROUP BY window(event_time, '1 minute', '5 minutes')",
+                "longer than its size",
+            ),
+            ("SELECT count(*) AS n FROM input GROUP BY window(event_time, 'soon')", "window size"),
+            ("SELECT count(*) AS n FROM input GROUP BY session_window(event_time, '30 minutes')", "session_window"),
+            ("SELECT a.c, count(*) AS n FROM input a JOIN input b ON a.c = b.c GROUP BY a.c", "no join"),
+        ] {
+            let e = AggregateQuery::parse(sql, None).unwrap_err();
+            assert!(e.contains(what), "{sql}: {e}");
+        }
+    }
+}
