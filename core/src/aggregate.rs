@@ -89,6 +89,19 @@ pub struct AggregateQuery {
     pub output: Vec<String>,
     /// The event-time column `first`/`last` order by (the job's watermark column).
     pub order_by: Option<String>,
+    /// When a group is closed for good: at its window's end, or a day after a date key cast
+    /// from the event-time column (`CAST(event_time AS DATE)`); `None`: never, so the state is
+    /// never evicted.
+    pub closes: Option<Closes>,
+}
+
+/// What closes a group: the watermark passing this moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Closes {
+    /// Its window's end.
+    WindowEnd,
+    /// The end of the day its date key (this column) names.
+    DayAfter(String),
 }
 
 fn argument(i: usize) -> String {
@@ -304,6 +317,14 @@ impl AggregateQuery {
         if let Some(w) = &window {
             pre.push(format!("{} AS {}", quoted(&w.column), quoted(WINDOW_TIME)));
         }
+        let closes = if window.is_some() {
+            Some(Closes::WindowEnd)
+        } else {
+            order_by.and_then(|t| {
+                let by_date = format!("cast({} as date)", t.to_lowercase());
+                keys.iter().position(|(k, _)| *k == by_date).map(|k| Closes::DayAfter(key_columns[k].clone()))
+            })
+        };
         let order_by = order_by.map(str::to_string);
         if let Some(t) = order_by
             .as_deref()
@@ -316,7 +337,7 @@ impl AggregateQuery {
         }
         let filter = select.selection.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
         let pre = format!("SELECT {} FROM input{filter}", pre.join(", "));
-        Ok(Some(AggregateQuery { pre, keys: key_columns, window, aggregates, output, order_by }))
+        Ok(Some(AggregateQuery { pre, keys: key_columns, window, aggregates, output, order_by, closes }))
     }
 
     /// The columns a group is known by in the state: its keys, and its window.
@@ -457,6 +478,121 @@ impl AggregateQuery {
             columns.push(expr.alias(name.as_str()));
         }
         state.clone().lazy().select(columns).collect().map_err(Error::polars("finalizing the aggregation"))
+    }
+}
+
+/// How an aggregation's results reach the sink table (Spark's output modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    /// A group's row is written once, when the watermark closes it.
+    Append,
+    /// The groups a batch changed are written again (upserted by the group columns).
+    Update,
+    /// The whole result replaces the table at every batch.
+    Complete,
+}
+
+impl std::fmt::Display for OutputMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputMode::Append => "append",
+            OutputMode::Update => "update",
+            OutputMode::Complete => "complete",
+        })
+    }
+}
+
+/// An aggregating job: its query and output mode.
+#[derive(Clone, Debug)]
+pub struct Aggregation {
+    pub query: AggregateQuery,
+    pub mode: OutputMode,
+    /// Whether the job has a watermark (without one, no group ever closes).
+    pub watermarked: bool,
+}
+
+/// What one batch of an aggregation does.
+pub struct Step {
+    /// The rows to write.
+    pub output: DataFrame,
+    /// The groups whose rows `output` holds (their group columns): in update mode the sink
+    /// replaces these groups' rows.
+    pub changed: DataFrame,
+    /// The state after the batch.
+    pub state: DataFrame,
+}
+
+impl Aggregation {
+    /// Refuses a mode the query cannot hold (as Spark does): append needs groups the
+    /// watermark closes (a window, or a date key cast from the watermark column).
+    pub fn new(query: AggregateQuery, mode: OutputMode, watermark: Option<&str>) -> std::result::Result<Self, String> {
+        if mode == OutputMode::Append && (watermark.is_none() || query.closes.is_none()) {
+            return Err(
+                "append mode writes a group's row once, when the watermark closes it: it needs a [watermark] and a window(…) (or a date key cast from the watermark column) in the GROUP BY; use mode = \"update\" otherwise"
+                    .into(),
+            );
+        }
+        Ok(Aggregation { query, mode, watermarked: watermark.is_some() })
+    }
+
+    /// Whether the state is ever evicted (a closing group and a watermark); when not, it grows
+    /// with the number of groups.
+    pub fn evicts(&self) -> bool {
+        self.watermarked && self.query.closes.is_some() && self.mode != OutputMode::Complete
+    }
+
+    /// Each state row's closing moment, in epoch microseconds.
+    fn closing(&self) -> Option<Expr> {
+        let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        match self.query.closes.as_ref()? {
+            Closes::WindowEnd => Some(col(WINDOW_END).cast(utc).dt().timestamp(TimeUnit::Microseconds)),
+            Closes::DayAfter(key) => Some(
+                col(key.as_str()).cast(DataType::Date).cast(utc).dt().timestamp(TimeUnit::Microseconds)
+                    + lit(86_400_000_000i64),
+            ),
+        }
+    }
+
+    /// The groups of `state` the watermark has closed, and the others.
+    fn closed(&self, state: DataFrame, watermark_ms: Option<i64>) -> Result<(DataFrame, DataFrame)> {
+        let (Some(closing), Some(w)) = (self.closing(), watermark_ms) else { return Ok((state.clear(), state)) };
+        let closed = closing.lt_eq(lit(w.saturating_mul(1000)));
+        let split = |keep: Expr| state.clone().lazy().filter(keep).collect().map_err(Error::polars("closing groups"));
+        Ok((split(closed.clone())?, split(closed.not())?))
+    }
+
+    /// One batch: `input` (its on-time rows) aggregated and merged into `state` (the state
+    /// after the batch before); groups the batch's watermark closes are written (append) or
+    /// dropped from the state (update).
+    pub fn step(&self, state: Option<DataFrame>, input: DataFrame, watermark_ms: Option<i64>) -> Result<Step> {
+        let q = &self.query;
+        let mut ctx = polars::sql::SQLContext::new();
+        ctx.register("input", input.lazy());
+        let pre = ctx
+            .execute(&q.pre)
+            .and_then(LazyFrame::collect)
+            .map_err(Error::polars("the aggregation's row-wise part"))?;
+        let partial = q.partial(pre)?;
+        let merged = match state {
+            Some(state) if state.height() > 0 => q.merge(state, partial.clone())?,
+            _ => partial.clone(),
+        };
+        let groups = q.group_columns();
+        let changed = partial.select(groups.iter().map(String::as_str)).map_err(Error::polars("changed groups"))?;
+        Ok(match self.mode {
+            OutputMode::Update => {
+                let (touched, _) = crate::reconcile::split_by_keys(merged.clone(), &changed, &groups)?;
+                let (_, open) = self.closed(merged, watermark_ms)?;
+                Step { output: q.finalize(&touched)?, changed, state: open }
+            }
+            OutputMode::Append => {
+                let (closed, open) = self.closed(merged, watermark_ms)?;
+                let changed =
+                    closed.select(groups.iter().map(String::as_str)).map_err(Error::polars("closed groups"))?;
+                Step { output: q.finalize(&closed)?, changed, state: open }
+            }
+            OutputMode::Complete => Step { output: q.finalize(&merged)?, changed, state: merged },
+        })
     }
 }
 

@@ -672,9 +672,9 @@ impl Backfill<'_> {
         let quarantine = table_url(&self.plan.quarantine)?;
         let mut writer = self.pipeline.backfill_writer(sink, quarantine, self.late.clone())?;
         let ctx = crate::BatchContext::new(crate::BatchId::new(k as u64), crate::Mode::Batch, self.plan.planned_at_ms);
-        let result = writer.write(read, &ctx, &chunk.read.describe, change).await;
+        let result = writer.write(read, &ctx, &chunk.read.describe, change, None).await;
         writer.settle().await;
-        Ok(result?.0)
+        Ok(result?.report)
     }
 }
 

@@ -16,15 +16,18 @@ pub enum CrashPoint {
     AfterDataFiles,
     /// The Delta commit (with its txn) is made, `commits/N` is not written.
     AfterDeltaCommit,
+    /// An aggregation's state after batch N is written, `commits/N` is not.
+    AfterStateWrite,
     /// `commits/N` is written.
     AfterCommitLog,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 4] = [
+    pub const ALL: [CrashPoint; 5] = [
         CrashPoint::AfterOffsetLog,
         CrashPoint::AfterDataFiles,
         CrashPoint::AfterDeltaCommit,
+        CrashPoint::AfterStateWrite,
         CrashPoint::AfterCommitLog,
     ];
 
@@ -33,6 +36,7 @@ impl CrashPoint {
             CrashPoint::AfterOffsetLog => "after-offset-log",
             CrashPoint::AfterDataFiles => "after-data-files",
             CrashPoint::AfterDeltaCommit => "after-delta-commit",
+            CrashPoint::AfterStateWrite => "after-state-write",
             CrashPoint::AfterCommitLog => "after-commit-log",
         }
     }

@@ -1,6 +1,7 @@
 //! The user-facing builder: a source, a transform, a Delta sink and a checkpoint, run as a stream
 //! (`run(trigger)`) or as a bounded batch (`batch()`).
 
+use crate::aggregate::Aggregation;
 use crate::backfill::{Backfill, BackfillPlan, ChunkState, RangeScope, RunOptions, Scope, SlicePlan, Writes};
 use crate::checkpoint::Checkpoint;
 use crate::contract::{SourceProvider, Transform};
@@ -41,6 +42,7 @@ pub struct Pipeline {
     key: Vec<String>,
     quarantine: Option<String>,
     watermark: Option<Watermark>,
+    aggregation: Option<Aggregation>,
     late: Option<String>,
     checkpoint: Option<String>,
     hook: Option<StepHook>,
@@ -119,6 +121,7 @@ impl Pipeline {
             key: Vec::new(),
             quarantine: None,
             watermark: None,
+            aggregation: None,
             late: None,
             checkpoint: None,
             hook: None,
@@ -205,6 +208,14 @@ impl Pipeline {
         self
     }
 
+    /// Runs the job as a streaming aggregation (instead of its transform): each batch's rows
+    /// merged into the state kept in the checkpoint, the results written as `aggregation.mode`
+    /// says; a bounded run computes every group of its input. See [`crate::aggregate`].
+    pub fn with_aggregation(mut self, aggregation: Aggregation) -> Self {
+        self.aggregation = Some(aggregation);
+        self
+    }
+
     /// Where late rows go (default `<table>_late`).
     pub fn with_late_table(mut self, table: impl Into<String>) -> Self {
         self.late = Some(table.into());
@@ -245,7 +256,13 @@ impl Pipeline {
         let (app_id, kind) = (sink.app_id().to_string(), sink.kind());
         let quarantine = DeltaSink::new(quarantine, &app_id, kind);
         let late = (late.0, late.1.map(|url| DeltaSink::new(url, &app_id, kind)));
-        Ok(BatchWriter { transform: self.transform.clone(), sink, quarantine, late })
+        Ok(BatchWriter {
+            transform: self.transform.clone(),
+            sink,
+            quarantine,
+            late,
+            aggregation: self.aggregation.clone(),
+        })
     }
 
     /// Streams the source into the table under `trigger` until it is done or stopped.
@@ -274,7 +291,13 @@ impl Pipeline {
             stop: self.stop.clone(),
             clock: self.clock.clone(),
             watermark_ms: None,
+            state: None,
         };
+        if let Some(aggregation) = &self.aggregation
+            && !aggregation.evicts()
+        {
+            tracing::warn!(job = %self.name, mode = %aggregation.mode, "the aggregation's state is never evicted: no watermark closes its groups (a window, or a date key cast from the watermark column), so it grows with the number of groups");
+        }
         query.run(trigger).await
     }
 

@@ -5,6 +5,7 @@ use crate::spec::{JobSpec, SourceSpec, SpecError, TransformSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tidewater_connectors::{DeltaSourceProvider, FileSourceProvider};
+use tidewater_core::aggregate::{AggregateQuery, Aggregation, OutputMode};
 use tidewater_core::{BatchContext, CrashPoint, Pipeline, SqlTransform, StepHook, Transform};
 
 /// Rust transforms a job file can name with `transform.rust = "<name>"`.
@@ -56,9 +57,59 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         ),
         SourceSpec::Delta(delta) => (Pipeline::new(&job.name, DeltaSourceProvider::new(delta.clone())), None),
     };
-    let pipeline = match &job.transform {
-        TransformSpec::Identity => pipeline,
+    let watermark = job.watermark.as_ref().map(|(column, _)| column.as_str());
+    let aggregation = match &job.transform {
         TransformSpec::Sql(sql) => {
+            AggregateQuery::parse(sql, watermark).map_err(|problem| err("transform.sql", problem))?
+        }
+        _ => None,
+    };
+    let mut key = job.sink.key.clone();
+    let pipeline = match (&job.transform, aggregation) {
+        (_, Some(query)) => {
+            let groups = query.group_columns();
+            if query.keys.is_empty() && query.window.is_none() {
+                if job.sink.mode != OutputMode::Complete {
+                    return Err(err(
+                        "sink.mode",
+                        "an aggregation over the whole input (no GROUP BY) is one row, rewritten at every batch: use mode = \"complete\"".into(),
+                    ));
+                }
+            } else if key.is_empty() {
+                key = groups;
+            } else if key.len() != groups.len() || !groups.iter().all(|g| key.contains(g)) {
+                return Err(err(
+                    "sink.key",
+                    format!(
+                        "an aggregation's rows are keyed by its groups, [{}]: leave the key out, or name exactly those",
+                        groups.join(", ")
+                    ),
+                ));
+            }
+            let aggregation = Aggregation::new(query, job.sink.mode, watermark).map_err(|p| err("sink.mode", p))?;
+            if let Some(schema) = &schema {
+                let empty = polars::prelude::DataFrame::empty_with_schema(schema);
+                let out = aggregation.step(None, empty, None).map_err(|e| err("transform.sql", e.to_string()))?.output;
+                tidewater_core::bridge::arrow_schema(&out).map_err(|e| err("transform.sql", e.to_string()))?;
+                for (role, columns) in [("sink.partition_by", &job.sink.partition_by), ("sink.key", &key)] {
+                    if let Some(column) = columns.iter().find(|c| !out.schema().contains(c.as_str())) {
+                        return Err(err(role, format!("`{column}` is not a column of the aggregation's output")));
+                    }
+                }
+            }
+            pipeline.with_aggregation(aggregation)
+        }
+        _ if job.sink.mode != OutputMode::Append => {
+            return Err(err(
+                "sink.mode",
+                format!(
+                    "`{}` is for aggregating queries (SELECT … FROM input GROUP BY …); this job's transform is row-wise: use append",
+                    job.sink.mode
+                ),
+            ));
+        }
+        (TransformSpec::Identity, None) => pipeline,
+        (TransformSpec::Sql(sql), None) => {
             let transform = SqlTransform::new(sql);
             transform.check_row_wise().map_err(|problem| err("transform.sql", problem))?;
             if let Some(schema) = &schema {
@@ -74,7 +125,7 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             }
             pipeline.with_transform(transform)
         }
-        TransformSpec::Rust(name) => {
+        (TransformSpec::Rust(name), _) => {
             let transform = registry.get(name).ok_or_else(|| {
                 err(
                     "transform.rust",
@@ -87,7 +138,7 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
     let mut pipeline = pipeline
         .with_table(&job.sink.table)
         .with_partition_by(job.sink.partition_by.clone())
-        .with_key(job.sink.key.clone())
+        .with_key(key)
         .with_checkpoint(&job.checkpoint);
     if let Some((column, delay)) = &job.watermark {
         pipeline = pipeline.with_watermark(column, *delay);

@@ -6,6 +6,7 @@
 //! <checkpoint>/offsets/<N>        write-ahead: batch N's offset range and context, before it runs
 //! <checkpoint>/commits/<N>        written after batch N's Delta commit: what it wrote
 //! <checkpoint>/sources/0/         the source's own state (a landing directory's file log)
+//! <checkpoint>/state/<N>.parquet  an aggregation's state after batch N, before commits/N
 //! <checkpoint>/batch/<target>/    `tidewater batch` runs: plan.json (chunks + app id)
 //! ```
 //!
@@ -64,6 +65,10 @@ pub struct CommitEntry {
     #[serde(default)]
     pub late: u64,
     pub next_watermark_ms: Option<i64>,
+    /// Groups in the aggregation's state after the batch (`state/<N>.parquet`); `None` for a
+    /// query without state.
+    #[serde(default)]
+    pub state_rows: Option<u64>,
 }
 
 impl Checkpoint {
@@ -121,6 +126,25 @@ impl Checkpoint {
         }
     }
 
+    /// Reads an entry's bytes; `None` when it does not exist.
+    pub async fn get_bytes(&self, rel: &str) -> Result<Option<bytes::Bytes>> {
+        let got = match self.store.get(&self.path(rel)).await {
+            Ok(got) => got.bytes().await,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => Err(e),
+        };
+        got.map(Some).map_err(|source| Error::Store { path: self.display(rel), op: "get", source: Box::new(source) })
+    }
+
+    /// Writes (or atomically replaces) an entry's bytes.
+    pub async fn put_bytes(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store.put(&self.path(rel), PutPayload::from(bytes)).await.map(|_| ()).map_err(|source| Error::Store {
+            path: self.display(rel),
+            op: "put",
+            source: Box::new(source),
+        })
+    }
+
     /// Writes (or atomically replaces) a JSON entry.
     pub async fn put_json<T: Serialize>(&self, rel: &str, value: &T) -> Result<()> {
         self.put(rel, value, PutOptions::default()).await
@@ -147,6 +171,10 @@ impl Checkpoint {
 
     /// The numeric file names directly under `dir`, ascending.
     pub async fn list_numbered(&self, dir: &str) -> Result<Vec<u64>> {
+        self.list_numbered_with(dir, ".json").await
+    }
+
+    async fn list_numbered_with(&self, dir: &str, suffix: &str) -> Result<Vec<u64>> {
         let prefix = self.path(dir);
         let listed: Vec<_> = self.store.list(Some(&prefix)).try_collect().await.map_err(|source| Error::Store {
             path: self.display(dir),
@@ -154,7 +182,7 @@ impl Checkpoint {
             source: Box::new(source),
         })?;
         let mut numbers: Vec<u64> =
-            listed.iter().filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
+            listed.iter().filter_map(|meta| meta.location.filename()?.strip_suffix(suffix)?.parse().ok()).collect();
         numbers.sort_unstable();
         Ok(numbers)
     }
@@ -212,7 +240,7 @@ impl Checkpoint {
         for dir in ["commits", "offsets"] {
             self.delete(&format!("{dir}/{}.json", id.get())).await?;
         }
-        Ok(())
+        self.delete(&state_entry(id)).await
     }
 
     /// Deletes an entry; one already gone is fine.
@@ -233,8 +261,16 @@ impl Checkpoint {
                 deleted += 1;
             }
         }
+        for n in self.list_numbered_with("state", ".parquet").await?.into_iter().filter(|&n| n < keep_from.get()) {
+            self.delete(&state_entry(BatchId::new(n))).await?;
+        }
         Ok(deleted)
     }
+}
+
+/// Where an aggregation's state after batch `id` is kept.
+pub fn state_entry(id: BatchId) -> String {
+    format!("state/{}.parquet", id.get())
 }
 
 #[cfg(test)]
@@ -271,6 +307,7 @@ mod tests {
                 quarantined: 0,
                 late: 0,
                 next_watermark_ms: None,
+                state_rows: None,
             },
         )
         .await

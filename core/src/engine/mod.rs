@@ -14,7 +14,8 @@ mod trigger;
 
 pub use trigger::{Clock, Stop, SystemClock, Trigger};
 
-use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry};
+use crate::aggregate::{Aggregation, OutputMode};
+use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, state_entry};
 use crate::context::{BatchContext, Mode};
 use crate::contract::{Sink, SinkCommit, Source, SourceBatch, Transform};
 use crate::crash::{CrashPoint, StepHook, pass};
@@ -22,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::id::{BatchId, Offset, OffsetRange, QueryId};
 use crate::sink::{DeltaSink, quarantine_frame};
 use crate::watermark::{LateRule, late_frame};
-use polars::prelude::IntoLazy;
+use polars::prelude::{DataFrame, IntoLazy};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,6 +76,17 @@ pub(crate) struct BatchWriter {
     pub quarantine: DeltaSink,
     /// What is late, and the table late rows go to (`None`: they are only counted).
     pub late: (LateRule, Option<DeltaSink>),
+    /// An aggregating job's query and output mode (its transform is then unused).
+    pub aggregation: Option<Aggregation>,
+}
+
+/// What [`BatchWriter::write`] did.
+pub(crate) struct Written {
+    pub report: BatchReport,
+    /// The largest event time of the on-time rows (for the next watermark).
+    pub max_event_ms: Option<i64>,
+    /// An aggregation's state after the batch.
+    pub state: Option<DataFrame>,
 }
 
 impl BatchWriter {
@@ -88,28 +100,51 @@ impl BatchWriter {
     }
 
     /// Sets late rows aside, transforms the rest and commits (quarantine, late table, then the
-    /// sink, with `change`), all keyed by `ctx.batch_id`. Returns the report minus timing, and the largest event
-    /// time of the on-time rows (for the next watermark).
+    /// sink, with `change`), all keyed by `ctx.batch_id`. An aggregation merges the rows into
+    /// `state` (the state after the batch before) and writes what its output mode says, by its
+    /// own change in a stream; a bounded run writes every group of its input. Returns the report
+    /// minus timing.
     pub async fn write(
         &mut self,
         read: SourceBatch,
         ctx: &BatchContext,
         range: &str,
         change: crate::sink::Change,
-    ) -> Result<(BatchReport, Option<i64>)> {
+        state: Option<DataFrame>,
+    ) -> Result<Written> {
         let id = ctx.batch_id;
         let (transform, rows, context, rule) = (self.transform.clone(), read.rows, ctx.clone(), self.late.0.clone());
-        let (output, split) = crate::compute::blocking("transform", move || {
+        let aggregation = self.aggregation.clone().map(|a| match ctx.mode {
+            Mode::Stream => a,
+            // A bounded run's result is every group of its input.
+            Mode::Batch => Aggregation { mode: OutputMode::Complete, ..a },
+        });
+        let (output, split, step) = crate::compute::blocking("transform", move || {
             let mut split = rule.split(rows, context.watermark_ms)?;
             let rows = std::mem::take(&mut split.on_time);
             let valid = rows.height() as u64;
-            let output = transform
-                .apply(rows.lazy(), &context)?
-                .collect()
-                .map_err(|source| Error::Transform { batch: id, source })?;
-            Ok((output, (valid, split.late, split.max_event_ms)))
+            let (output, step) = match aggregation {
+                None => {
+                    let output = transform
+                        .apply(rows.lazy(), &context)?
+                        .collect()
+                        .map_err(|source| Error::Transform { batch: id, source })?;
+                    (output, None)
+                }
+                Some(aggregation) => {
+                    let step = aggregation.step(state, rows, context.watermark_ms)?;
+                    (step.output, Some((aggregation.mode, step.changed, step.state)))
+                }
+            };
+            Ok((output, (valid, split.late, split.max_event_ms), step))
         })
         .await?;
+        let (change, state) = match step {
+            Some((mode, changed, state)) if ctx.mode == Mode::Stream => {
+                (self.aggregation_change(id, mode, changed).await?, Some(state))
+            }
+            _ => (change, None),
+        };
         let (valid, late, max_event_ms) = split;
         let output_rows = output.height() as u64;
         let quarantined = read.rejected.len() as u64;
@@ -134,7 +169,33 @@ impl BatchWriter {
             replayed: matches!(commit, SinkCommit::Skipped { .. }),
             duration_us: 0,
         };
-        Ok((report, max_event_ms))
+        Ok(Written { report, max_event_ms, state })
+    }
+
+    /// How a stream's aggregation batch changes the table: update mode replaces the rows of the
+    /// groups it changed (copy-on-write of the files holding them), complete mode every row,
+    /// append mode adds the groups the watermark closed.
+    async fn aggregation_change(
+        &mut self,
+        id: BatchId,
+        mode: OutputMode,
+        changed: DataFrame,
+    ) -> Result<crate::sink::Change> {
+        use crate::sink::{Change, Within};
+        let groups: Vec<String> = changed.get_column_names().iter().map(|c| c.to_string()).collect();
+        Ok(match mode {
+            OutputMode::Append => Change::Append,
+            OutputMode::Update => Change::Replace {
+                removes: Vec::new(),
+                predicate: format!("[{}] in the groups batch {id} changed", groups.join(", ")),
+                read_version: None,
+                within: Within::Keys { columns: groups, keys: changed },
+            },
+            OutputMode::Complete => {
+                let (read_version, removes) = self.sink.all_files().await?;
+                Change::Replace { removes, predicate: "true".into(), read_version, within: Within::Anything }
+            }
+        })
     }
 }
 
@@ -149,6 +210,8 @@ pub struct StreamQuery {
     pub(crate) clock: Arc<dyn Clock>,
     /// The watermark the next planned batch runs with (from the last commit-log entry).
     pub(crate) watermark_ms: Option<i64>,
+    /// An aggregation's state after the last batch it ran.
+    pub(crate) state: Option<(BatchId, DataFrame)>,
 }
 
 impl StreamQuery {
@@ -242,6 +305,56 @@ impl StreamQuery {
         }
     }
 
+    /// The aggregation's state after the batch before `id`: kept in memory from that batch, or
+    /// read from the checkpoint (after a restart). `None` before the first batch.
+    async fn state_before(&mut self, id: BatchId) -> Result<Option<DataFrame>> {
+        let Some(before) = id.get().checked_sub(1).map(BatchId::new) else { return Ok(None) };
+        if let Some((at, state)) = self.state.take()
+            && at == before
+        {
+            return Ok(Some(state));
+        }
+        let rel = state_entry(before);
+        let recorded = self.checkpoint.get_json::<CommitEntry>(&format!("commits/{}.json", before.get())).await?;
+        let Some(bytes) = self.checkpoint.get_bytes(&rel).await? else {
+            return match recorded.and_then(|c| c.state_rows) {
+                Some(rows) => Err(Error::Internal(format!(
+                    "{}/{rel}: batch {before} recorded an aggregation state of {rows} groups, and it is gone; the query cannot go on without it",
+                    self.checkpoint.url()
+                ))),
+                // A query that had no state before (its first aggregating batch).
+                None => Ok(None),
+            };
+        };
+        let what = format!("{}/{rel}", self.checkpoint.url());
+        crate::compute::blocking("reading the aggregation state", move || {
+            use polars::prelude::SerReader as _;
+            polars::prelude::ParquetReader::new(std::io::Cursor::new(bytes))
+                .finish()
+                .map(Some)
+                .map_err(Error::polars(format!("reading {what}")))
+        })
+        .await
+    }
+
+    /// Writes the state after batch `id` (before `commits/<id>`: a replay starts from the state of
+    /// the batch before it) and keeps it for the next batch.
+    async fn save_state(&mut self, id: BatchId, state: DataFrame) -> Result<()> {
+        let (kept, what) = (state.clone(), format!("{}/{}", self.checkpoint.url(), state_entry(id)));
+        let bytes = crate::compute::blocking("writing the aggregation state", move || {
+            let mut state = state;
+            let mut bytes = Vec::new();
+            polars::prelude::ParquetWriter::new(&mut bytes)
+                .finish(&mut state)
+                .map_err(Error::polars(format!("writing {what}")))?;
+            Ok(bytes)
+        })
+        .await?;
+        self.checkpoint.put_bytes(&state_entry(id), bytes).await?;
+        self.state = Some((id, kept));
+        Ok(())
+    }
+
     /// Runs one planned batch to its commit-log entry. The order of these calls is the recovery
     /// protocol.
     #[tracing::instrument(name = "batch", skip_all, fields(query = %self.query, batch = entry.context.batch_id.get()))]
@@ -249,8 +362,21 @@ impl StreamQuery {
         let id = entry.context.batch_id;
         let range = entry.range.to_string();
         let read = self.source.read(&entry.range).await?;
-        let (mut report, max_event_ms) =
-            self.writer.write(read, &entry.context, &range, crate::sink::Change::Append).await?;
+        let state = match self.writer.aggregation {
+            Some(_) => self.state_before(id).await?,
+            None => None,
+        };
+        let Written { mut report, max_event_ms, state } =
+            self.writer.write(read, &entry.context, &range, crate::sink::Change::Append, state).await?;
+        let state_rows = match state {
+            Some(state) => {
+                let rows = state.height() as u64;
+                self.save_state(id, state).await?;
+                pass(&self.hook, CrashPoint::AfterStateWrite, id);
+                Some(rows)
+            }
+            None => None,
+        };
         let next_watermark_ms = match &self.writer.late.0 {
             LateRule::Watermark(wm) => wm.advance(entry.context.watermark_ms, max_event_ms),
             _ => entry.context.watermark_ms,
@@ -264,6 +390,7 @@ impl StreamQuery {
             quarantined: report.quarantined,
             late: report.late,
             next_watermark_ms,
+            state_rows,
         };
         self.checkpoint.write_commit(id, &commit).await?;
         self.watermark_ms = next_watermark_ms;

@@ -401,6 +401,18 @@ impl DeltaSink {
         Ok(Some(out))
     }
 
+    /// Every file of the table's latest version, as removes, and that version; `(None, [])`
+    /// when the table does not exist yet.
+    pub async fn all_files(&mut self) -> Result<(Option<u64>, Vec<Remove>)> {
+        let url = self.url.clone();
+        let Some(table) = self.refreshed().await? else {
+            return Ok((None, Vec::new()));
+        };
+        let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
+        let removes = snapshot.snapshot().log_data().iter().map(|f| f.remove_action(true)).collect();
+        Ok((Some(snapshot.version()), removes))
+    }
+
     /// The files that may hold rows of `span` in the table's latest version (by partition value
     /// when the table is partitioned by its column, else by the files' statistics, files
     /// without them included), and what `app_id` has committed there (one snapshot: a stream's

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
 use tidewater_connectors::{DeltaSpec, StartingVersion};
 use tidewater_core::Trigger;
+use tidewater_core::aggregate::OutputMode;
 use tidewater_core::location::parse_location;
 
 /// A job file that cannot run, and why.
@@ -34,6 +35,8 @@ pub enum TransformSpec {
 #[derive(Clone, Debug)]
 pub struct SinkSpec {
     pub table: String,
+    /// How an aggregation's results are written (append for a row-wise query).
+    pub mode: OutputMode,
     pub partition_by: Vec<String>,
     pub key: Vec<String>,
     pub quarantine: Option<String>,
@@ -100,20 +103,17 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
         (None, Some(name)) => TransformSpec::Rust(name.clone()),
         (None, None) => TransformSpec::Identity,
     };
-    match raw.sink.mode.as_deref().unwrap_or("append") {
-        "append" => {}
-        "complete" | "update" => {
-            return Err(err(
-                "sink.mode",
-                format!("`{}` is not available yet; use `append`", raw.sink.mode.unwrap_or_default()),
-            ));
-        }
+    let mode = match raw.sink.mode.as_deref().unwrap_or("append") {
+        "append" => OutputMode::Append,
+        "update" => OutputMode::Update,
+        "complete" => OutputMode::Complete,
         other => {
-            return Err(err("sink.mode", format!("unknown mode `{other}`; expected append")));
+            return Err(err("sink.mode", format!("unknown mode `{other}`; expected append, update or complete")));
         }
-    }
+    };
     let sink = SinkSpec {
         table: location("sink.table", &raw.sink.table)?,
+        mode,
         partition_by: raw.sink.partition_by.clone(),
         key: raw.sink.key.clone(),
         quarantine: raw.sink.quarantine.as_deref().map(|q| location("sink.quarantine", q)).transpose()?,

@@ -79,7 +79,7 @@ fn regression_13_trigger_flags_change_only_what_they_name() {
 }
 
 #[test]
-fn regression_13_a_group_by_job_is_refused_when_it_loads() {
+fn regression_13_a_group_by_job_in_append_mode_without_a_watermark_is_refused_when_it_loads() {
     let dir = tempfile::tempdir().unwrap();
     let job = job_with(dir.path(), |t| {
         let start = t.find("sql = ").unwrap();
@@ -94,7 +94,9 @@ fn regression_13_a_group_by_job_is_refused_when_it_loads() {
     for command in ["run", "batch"] {
         let out = expect_exit(tidewater(&[command, path(&job)]), 2);
         let e = stderr(&out);
-        assert!(e.contains(&format!("{}: transform.sql: GROUP BY is not row-wise", job.display())), "{e}");
+        // Append mode writes a group once, when the watermark closes it: without one, never.
+        assert!(e.contains(&format!("{}: sink.mode: append mode writes a group's row once", job.display())), "{e}");
+        assert!(e.contains("mode = \"update\""), "says what to write instead: {e}");
     }
     assert!(!dir.path().join("table").exists() && !dir.path().join("checkpoint").exists(), "nothing written");
 }

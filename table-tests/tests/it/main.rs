@@ -4,6 +4,7 @@
 // Test code: helpers panic on purpose to fail the test with context.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod aggregate;
 mod backfill;
 mod bad_input;
 mod cli;

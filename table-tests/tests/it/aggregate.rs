@@ -1,0 +1,174 @@
+//! Streaming aggregations (issue 16): the daily per-user rollup in update mode, streamed through
+//! SIGKILLs at every step of the batch protocol, against the group-by the test computes itself
+//! from the landing files; read back with the independent reader.
+
+use crate::common::{expect_exit, expect_killed, path, tidewater};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use table_tests::events::{self, Fate, Line};
+
+const ROLLUP: &str = "SELECT CAST(event_time AS DATE) AS date, user_id, category, count(*) AS event_count, sum(amount) AS total_amount, max(event_time) AS last_event_time FROM input WHERE category IS NOT NULL GROUP BY CAST(event_time AS DATE), user_id, category";
+
+fn rollup_job(dir: &Path, landing: &Path) -> PathBuf {
+    let text = format!(
+        r#"name = "daily_user_rollup"
+checkpoint = "{dir}/checkpoint"
+
+[source]
+kind = "files"
+path = "{landing}"
+format = "ndjson"
+max_files_per_trigger = 1
+
+[source.schema]
+event_id = "string"
+user_id = "int64"
+event_time = "timestamp"
+category = "string"
+amount = "float64"
+
+[watermark]
+column = "event_time"
+delay = "7d"
+
+[transform]
+sql = "{ROLLUP}"
+
+[sink]
+table = "{dir}/daily_user_rollup"
+mode = "update"
+partition_by = ["date"]
+key = ["date", "user_id", "category"]
+"#,
+        dir = dir.display(),
+        landing = landing.display()
+    );
+    let file = dir.join("rollup.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// (count, sum of amounts, latest event time) per (date, user, category), from the valid lines.
+type Groups = BTreeMap<(String, String, String), (u64, f64, String)>;
+
+fn expected(lines: &[Line]) -> Groups {
+    let mut groups = Groups::new();
+    for line in lines.iter().filter(|l| l.fate != Fate::Quarantined) {
+        let v: serde_json::Value = serde_json::from_str(&line.text).unwrap();
+        let time = v["event_time"].as_str().unwrap().to_string();
+        let key = (time[..10].to_string(), v["user_id"].to_string(), v["category"].as_str().unwrap().to_string());
+        let entry = groups.entry(key).or_insert((0, 0.0, String::new()));
+        entry.0 += 1;
+        entry.1 += v["amount"].as_f64().unwrap();
+        if moment(&time) > moment(&entry.2) {
+            entry.2 = time;
+        }
+    }
+    groups
+}
+
+fn moment(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.to_utc())
+}
+
+/// The table's live rows as groups; a key seen twice fails the test.
+fn table_groups(table: &Path) -> Groups {
+    let mut groups = Groups::new();
+    for row in table_tests::read_rows(table) {
+        let key = (row["date"].clone(), row["user_id"].clone(), row["category"].clone());
+        let value =
+            (row["event_count"].parse().unwrap(), row["total_amount"].parse().unwrap(), row["last_event_time"].clone());
+        assert!(groups.insert(key.clone(), value).is_none(), "group {key:?} twice in the table");
+    }
+    groups
+}
+
+fn assert_groups_equal(got: &Groups, want: &Groups, what: &str) {
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{what}: the groups");
+    for (key, (n, sum, last)) in want {
+        let (gn, gsum, glast) = &got[key];
+        assert_eq!(gn, n, "{what}: count of {key:?}");
+        assert!((gsum - sum).abs() < 1e-9, "{what}: sum of {key:?}: {gsum} against {sum}");
+        assert_eq!(moment(glast), moment(last), "{what}: latest time of {key:?}: {glast} against {last}");
+    }
+}
+
+#[test]
+fn the_daily_rollup_in_update_mode_equals_the_group_by_through_kills_at_every_step() {
+    let reference = tempfile::tempdir().unwrap();
+    let landing = reference.path().join("landing");
+    let lines = events::write(&landing, "e", 6, 80, Some(17), 16);
+    let want = expected(&lines);
+    assert!(want.values().any(|g| g.0 > 1), "some groups span several batches");
+
+    let job = rollup_job(reference.path(), &landing);
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    let clean = reference.path().join("daily_user_rollup");
+    assert_groups_equal(&table_groups(&clean), &want, "clean run");
+    let checkpoint = reference.path().join("checkpoint");
+    assert!(checkpoint.join("state/5.parquet").exists(), "the state after the last batch is kept");
+    let commit: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("commits/5.json")).unwrap()).unwrap();
+    assert_eq!(
+        commit["state_rows"].as_u64(),
+        Some(want.len() as u64),
+        "no watermark closed a day: every group is kept"
+    );
+
+    for point in ["after-offset-log", "after-data-files", "after-delta-commit", "after-state-write", "after-commit-log"]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let job = rollup_job(dir.path(), &landing);
+        expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), &format!("{point}:2"));
+        expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+        assert_groups_equal(&table_groups(&dir.path().join("daily_user_rollup")), &want, point);
+    }
+}
+
+#[test]
+fn an_aggregation_the_mode_cannot_hold_is_refused_when_the_job_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    events::write(&landing, "e", 1, 5, None, 1);
+    let base = std::fs::read_to_string(rollup_job(dir.path(), &landing)).unwrap();
+    let watermark = "[watermark]\ncolumn = \"event_time\"\ndelay = \"7d\"\n";
+    for (changes, (key, what)) in [
+        (
+            vec![("mode = \"update\"", "mode = \"append\""), (watermark, "")],
+            ("sink.mode", "append mode writes a group's row once"),
+        ),
+        (
+            vec![("key = [\"date\", \"user_id\", \"category\"]", "key = [\"user_id\"]")],
+            ("sink.key", "keyed by its groups"),
+        ),
+        (vec![("mode = \"update\"", "mode = \"sorted\"")], ("sink.mode", "unknown mode `sorted`")),
+        (
+            vec![("sum(amount) AS total_amount", "median(amount) AS total_amount")],
+            ("transform.sql", "neither a grouping key"),
+        ),
+    ] {
+        let file = dir.path().join("bad.toml");
+        let text = changes.iter().fold(base.clone(), |t, (from, to)| {
+            assert!(t.contains(from), "{from}");
+            t.replace(from, to)
+        });
+        std::fs::write(&file, text).unwrap();
+        // available-now: a job wrongly accepted ends instead of streaming forever.
+        let out = expect_exit(tidewater(&["run", path(&file), "--trigger", "available-now"]), 2);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(&format!("{}: {key}: ", file.display())) && e.contains(what), "{changes:?}: {e}");
+    }
+    let row_wise = base.replace(ROLLUP, "SELECT user_id FROM input");
+    let file = dir.path().join("row_wise.toml");
+    std::fs::write(
+        &file,
+        row_wise
+            .replace("key = [\"date\", \"user_id\", \"category\"]\n", "")
+            .replace("partition_by = [\"date\"]\n", ""),
+    )
+    .unwrap();
+    let out = expect_exit(tidewater(&["run", path(&file), "--trigger", "available-now"]), 2);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("sink.mode: `update` is for aggregating queries"), "{e}");
+    assert!(!dir.path().join("daily_user_rollup").exists(), "nothing written");
+}
