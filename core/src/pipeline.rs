@@ -322,6 +322,7 @@ impl Pipeline {
         options: &BatchOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<BatchRunReport> {
+        self.refuse_bounded_aggregation("a batch run")?;
         let own = match &options.into {
             None => true,
             Some(into) => self.is_own_table(table_url(into)?.as_str())?,
@@ -475,6 +476,7 @@ impl Pipeline {
     /// checkpoint with a new id. Nothing is recorded when the plan is refused (an unknown
     /// column, a range with no data, commits or files without a sink key to replace by).
     pub async fn plan_backfill(&self, scope: impl Into<Scope>) -> Result<Backfill<'_>> {
+        self.refuse_bounded_aggregation("a backfill")?;
         let scope = scope.into();
         let mut source = self.source.open_bounded(None).await?;
         let (mut planned, writes) = match &scope {
@@ -506,6 +508,18 @@ impl Pipeline {
         let target = table_url(self.table()?)?;
         let quarantine = Self::quarantine_url(self.quarantine.as_deref(), &target)?;
         self.record_backfill(scope, planned, writes, Destination { target, quarantine, asked_version: None }).await
+    }
+
+    /// Bounded runs of an aggregation are chunked, and each chunk would write its own partial
+    /// groups: refused until they merge across chunks (only the stream is stateful yet).
+    fn refuse_bounded_aggregation(&self, what: &str) -> Result<()> {
+        match &self.aggregation {
+            Some(a) => Err(Error::Unsupported(format!(
+                "job {}: {what} of an aggregation ({} mode) is not supported yet: its chunks would each write partial groups. Stream it (`tidewater run`); its table is the aggregate",
+                self.name, a.mode
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A commit range or files reprocessed into the sink replace their rows by the sink's key.

@@ -158,6 +158,15 @@ fn an_aggregation_the_mode_cannot_hold_is_refused_when_the_job_loads() {
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains(&format!("{}: {key}: ", file.display())) && e.contains(what), "{changes:?}: {e}");
     }
+    // Bounded runs are chunked, and chunks would each write partial groups: refused, not wrong.
+    let ok = dir.path().join("rollup.toml");
+    for command in
+        [vec!["batch", path(&ok)], vec!["backfill", "plan", path(&ok), "--from", "2024-03-01", "--to", "2024-03-05"]]
+    {
+        let out = expect_exit(tidewater(&command), 2);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("of an aggregation (update mode) is not supported yet"), "{command:?}: {e}");
+    }
     let row_wise = base.replace(ROLLUP, "SELECT user_id FROM input");
     let file = dir.path().join("row_wise.toml");
     std::fs::write(
@@ -171,4 +180,100 @@ fn an_aggregation_the_mode_cannot_hold_is_refused_when_the_job_loads() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("sink.mode: `update` is for aggregating queries"), "{e}");
     assert!(!dir.path().join("daily_user_rollup").exists(), "nothing written");
+}
+
+const WINDOWS: &str = "SELECT window_start, window_end, category, count(*) AS n, sum(amount) AS total FROM input GROUP BY window(event_time, '5 minutes'), category";
+
+/// The category windows job of the issue, in `mode`, with a 10-minute watermark.
+fn windows_job(dir: &Path, landing: &Path, mode: &str, sql: &str) -> PathBuf {
+    let text = std::fs::read_to_string(rollup_job(dir, landing))
+        .unwrap()
+        .replace(ROLLUP, sql)
+        .replace("delay = \"7d\"", "delay = \"10m\"")
+        .replace("mode = \"update\"", &format!("mode = \"{mode}\""))
+        .replace("partition_by = [\"date\"]\n", "")
+        .replace("key = [\"date\", \"user_id\", \"category\"]\n", "");
+    let file = dir.join(format!("windows-{mode}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+/// The 5-minute window start (epoch seconds) of an event time.
+fn window_of(time: &str) -> i64 {
+    moment(time).unwrap().timestamp().div_euclid(300) * 300
+}
+
+#[test]
+fn append_mode_writes_each_window_once_after_the_watermark_passes_it_through_kills() {
+    let source = tempfile::tempdir().unwrap();
+    let landing = source.path().join("landing");
+    // Events on five days at 10:15, in random order: after the first batch the watermark is
+    // ten minutes before the latest one, so later rows of earlier days are late.
+    let lines = events::write(&landing, "e", 6, 60, None, 23);
+    for point in ["", "after-delta-commit:2", "after-state-write:2", "after-commit-log:1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let job = windows_job(dir.path(), &landing, "append", WINDOWS);
+        if !point.is_empty() {
+            expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), point);
+        }
+        expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+        let late: std::collections::BTreeSet<String> =
+            table_tests::read_rows(&dir.path().join("daily_user_rollup_late"))
+                .into_iter()
+                .map(|r| r["event_id"].clone())
+                .collect();
+        assert!(!late.is_empty(), "{point}: rows of days the watermark passed are late");
+        // The on-time rows' windows, computed here.
+        let mut want: BTreeMap<(i64, String), (u64, f64)> = BTreeMap::new();
+        let mut latest = 0;
+        for line in lines.iter().filter(|l| !late.contains(&l.event_id)) {
+            let v: serde_json::Value = serde_json::from_str(&line.text).unwrap();
+            let time = v["event_time"].as_str().unwrap();
+            latest = latest.max(moment(time).unwrap().timestamp());
+            let entry = want.entry((window_of(time), v["category"].as_str().unwrap().to_string())).or_default();
+            entry.0 += 1;
+            entry.1 += v["amount"].as_f64().unwrap();
+        }
+        let mut got: BTreeMap<(i64, String), (u64, f64)> = BTreeMap::new();
+        for row in table_tests::read_rows(&dir.path().join("daily_user_rollup")) {
+            let key = (window_of(&row["window_start"]), row["category"].clone());
+            let value = (row["n"].parse().unwrap(), row["total"].parse().unwrap());
+            assert!(got.insert(key.clone(), value).is_none(), "{point}: window {key:?} written twice");
+        }
+        // Closed: the windows ending at or before the last batch's watermark (the latest event
+        // of the batches before it, less ten minutes); the latest day's are still open.
+        let open: Vec<_> = want.keys().filter(|(start, _)| start + 300 > latest - 600).cloned().collect();
+        assert!(!open.is_empty() && open.iter().all(|k| !got.contains_key(k)), "{point}: open windows are not written");
+        for key in &open {
+            want.remove(key);
+        }
+        assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{point}: the closed windows");
+        for (key, (n, total)) in &want {
+            assert_eq!(got[key].0, *n, "{point}: count of {key:?}");
+            assert!((got[key].1 - total).abs() < 1e-9, "{point}: total of {key:?}");
+        }
+    }
+}
+
+#[test]
+fn complete_mode_rewrites_the_whole_result_at_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let lines = events::write(&landing, "e", 3, 40, Some(9), 5);
+    let job = windows_job(dir.path(), &landing, "complete", "SELECT count(*) AS n, sum(amount) AS total FROM input");
+    let text =
+        std::fs::read_to_string(&job).unwrap().replace("[watermark]\ncolumn = \"event_time\"\ndelay = \"10m\"\n", "");
+    std::fs::write(&job, text).unwrap();
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    let rows = table_tests::read_rows(&dir.path().join("daily_user_rollup"));
+    let good: Vec<&Line> = lines.iter().filter(|l| l.fate != Fate::Quarantined).collect();
+    assert_eq!(rows.len(), 1, "one row: {rows:?}");
+    assert_eq!(rows[0]["n"].parse::<usize>().unwrap(), good.len());
+    let total: f64 = good
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.text).unwrap()["amount"].as_f64().unwrap())
+        .sum();
+    assert!((rows[0]["total"].parse::<f64>().unwrap() - total).abs() < 1e-9);
+    let log = table_tests::read_log(&dir.path().join("daily_user_rollup"));
+    assert_eq!(log.iter().filter(|c| !c.removes.is_empty()).count(), 2, "batches 2 and 3 each replace the row");
 }
