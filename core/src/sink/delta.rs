@@ -349,6 +349,36 @@ impl Slice {
     }
 }
 
+/// For each key column that partitions the table (and whose type renders as Delta writes
+/// partition values: strings, integers, dates, booleans), the partition values its keys have.
+fn partition_values_of(
+    keys: &DataFrame,
+    columns: &[String],
+    partitions: &[String],
+) -> Result<Vec<(String, std::collections::HashSet<Option<String>>)>> {
+    let mut out = Vec::new();
+    for column in columns.iter().filter(|c| partitions.contains(c)) {
+        let Ok(values) = keys.column(column) else { continue };
+        let renders = matches!(
+            values.dtype(),
+            DataType::String
+                | DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Date
+                | DataType::Boolean
+        );
+        if !renders {
+            continue;
+        }
+        let text = values.cast(&DataType::String).map_err(Error::polars("partition values of the keys"))?;
+        let text = text.str().map_err(Error::polars("partition values of the keys"))?;
+        out.push((column.clone(), text.iter().map(|v| v.map(str::to_owned)).collect()));
+    }
+    Ok(out)
+}
+
 /// `rows` (read back from the table) in the columns and types of the rows being written: a
 /// column they lack is null.
 fn aligned_to(rows: DataFrame, schema: &polars::prelude::Schema) -> Result<DataFrame> {
@@ -561,7 +591,16 @@ impl DeltaSink {
                 )
             })
             .collect();
+        let partitions = snapshot.metadata().partition_columns().to_vec();
+        let by_partition = partition_values_of(keys, &columns, &partitions)?;
         for (file, remove) in files {
+            // A file of a partition no key is in holds none of them: not read at all.
+            let elsewhere = by_partition.iter().any(|(column, values)| {
+                file.partition_values.get(column).is_some_and(|value| !values.contains(value))
+            });
+            if elsewhere {
+                continue;
+            }
             // The key columns first; the whole file only when it holds one of the keys.
             let file_keys = reader.read_columns(std::slice::from_ref(&file), &columns).await?.rows;
             let (hits, _) = crate::reconcile::split_by_keys(file_keys, keys, &columns)?;
