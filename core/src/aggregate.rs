@@ -561,6 +561,22 @@ impl Aggregation {
         Ok((split(closed.clone())?, split(closed.not())?))
     }
 
+    /// `input` (rows of the source) aggregated and merged into `state`: what a bounded run does
+    /// chunk by chunk before it writes every group.
+    pub fn fold(&self, state: Option<DataFrame>, input: DataFrame) -> Result<DataFrame> {
+        let mut ctx = polars::sql::SQLContext::new();
+        ctx.register("input", input.lazy());
+        let pre = ctx
+            .execute(&self.query.pre)
+            .and_then(LazyFrame::collect)
+            .map_err(Error::polars("the aggregation's row-wise part"))?;
+        let partial = self.query.partial(pre)?;
+        match state {
+            Some(state) if state.height() > 0 => self.query.merge(state, partial),
+            _ => Ok(partial),
+        }
+    }
+
     /// One batch: `input` (its on-time rows) aggregated and merged into `state` (the state
     /// after the batch before); groups the batch's watermark closes are written (append) or
     /// dropped from the state (update).

@@ -322,7 +322,9 @@ impl Pipeline {
         options: &BatchOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<BatchRunReport> {
-        self.refuse_bounded_aggregation("a batch run")?;
+        if let Some(aggregation) = &self.aggregation {
+            return self.batch_aggregation(aggregation, options, progress).await;
+        }
         let own = match &options.into {
             None => true,
             Some(into) => self.is_own_table(table_url(into)?.as_str())?,
@@ -510,16 +512,116 @@ impl Pipeline {
         self.record_backfill(scope, planned, writes, Destination { target, quarantine, asked_version: None }).await
     }
 
-    /// Bounded runs of an aggregation are chunked, and each chunk would write its own partial
-    /// groups: refused until they merge across chunks (only the stream is stateful yet).
+    /// Backfills of an aggregation by slices would each write partial groups: refused (a batch
+    /// run recomputes every group instead).
     fn refuse_bounded_aggregation(&self, what: &str) -> Result<()> {
         match &self.aggregation {
             Some(a) => Err(Error::Unsupported(format!(
-                "job {}: {what} of an aggregation ({} mode) is not supported yet: its chunks would each write partial groups. Stream it (`tidewater run`); its table is the aggregate",
+                "job {}: {what} of an aggregation ({} mode) is not supported yet: its chunks would each write partial groups. `tidewater batch` recomputes every group in one commit",
                 self.name, a.mode
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The bounded run of an aggregating job: the source's chunks read in turn and merged into
+    /// one state (in memory: the groups, not the input), then every group written in ONE
+    /// commit, keyed by the txn (`<job>-batch`, 0): into a table the stream has not written,
+    /// appended (a table already holding that txn is left as it is); into the job's own table
+    /// after its stream wrote there, replacing all of it.
+    async fn batch_aggregation(
+        &self,
+        aggregation: &Aggregation,
+        options: &BatchOptions,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<BatchRunReport> {
+        let target = table_url(options.into.as_deref().map_or_else(|| self.table(), Ok)?)?;
+        let quarantine = match (&options.quarantine, &options.into) {
+            (Some(q), _) => table_url(q)?,
+            (None, Some(_)) => Self::quarantine_url(None, &target)?,
+            (None, None) => Self::quarantine_url(self.quarantine.as_deref(), &target)?,
+        };
+        let app_id = format!("{}-batch", self.name);
+        let replacing = self.is_own_table(target.as_str())? && self.stream_has_written().await?.is_some();
+        let late = match &options.exclude_late {
+            Some(rows) => LateRule::Exclude(rows.clone()),
+            None => LateRule::None,
+        };
+        let mut writer =
+            self.writer(target.clone(), quarantine.clone(), (late.clone(), None), &app_id, WriteKind::Batch)?;
+        if !replacing && writer.sink.committed_version().await?.is_some() {
+            tracing::info!(table = %target, app_id, "this batch run is in the table already");
+            return Ok(BatchRunReport {
+                backfill: app_id,
+                target: target.to_string(),
+                quarantine: quarantine.to_string(),
+                plan: String::new(),
+                chunks_total: 1,
+                chunks_already_done: 1,
+                chunks: Vec::new(),
+            });
+        }
+        let mut source = self.source.open_bounded(options.source_version).await?;
+        let chunks = source.plan().await?;
+        if chunks.is_empty() {
+            return Ok(BatchRunReport {
+                backfill: app_id,
+                target: target.to_string(),
+                quarantine: quarantine.to_string(),
+                plan: String::new(),
+                chunks_total: 0,
+                chunks_already_done: 0,
+                chunks: Vec::new(),
+            });
+        }
+        let (mut state, mut rejected, mut input_records, mut late_rows) = (None, Vec::new(), 0u64, 0u64);
+        let mut last = crate::SourceBatch { rows: DataFrame::empty(), rejected: Vec::new(), input_records: 0 };
+        for (k, chunk) in chunks.iter().enumerate() {
+            let read = source.read_chunk(chunk).await?;
+            input_records += read.input_records;
+            rejected.extend(read.rejected);
+            if k + 1 == chunks.len() {
+                last.rows = read.rows;
+            } else {
+                let (agg, rule, before) = (aggregation.clone(), late.clone(), state.take());
+                let (folded, late) = crate::compute::blocking("aggregating a chunk", move || {
+                    let split = rule.split(read.rows, None)?;
+                    Ok((agg.fold(before, split.on_time)?, split.late.height() as u64))
+                })
+                .await?;
+                state = Some(folded);
+                late_rows += late;
+            }
+            progress(k + 1, chunks.len() + 1);
+        }
+        (last.rejected, last.input_records) = (rejected, input_records);
+        let change = match replacing {
+            false => crate::sink::Change::Append,
+            true => {
+                let (read_version, removes) = writer.sink.all_files().await?;
+                crate::sink::Change::Replace {
+                    removes,
+                    predicate: "true".into(),
+                    read_version,
+                    within: crate::sink::Within::Anything,
+                }
+            }
+        };
+        let ctx = crate::BatchContext::new(crate::BatchId::new(0), crate::Mode::Batch, self.clock.now_ms());
+        let written = writer.write(last, &ctx, "every chunk", change, state).await;
+        writer.settle().await;
+        let mut report = written?.report;
+        report.late += late_rows;
+        progress(chunks.len() + 1, chunks.len() + 1);
+        Ok(BatchRunReport {
+            backfill: app_id,
+            target: target.to_string(),
+            quarantine: quarantine.to_string(),
+            plan: String::new(),
+            chunks_total: 1,
+            chunks_already_done: 0,
+            chunks: vec![report],
+        })
     }
 
     /// A commit range or files reprocessed into the sink replace their rows by the sink's key.

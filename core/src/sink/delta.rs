@@ -595,9 +595,9 @@ impl DeltaSink {
         let by_partition = partition_values_of(keys, &columns, &partitions)?;
         for (file, remove) in files {
             // A file of a partition no key is in holds none of them: not read at all.
-            let elsewhere = by_partition.iter().any(|(column, values)| {
-                file.partition_values.get(column).is_some_and(|value| !values.contains(value))
-            });
+            let elsewhere = by_partition
+                .iter()
+                .any(|(column, values)| file.partition_values.get(column).is_some_and(|value| !values.contains(value)));
             if elsewhere {
                 continue;
             }
