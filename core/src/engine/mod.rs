@@ -50,6 +50,15 @@ pub struct BatchReport {
     pub replayed: bool,
     /// Wall time from planning (or replay start) to the commit-log entry, in microseconds.
     pub duration_us: u64,
+    /// The batch's watermark (epoch milliseconds), when the job has one.
+    #[serde(default)]
+    pub watermark_ms: Option<i64>,
+    /// An aggregation's state after the batch: its groups, and its size as written to the
+    /// checkpoint (Parquet bytes).
+    #[serde(default)]
+    pub state_rows: Option<u64>,
+    #[serde(default)]
+    pub state_bytes: Option<u64>,
 }
 
 /// What a `run` did.
@@ -168,6 +177,9 @@ impl BatchWriter {
             table_version: commit.version(),
             replayed: matches!(commit, SinkCommit::Skipped { .. }),
             duration_us: 0,
+            watermark_ms: ctx.watermark_ms,
+            state_rows: None,
+            state_bytes: None,
         };
         Ok(Written { report, max_event_ms, state })
     }
@@ -338,8 +350,8 @@ impl StreamQuery {
     }
 
     /// Writes the state after batch `id` (before `commits/<id>`: a replay starts from the state of
-    /// the batch before it) and keeps it for the next batch.
-    async fn save_state(&mut self, id: BatchId, state: DataFrame) -> Result<()> {
+    /// the batch before it) and keeps it for the next batch. Returns its size in bytes.
+    async fn save_state(&mut self, id: BatchId, state: DataFrame) -> Result<u64> {
         let (kept, what) = (state.clone(), format!("{}/{}", self.checkpoint.url(), state_entry(id)));
         let bytes = crate::compute::blocking("writing the aggregation state", move || {
             let mut state = state;
@@ -350,9 +362,10 @@ impl StreamQuery {
             Ok(bytes)
         })
         .await?;
+        let size = bytes.len() as u64;
         self.checkpoint.put_bytes(&state_entry(id), bytes).await?;
         self.state = Some((id, kept));
-        Ok(())
+        Ok(size)
     }
 
     /// Runs one planned batch to its commit-log entry. The order of these calls is the recovery
@@ -371,7 +384,8 @@ impl StreamQuery {
         let state_rows = match state {
             Some(state) => {
                 let rows = state.height() as u64;
-                self.save_state(id, state).await?;
+                report.state_bytes = Some(self.save_state(id, state).await?);
+                report.state_rows = Some(rows);
                 pass(&self.hook, CrashPoint::AfterStateWrite, id);
                 Some(rows)
             }
@@ -411,6 +425,8 @@ impl StreamQuery {
             quarantined = report.quarantined,
             late = report.late,
             watermark_ms = ?entry.context.watermark_ms,
+            state_rows = ?report.state_rows,
+            state_bytes = ?report.state_bytes,
             version = ?report.table_version,
             duration_ms = report.duration_us / 1000,
             "{}",

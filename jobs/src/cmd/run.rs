@@ -55,8 +55,17 @@ pub(crate) fn summary(name: &str, report: &RunReport) -> String {
     let version = report.batches.iter().rev().find_map(|b| b.table_version);
     let late = report.late.as_ref().map_or_else(String::new, |_| format!(", {} late", t(|b| b.late)));
     let late_table = report.late.as_ref().map_or_else(String::new, |l| format!("\n  late       {l}"));
+    let last = report.batches.last();
+    let state = match (last.and_then(|b| b.state_rows), last.and_then(|b| b.state_bytes)) {
+        (Some(rows), Some(bytes)) => format!("\n  state      {} groups, {} bytes", thousands(rows), thousands(bytes)),
+        _ => String::new(),
+    };
+    let watermark = last
+        .and_then(|b| b.watermark_ms)
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(String::new, |w| format!("\n  watermark  {}", w.format("%Y-%m-%dT%H:%M:%S%.3fZ")));
     format!(
-        "{name}: {} batches ({}), {} records in: {} rows written, {} filtered, {} quarantined{late}\n  table      {} (version {})\n  quarantine {}{late_table}\n  query id   {}",
+        "{name}: {} batches ({}), {} records in: {} rows written, {} filtered, {} quarantined{late}\n  table      {} (version {})\n  quarantine {}{late_table}{watermark}{state}\n  query id   {}",
         report.batches.len(),
         match (report.batches.first(), report.batches.last()) {
             (Some(a), Some(b)) => format!("{} to {}", a.batch, b.batch),

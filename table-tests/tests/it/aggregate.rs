@@ -102,7 +102,13 @@ fn the_daily_rollup_in_update_mode_equals_the_group_by_through_kills_at_every_st
     assert!(want.values().any(|g| g.0 > 1), "some groups span several batches");
 
     let job = rollup_job(reference.path(), &landing);
-    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    let out = expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now", "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = report["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 6, "one landing file per batch");
+    let last = batches.last().unwrap();
+    assert_eq!(last["state_rows"].as_u64(), Some(want.len() as u64), "each batch reports its state: {last}");
+    assert!(last["state_bytes"].as_u64().is_some_and(|b| b > 0) && last["watermark_ms"].is_i64(), "{last}");
     let clean = reference.path().join("daily_user_rollup");
     assert_groups_equal(&table_groups(&clean), &want, "clean run");
     let checkpoint = reference.path().join("checkpoint");
