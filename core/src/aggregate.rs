@@ -138,6 +138,25 @@ fn call(expr: &SqlExpr) -> Option<(String, Vec<&FunctionArgExpr>, bool)> {
     Some((name, args, distinct))
 }
 
+/// What a function call adds to its plain arguments that a merged aggregate would ignore.
+fn modifier(expr: &SqlExpr) -> Option<&'static str> {
+    let SqlExpr::Function(f) = expr else { return None };
+    let clauses = matches!(&f.args, FunctionArguments::List(list) if !list.clauses.is_empty());
+    if f.over.is_some() {
+        Some("OVER (…)")
+    } else if f.filter.is_some() {
+        Some("FILTER (WHERE …)")
+    } else if f.null_treatment.is_some() {
+        Some("IGNORE/RESPECT NULLS")
+    } else if !f.within_group.is_empty() {
+        Some("WITHIN GROUP (…)")
+    } else if clauses {
+        Some("ORDER BY or LIMIT inside the arguments")
+    } else {
+        None
+    }
+}
+
 /// A duration such as `'5 minutes'`.
 fn duration(arg: &FunctionArgExpr, what: &str) -> std::result::Result<Duration, String> {
     let text = match arg {
@@ -200,11 +219,41 @@ impl AggregateQuery {
         }
         match select.from.as_slice() {
             [t] if t.joins.is_empty()
-                && matches!(&t.relation, TableFactor::Table { name, .. } if name.to_string().eq_ignore_ascii_case("input")) =>
+                && matches!(&t.relation, TableFactor::Table { name, alias: None, .. } if name.to_string().eq_ignore_ascii_case("input")) =>
                 {}
             _ => return Err("an aggregation reads `input` alone (FROM input, no join)".into()),
         }
 
+        // `GROUP BY alias` and `GROUP BY 2` name a SELECT item.
+        let items: Vec<(&SqlExpr, Option<String>)> = select
+            .projection
+            .iter()
+            .filter_map(|item| match item {
+                SelectItem::UnnamedExpr(e) => Some((e, None)),
+                SelectItem::ExprWithAlias { expr, alias } => Some((expr, Some(alias.value.clone()))),
+                _ => None,
+            })
+            .collect();
+        let group_by: Vec<&SqlExpr> = group_by
+            .into_iter()
+            .map(|g| match g {
+                SqlExpr::Value(v) => match &v.value {
+                    SqlValue::Number(n, _) => n
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|n| n.checked_sub(1))
+                        .and_then(|n| items.get(n))
+                        .map(|(e, _)| *e)
+                        .ok_or_else(|| format!("GROUP BY {n}: there is no SELECT item {n}")),
+                    _ => Ok(g),
+                },
+                SqlExpr::Identifier(id) => Ok(items
+                    .iter()
+                    .find(|(e, alias)| alias.as_deref() == Some(id.value.as_str()) && !is_aggregate(e))
+                    .map_or(g, |(e, _)| *e)),
+                _ => Ok(g),
+            })
+            .collect::<std::result::Result<_, String>>()?;
         let mut window = None;
         let mut keys: Vec<(String, Option<String>)> = Vec::new(); // (expression text, SQL)
         for g in &group_by {
@@ -224,6 +273,11 @@ impl AggregateQuery {
                     args.get(1).ok_or("window(column, size[, slide]): the size is missing")?,
                     "the window size",
                 )?;
+                if args.len() > 3 {
+                    return Err(
+                        "window(column, size[, slide]): a start offset (the fourth argument) is not supported".into()
+                    );
+                }
                 let slide = match args.get(2) {
                     Some(a) => duration(a, "the window slide")?,
                     None => size,
@@ -255,6 +309,11 @@ impl AggregateQuery {
                 }
             };
             if let Some((name, args, distinct)) = call(expr).filter(|_| is_aggregate(expr)) {
+                if let Some(what) = modifier(expr) {
+                    return Err(format!(
+                        "`{expr}`: {what} on a streamed aggregate is not supported; write it in the WHERE or as a key"
+                    ));
+                }
                 let i = aggregates.len();
                 let out = alias.clone().unwrap_or_else(|| format!("{name}_{i}"));
                 let function = match (name.as_str(), args.as_slice(), distinct) {
@@ -310,15 +369,21 @@ impl AggregateQuery {
         }
         let mut key_columns = Vec::new();
         for (k, (_, sql)) in keys.iter().enumerate() {
-            let name = key_names[k].clone().unwrap_or_else(|| format!("__k{k}"));
+            let Some(name) = key_names[k].clone() else {
+                return Err(format!(
+                    "GROUP BY {}: the key is not in the SELECT; select it (the result's rows are keyed by their groups)",
+                    sql.as_deref().unwrap_or_default()
+                ));
+            };
             pre.insert(k, format!("{} AS {}", sql.as_deref().unwrap_or_default(), quoted(&name)));
             key_columns.push(name);
         }
         if let Some(w) = &window {
             pre.push(format!("{} AS {}", quoted(&w.column), quoted(WINDOW_TIME)));
         }
-        let closes = if window.is_some() {
-            Some(Closes::WindowEnd)
+        let closes = if let Some(w) = &window {
+            // Only the watermark's column closes a window: rows by another time never turn late.
+            order_by.filter(|t| *t == w.column).map(|_| Closes::WindowEnd)
         } else {
             order_by.and_then(|t| {
                 let by_date = format!("cast({} as date)", t.to_lowercase());
@@ -387,7 +452,12 @@ impl AggregateQuery {
     pub fn partial(&self, pre: DataFrame) -> Result<DataFrame> {
         let mut aggs = Vec::new();
         for (i, a) in self.aggregates.iter().enumerate() {
-            let arg = col(argument(i));
+            let mut arg = col(argument(i));
+            // A sum of integers is a long (Spark's bigint): summed narrower, it would wrap.
+            let integer = pre.schema().get(argument(i).as_str()).is_some_and(|t| t.is_integer());
+            if a.function == Function::Sum && integer {
+                arg = arg.cast(DataType::Int64);
+            }
             match a.function {
                 Function::CountRows => aggs.push(len().cast(DataType::Int64).alias(part(i, "n"))),
                 Function::Count => aggs.push(arg.count().cast(DataType::Int64).alias(part(i, "n"))),
@@ -404,11 +474,14 @@ impl AggregateQuery {
                 Function::Max => aggs.push(arg.max().alias(part(i, "v"))),
                 Function::CountDistinct => aggs.push(arg.drop_nulls().unique().alias(part(i, "v"))),
                 Function::First | Function::Last => {
+                    // Rows without an event time take no part; ties go to the earliest row.
                     let t = col(order_column());
+                    let timed = t.clone().is_not_null();
+                    let sorted = arg.filter(timed.clone()).sort_by([t.clone().filter(timed)], stable());
                     let (value, at) = if a.function == Function::First {
-                        (arg.sort_by([t.clone()], SortMultipleOptions::default()).first(), t.min())
+                        (sorted.first(), t.min())
                     } else {
-                        (arg.sort_by([t.clone()], SortMultipleOptions::default()).last(), t.max())
+                        (sorted.last(), t.max())
                     };
                     aggs.push(value.alias(part(i, "v")));
                     aggs.push(at.alias(part(i, "t")));
@@ -443,7 +516,8 @@ impl AggregateQuery {
                 ),
                 Function::First | Function::Last => {
                     let t = col(part(i, "t"));
-                    let sorted = col(part(i, "v")).sort_by([t.clone()], SortMultipleOptions::default());
+                    let timed = t.clone().is_not_null();
+                    let sorted = col(part(i, "v")).filter(timed.clone()).sort_by([t.clone().filter(timed)], stable());
                     let (value, at) = if a.function == Function::First {
                         (sorted.first(), t.min())
                     } else {
@@ -535,6 +609,13 @@ impl Aggregation {
         Ok(Aggregation { query, mode, watermarked: watermark.is_some() })
     }
 
+    /// What the state's layout depends on (the query split and the mode), as a hash recorded
+    /// with each state: a state written for another query is never read as this one's.
+    pub fn fingerprint(&self) -> String {
+        let text = format!("{:?} {}", self.query, self.mode);
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+    }
+
     /// Whether the state is ever evicted (a closing group and a watermark); when not, it grows
     /// with the number of groups.
     pub fn evicts(&self) -> bool {
@@ -556,7 +637,8 @@ impl Aggregation {
     /// The groups of `state` the watermark has closed, and the others.
     fn closed(&self, state: DataFrame, watermark_ms: Option<i64>) -> Result<(DataFrame, DataFrame)> {
         let (Some(closing), Some(w)) = (self.closing(), watermark_ms) else { return Ok((state.clear(), state)) };
-        let closed = closing.lt_eq(lit(w.saturating_mul(1000)));
+        // A group without a closing time (a null date key) never closes.
+        let closed = closing.lt_eq(lit(w.saturating_mul(1000))).fill_null(lit(false));
         let split = |keep: Expr| state.clone().lazy().filter(keep).collect().map_err(Error::polars("closing groups"));
         Ok((split(closed.clone())?, split(closed.not())?))
     }
@@ -610,6 +692,11 @@ impl Aggregation {
             OutputMode::Complete => Step { output: q.finalize(&merged)?, changed, state: merged },
         })
     }
+}
+
+/// A sort that keeps the order of equal keys (earlier batches first) and puts nulls last.
+fn stable() -> SortMultipleOptions {
+    SortMultipleOptions::default().with_maintain_order(true).with_nulls_last(true)
 }
 
 /// The pre-projection's event-time column for `first`/`last`.
@@ -799,6 +886,60 @@ mod tests {
     }
 
     #[test]
+    fn group_by_an_alias_or_a_position_names_the_select_item() {
+        let by_alias = "SELECT CAST(event_time AS DATE) AS date, user_id, count(*) AS n FROM input GROUP BY date, 2";
+        let q = AggregateQuery::parse(by_alias, Some("event_time")).unwrap().unwrap();
+        assert_eq!(q.keys, ["date", "user_id"]);
+        assert_eq!(q.closes, Some(Closes::DayAfter("date".into())), "a date key of the watermark column closes");
+        let input = events(300, 9);
+        let expected = sql(
+            "SELECT CAST(event_time AS DATE) AS date, user_id, count(*) AS n FROM input GROUP BY CAST(event_time AS DATE), user_id",
+            input.clone(),
+        );
+        assert_same(&streamed(&q, &input, &[100]), &expected);
+    }
+
+    #[test]
+    fn only_the_watermark_column_closes_a_window() {
+        let q = AggregateQuery::parse(WINDOWED, Some("event_time")).unwrap().unwrap();
+        assert_eq!(q.closes, Some(Closes::WindowEnd));
+        let q = AggregateQuery::parse(WINDOWED, Some("ingested_at")).unwrap().unwrap();
+        assert_eq!(q.closes, None, "rows by another time never turn late, so the window never closes");
+        assert!(Aggregation::new(q, OutputMode::Append, Some("ingested_at")).is_err());
+    }
+
+    #[test]
+    fn a_group_without_a_closing_time_stays_in_the_state() {
+        let q = AggregateQuery::parse(
+            "SELECT CAST(event_time AS DATE) AS date, count(*) AS n FROM input GROUP BY CAST(event_time AS DATE)",
+            Some("event_time"),
+        )
+        .unwrap()
+        .unwrap();
+        let agg = Aggregation::new(q, OutputMode::Update, Some("event_time")).unwrap();
+        let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        let input = df!["event_time" => [None, Some(0i64), Some(86_400_000_000 * 3)]]
+            .unwrap()
+            .lazy()
+            .with_column(col("event_time").cast(utc))
+            .collect()
+            .unwrap();
+        // The watermark has passed day 0 (closing at day 1), not day 3.
+        let step = agg.step(None, input, Some(2 * 86_400_000)).unwrap();
+        assert_eq!(step.output.height(), 3, "every changed group is written");
+        assert_eq!(step.state.height(), 2, "day 0 closed; day 3 and the null date stay: {}", step.state);
+        assert_eq!(step.state.column("date").unwrap().null_count(), 1);
+    }
+
+    #[test]
+    fn integer_sums_are_longs() {
+        let q = AggregateQuery::parse("SELECT k, sum(v) AS s FROM input GROUP BY k", None).unwrap().unwrap();
+        let big = df!["k" => [1i32, 1], "v" => [i32::MAX, i32::MAX]].unwrap();
+        let out = streamed(&q, &big, &[1]);
+        assert_eq!(out.column("s").unwrap().i64().unwrap().get(0), Some(2 * i64::from(i32::MAX)));
+    }
+
+    #[test]
     fn row_wise_queries_are_not_aggregations() {
         assert_eq!(AggregateQuery::parse("SELECT a, b * 2 AS c FROM input WHERE a > 0", None), Ok(None));
     }
@@ -818,6 +959,11 @@ mod tests {
             ("SELECT count(*) AS n FROM input GROUP BY window(event_time, 'soon')", "window size"),
             ("SELECT count(*) AS n FROM input GROUP BY session_window(event_time, '30 minutes')", "session_window"),
             ("SELECT a.c, count(*) AS n FROM input a JOIN input b ON a.c = b.c GROUP BY a.c", "no join"),
+            ("SELECT i.c, count(*) AS n FROM input AS i GROUP BY i.c", "FROM input"),
+            ("SELECT count(*) AS n FROM input GROUP BY category", "not in the SELECT"),
+            ("SELECT c, count(*) FILTER (WHERE a > 0) AS n FROM input GROUP BY c", "FILTER"),
+            ("SELECT c, sum(a) OVER () AS n FROM input GROUP BY c", "OVER"),
+            ("SELECT c, count(*) AS n FROM input GROUP BY 3", "no SELECT item 3"),
         ] {
             let e = AggregateQuery::parse(sql, None).unwrap_err();
             assert!(e.contains(what), "{sql}: {e}");

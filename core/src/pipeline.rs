@@ -543,13 +543,20 @@ impl Pipeline {
         };
         let app_id = format!("{}-batch", self.name);
         let replacing = self.is_own_table(target.as_str())? && self.stream_has_written().await?.is_some();
+        if replacing && aggregation.mode == crate::aggregate::OutputMode::Append {
+            return Err(Error::Unsupported(format!(
+                "job {}: a batch run would write every group into the append-mode table, open ones included, and the stream would append them again when they close; recompute into another table with --into",
+                self.name
+            )));
+        }
         let late = match &options.exclude_late {
             Some(rows) => LateRule::Exclude(rows.clone()),
             None => LateRule::None,
         };
         let mut writer =
             self.writer(target.clone(), quarantine.clone(), (late.clone(), None), &app_id, WriteKind::Batch)?;
-        if !replacing && writer.sink.committed_version().await?.is_some() {
+        let recorded = writer.sink.committed_version().await?;
+        if !replacing && recorded.is_some() {
             tracing::info!(table = %target, app_id, "this batch run is in the table already");
             return Ok(BatchRunReport {
                 backfill: app_id,
@@ -607,7 +614,12 @@ impl Pipeline {
                 }
             }
         };
-        let ctx = crate::BatchContext::new(crate::BatchId::new(0), crate::Mode::Batch, self.clock.now_ms());
+        // Each replacing run is a new txn version: a finished one must not make the next a no-op.
+        let id = match (replacing, recorded) {
+            (true, Some(v)) => crate::BatchId::new(u64::try_from(v + 1).unwrap_or_default()),
+            _ => crate::BatchId::new(0),
+        };
+        let ctx = crate::BatchContext::new(id, crate::Mode::Batch, self.clock.now_ms());
         let written = writer.write(last, &ctx, "every chunk", change, state).await;
         writer.settle().await;
         let mut report = written?.report;

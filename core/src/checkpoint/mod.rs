@@ -69,6 +69,9 @@ pub struct CommitEntry {
     /// query without state.
     #[serde(default)]
     pub state_rows: Option<u64>,
+    /// The fingerprint of the aggregation that wrote that state ([`crate::aggregate::Aggregation::fingerprint`]).
+    #[serde(default)]
+    pub state_of: Option<String>,
 }
 
 impl Checkpoint {
@@ -308,6 +311,7 @@ mod tests {
                 late: 0,
                 next_watermark_ms: None,
                 state_rows: None,
+                state_of: None,
             },
         )
         .await

@@ -328,6 +328,15 @@ impl StreamQuery {
         }
         let rel = state_entry(before);
         let recorded = self.checkpoint.get_json::<CommitEntry>(&format!("commits/{}.json", before.get())).await?;
+        let ours = self.writer.aggregation.as_ref().map(Aggregation::fingerprint);
+        if let Some(theirs) = recorded.as_ref().and_then(|c| c.state_of.clone())
+            && Some(&theirs) != ours.as_ref()
+        {
+            return Err(Error::Unsupported(format!(
+                "{}/{rel}: the state was written by another query (its SQL or mode changed since batch {before}); a changed aggregation cannot go on from it: stream it into a new checkpoint and table, or backfill",
+                self.checkpoint.url()
+            )));
+        }
         let Some(bytes) = self.checkpoint.get_bytes(&rel).await? else {
             return match recorded.and_then(|c| c.state_rows) {
                 Some(rows) => Err(Error::Internal(format!(
@@ -405,6 +414,7 @@ impl StreamQuery {
             late: report.late,
             next_watermark_ms,
             state_rows,
+            state_of: state_rows.and(self.writer.aggregation.as_ref().map(Aggregation::fingerprint)),
         };
         self.checkpoint.write_commit(id, &commit).await?;
         self.watermark_ms = next_watermark_ms;
