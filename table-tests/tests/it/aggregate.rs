@@ -71,6 +71,26 @@ fn moment(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.to_utc())
 }
 
+/// The valid lines a stream of one file per batch keeps with a watermark of `delay_s`: a line is
+/// late when its time is before the latest time of the files before it, less the delay.
+/// Computed here, independently of the late table.
+fn on_time(lines: &[Line], delay_s: i64) -> Vec<Line> {
+    let mut files: Vec<&Path> = lines.iter().map(|l| l.file.as_path()).collect();
+    files.dedup();
+    let (mut latest, mut kept) = (None::<i64>, Vec::new());
+    for file in files {
+        let valid: Vec<&Line> = lines.iter().filter(|l| l.file == file && l.fate != Fate::Quarantined).collect();
+        let time = |l: &Line| {
+            let v: serde_json::Value = serde_json::from_str(&l.text).unwrap();
+            moment(v["event_time"].as_str().unwrap()).unwrap().timestamp_millis()
+        };
+        let watermark = latest.map(|t| t - delay_s * 1000);
+        kept.extend(valid.iter().filter(|l| watermark.is_none_or(|w| time(l) >= w)).map(|l| (*l).clone()));
+        latest = valid.iter().map(|l| time(l)).chain(latest).max();
+    }
+    kept
+}
+
 /// The table's live rows as groups; a key seen twice fails the test.
 fn table_groups(table: &Path) -> Groups {
     let mut groups = Groups::new();
@@ -226,31 +246,37 @@ fn append_mode_writes_each_window_once_after_the_watermark_passes_it_through_kil
             expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), point);
         }
         expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
-        let late: std::collections::BTreeSet<String> =
-            table_tests::read_rows(&dir.path().join("daily_user_rollup_late"))
-                .into_iter()
-                .map(|r| r["event_id"].clone())
-                .collect();
-        assert!(!late.is_empty(), "{point}: rows of days the watermark passed are late");
-        // The on-time rows' windows, computed here.
+        // The on-time rows (computed here, not taken from the late table) and their windows.
+        let kept = on_time(&lines, 600);
+        let late = table_tests::read_rows(&dir.path().join("daily_user_rollup_late")).len();
+        assert!(late > 0 && late == lines.len() - kept.len(), "{point}: the late table holds the late rows");
         let mut want: BTreeMap<(i64, String), (u64, f64)> = BTreeMap::new();
-        let mut latest = 0;
-        for line in lines.iter().filter(|l| !late.contains(&l.event_id)) {
+        for line in &kept {
             let v: serde_json::Value = serde_json::from_str(&line.text).unwrap();
             let time = v["event_time"].as_str().unwrap();
-            latest = latest.max(moment(time).unwrap().timestamp());
             let entry = want.entry((window_of(time), v["category"].as_str().unwrap().to_string())).or_default();
             entry.0 += 1;
             entry.1 += v["amount"].as_f64().unwrap();
         }
+        // The last batch's watermark: the latest time of the files before the last, less ten
+        // minutes. The windows ending after it are still open.
+        let last_file = lines.last().unwrap().file.clone();
+        let before_last = lines
+            .iter()
+            .filter(|l| l.file != last_file && kept.iter().any(|k| k.event_id == l.event_id))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(&l.text).unwrap();
+                moment(v["event_time"].as_str().unwrap()).unwrap().timestamp()
+            })
+            .max()
+            .unwrap();
+        let latest = before_last;
         let mut got: BTreeMap<(i64, String), (u64, f64)> = BTreeMap::new();
         for row in table_tests::read_rows(&dir.path().join("daily_user_rollup")) {
             let key = (window_of(&row["window_start"]), row["category"].clone());
             let value = (row["n"].parse().unwrap(), row["total"].parse().unwrap());
             assert!(got.insert(key.clone(), value).is_none(), "{point}: window {key:?} written twice");
         }
-        // Closed: the windows ending at or before the last batch's watermark (the latest event
-        // of the batches before it, less ten minutes); the latest day's are still open.
         let open: Vec<_> = want.keys().filter(|(start, _)| start + 300 > latest - 600).cloned().collect();
         assert!(!open.is_empty() && open.iter().all(|k| !got.contains_key(k)), "{point}: open windows are not written");
         for key in &open {
@@ -285,4 +311,30 @@ fn complete_mode_rewrites_the_whole_result_at_every_batch() {
     assert!((rows[0]["total"].parse::<f64>().unwrap() - total).abs() < 1e-9);
     let log = table_tests::read_log(&dir.path().join("daily_user_rollup"));
     assert_eq!(log.iter().filter(|c| !c.removes.is_empty()).count(), 2, "batches 2 and 3 each replace the row");
+}
+
+#[test]
+fn with_a_short_delay_late_rows_are_set_aside_and_closed_days_leave_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    // Five days at 10:15 in random order: after the first batch, the days before the latest
+    // are behind a 10-minute watermark.
+    let lines = events::write(&landing, "e", 5, 60, Some(13), 31);
+    let kept = on_time(&lines, 600);
+    assert!(kept.len() < lines.iter().filter(|l| l.fate != Fate::Quarantined).count(), "some rows are late");
+    let job = rollup_job(dir.path(), &landing);
+    std::fs::write(&job, std::fs::read_to_string(&job).unwrap().replace("delay = \"7d\"", "delay = \"10m\"")).unwrap();
+    expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), "after-state-write:2");
+    let out = expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now", "--json"]), 0);
+    let want = expected(&kept);
+    assert_groups_equal(&table_groups(&dir.path().join("daily_user_rollup")), &want, "on-time rows");
+    // Closed days left the state: only the last day's groups are kept.
+    let last_day = want.keys().map(|k| k.0.clone()).max().unwrap();
+    let open = want.keys().filter(|k| k.0 == last_day).count() as u64;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = report["batches"].as_array().unwrap().last().unwrap()["state_rows"].as_u64().unwrap();
+    assert_eq!(state, open, "the state holds the open day's {open} groups, not all {}", want.len());
+    let late = table_tests::read_rows(&dir.path().join("daily_user_rollup_late")).len();
+    let valid = lines.iter().filter(|l| l.fate != Fate::Quarantined).count();
+    assert_eq!(late, valid - kept.len(), "every late row is in the late table");
 }
