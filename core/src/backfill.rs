@@ -672,7 +672,7 @@ impl Backfill<'_> {
         let quarantine = table_url(&self.plan.quarantine)?;
         let mut writer = self.pipeline.backfill_writer(sink, quarantine, self.late.clone())?;
         let ctx = crate::BatchContext::new(crate::BatchId::new(k as u64), crate::Mode::Batch, self.plan.planned_at_ms);
-        let result = writer.write(read, &ctx, &chunk.read.describe, change, None).await;
+        let result = writer.write(read, &ctx, &chunk.read.describe, change, None, None).await;
         writer.settle().await;
         Ok(result?.report)
     }

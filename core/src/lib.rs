@@ -31,6 +31,7 @@ pub mod compute;
 pub mod context;
 pub mod contract;
 pub mod crash;
+pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod id;

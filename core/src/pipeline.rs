@@ -43,6 +43,7 @@ pub struct Pipeline {
     quarantine: Option<String>,
     watermark: Option<Watermark>,
     aggregation: Option<Aggregation>,
+    dedup: Option<crate::dedup::Dedup>,
     late: Option<String>,
     checkpoint: Option<String>,
     hook: Option<StepHook>,
@@ -122,6 +123,7 @@ impl Pipeline {
             quarantine: None,
             watermark: None,
             aggregation: None,
+            dedup: None,
             late: None,
             checkpoint: None,
             hook: None,
@@ -216,6 +218,15 @@ impl Pipeline {
         self
     }
 
+    /// Drops rows whose `keys` an earlier row had, within the watermark (Spark's
+    /// `dropDuplicatesWithinWatermark`; every key seen is kept without one). See
+    /// [`crate::dedup`]. Set the watermark first: its column bounds the keys kept.
+    pub fn with_dedup<S: Into<String>>(mut self, keys: impl IntoIterator<Item = S>) -> Self {
+        let event_time = self.watermark.as_ref().map(|w| w.column.clone());
+        self.dedup = Some(crate::dedup::Dedup::new(keys.into_iter().map(Into::into).collect(), event_time));
+        self
+    }
+
     /// Where late rows go (default `<table>_late`).
     pub fn with_late_table(mut self, table: impl Into<String>) -> Self {
         self.late = Some(table.into());
@@ -262,6 +273,7 @@ impl Pipeline {
             quarantine,
             late,
             aggregation: self.aggregation.clone(),
+            dedup: self.dedup.clone(),
         })
     }
 
@@ -291,8 +303,13 @@ impl Pipeline {
             stop: self.stop.clone(),
             clock: self.clock.clone(),
             watermark_ms: None,
-            state: None,
+            states: Default::default(),
         };
+        if let Some(dedup) = &self.dedup
+            && !dedup.evicts()
+        {
+            tracing::warn!(job = %self.name, "the deduplication's keys are never evicted: the job has no watermark, so they grow with the input");
+        }
         if let Some(aggregation) = &self.aggregation
             && !aggregation.evicts()
         {
@@ -322,6 +339,7 @@ impl Pipeline {
         options: &BatchOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<BatchRunReport> {
+        self.refuse_bounded_dedup("a batch run")?;
         if let Some(aggregation) = &self.aggregation {
             return self.batch_aggregation(aggregation, options, progress).await;
         }
@@ -479,6 +497,7 @@ impl Pipeline {
     /// column, a range with no data, commits or files without a sink key to replace by).
     pub async fn plan_backfill(&self, scope: impl Into<Scope>) -> Result<Backfill<'_>> {
         self.refuse_bounded_aggregation("a backfill")?;
+        self.refuse_bounded_dedup("a backfill")?;
         let scope = scope.into();
         let mut source = self.source.open_bounded(None).await?;
         let (mut planned, writes) = match &scope {
@@ -519,6 +538,18 @@ impl Pipeline {
             Some(a) => Err(Error::Unsupported(format!(
                 "job {}: {what} of an aggregation ({} mode) is not supported yet: its chunks would each write partial groups. `tidewater batch` recomputes every group in one commit",
                 self.name, a.mode
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Bounded runs are chunked, and duplicates in different chunks would both be kept.
+    fn refuse_bounded_dedup(&self, what: &str) -> Result<()> {
+        match &self.dedup {
+            Some(d) => Err(Error::Unsupported(format!(
+                "job {}: {what} of a job with [dedup] (keys [{}]) is not supported yet: its chunks would each keep their own first row of a key",
+                self.name,
+                d.keys.join(", ")
             ))),
             None => Ok(()),
         }
@@ -620,7 +651,7 @@ impl Pipeline {
             _ => crate::BatchId::new(0),
         };
         let ctx = crate::BatchContext::new(id, crate::Mode::Batch, self.clock.now_ms());
-        let written = writer.write(last, &ctx, "every chunk", change, state).await;
+        let written = writer.write(last, &ctx, "every chunk", change, state, None).await;
         writer.settle().await;
         let mut report = written?.report;
         report.late += late_rows;

@@ -143,6 +143,9 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
     if let Some((column, delay)) = &job.watermark {
         pipeline = pipeline.with_watermark(column, *delay);
     }
+    if let Some(keys) = &job.dedup {
+        pipeline = pipeline.with_dedup(keys.clone());
+    }
     if let Some(late) = &job.sink.late {
         pipeline = pipeline.with_late_table(late);
     }

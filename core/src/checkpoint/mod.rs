@@ -7,6 +7,7 @@
 //! <checkpoint>/commits/<N>        written after batch N's Delta commit: what it wrote
 //! <checkpoint>/sources/0/         the source's own state (a landing directory's file log)
 //! <checkpoint>/state/<N>.parquet  an aggregation's state after batch N, before commits/N
+//! <checkpoint>/dedup/<N>.parquet  the keys a deduplication has seen after batch N, the same way
 //! <checkpoint>/batch/<target>/    `tidewater batch` runs: plan.json (chunks + app id)
 //! ```
 //!
@@ -72,6 +73,9 @@ pub struct CommitEntry {
     /// The fingerprint of the aggregation that wrote that state ([`crate::aggregate::Aggregation::fingerprint`]).
     #[serde(default)]
     pub state_of: Option<String>,
+    /// Keys in the deduplication's state after the batch (`dedup/<N>.parquet`).
+    #[serde(default)]
+    pub dedup_rows: Option<u64>,
 }
 
 impl Checkpoint {
@@ -243,7 +247,10 @@ impl Checkpoint {
         for dir in ["commits", "offsets"] {
             self.delete(&format!("{dir}/{}.json", id.get())).await?;
         }
-        self.delete(&state_entry(id)).await
+        for kind in STATES {
+            self.delete(&state_entry(kind, id)).await?;
+        }
+        Ok(())
     }
 
     /// Deletes an entry; one already gone is fine.
@@ -264,16 +271,22 @@ impl Checkpoint {
                 deleted += 1;
             }
         }
-        for n in self.list_numbered_with("state", ".parquet").await?.into_iter().filter(|&n| n < keep_from.get()) {
-            self.delete(&state_entry(BatchId::new(n))).await?;
+        for kind in STATES {
+            for n in self.list_numbered_with(kind, ".parquet").await?.into_iter().filter(|&n| n < keep_from.get()) {
+                self.delete(&state_entry(kind, BatchId::new(n))).await?;
+            }
         }
         Ok(deleted)
     }
 }
 
-/// Where an aggregation's state after batch `id` is kept.
-pub fn state_entry(id: BatchId) -> String {
-    format!("state/{}.parquet", id.get())
+/// The kinds of state a query keeps per batch: an aggregation's (`state`), a deduplication's
+/// (`dedup`).
+pub const STATES: [&str; 2] = ["state", "dedup"];
+
+/// Where the state of `kind` after batch `id` is kept.
+pub fn state_entry(kind: &str, id: BatchId) -> String {
+    format!("{kind}/{}.parquet", id.get())
 }
 
 #[cfg(test)]
@@ -312,6 +325,7 @@ mod tests {
                 next_watermark_ms: None,
                 state_rows: None,
                 state_of: None,
+                dedup_rows: None,
             },
         )
         .await

@@ -32,7 +32,8 @@ use std::time::Instant;
 /// batch deletes the entries of the batch this many before it, and a restart any older ones.
 pub const RETAIN_BATCHES: u64 = 100;
 
-/// What one batch (or chunk) did. `input_records = output_rows + filtered + quarantined + late`
+/// What one batch (or chunk) did. `input_records = output_rows + filtered + quarantined + late +
+/// deduplicated`
 /// for a row-wise transform.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchReport {
@@ -59,6 +60,11 @@ pub struct BatchReport {
     pub state_rows: Option<u64>,
     #[serde(default)]
     pub state_bytes: Option<u64>,
+    /// Rows a deduplication dropped (their keys were seen), and the keys it keeps.
+    #[serde(default)]
+    pub deduplicated: u64,
+    #[serde(default)]
+    pub dedup_state_rows: Option<u64>,
 }
 
 /// What a `run` did.
@@ -87,6 +93,8 @@ pub(crate) struct BatchWriter {
     pub late: (LateRule, Option<DeltaSink>),
     /// An aggregating job's query and output mode (its transform is then unused).
     pub aggregation: Option<Aggregation>,
+    /// Rows whose keys were seen are dropped before the transform.
+    pub dedup: Option<crate::dedup::Dedup>,
 }
 
 /// What [`BatchWriter::write`] did.
@@ -96,6 +104,8 @@ pub(crate) struct Written {
     pub max_event_ms: Option<i64>,
     /// An aggregation's state after the batch.
     pub state: Option<DataFrame>,
+    /// A deduplication's keys seen, after the batch.
+    pub seen: Option<DataFrame>,
 }
 
 impl BatchWriter {
@@ -120,6 +130,7 @@ impl BatchWriter {
         range: &str,
         change: crate::sink::Change,
         state: Option<DataFrame>,
+        seen: Option<DataFrame>,
     ) -> Result<Written> {
         let id = ctx.batch_id;
         let (transform, rows, context, rule) = (self.transform.clone(), read.rows, ctx.clone(), self.late.0.clone());
@@ -128,9 +139,18 @@ impl BatchWriter {
             // A bounded run's result is every group of its input.
             Mode::Batch => Aggregation { mode: OutputMode::Complete, ..a },
         });
-        let (output, split, step) = crate::compute::blocking("transform", move || {
+        let dedup = self.dedup.clone();
+        let (output, split, step, dedup) = crate::compute::blocking("transform", move || {
             let mut split = rule.split(rows, context.watermark_ms)?;
-            let rows = std::mem::take(&mut split.on_time);
+            let mut rows = std::mem::take(&mut split.on_time);
+            let dedup = match dedup {
+                Some(dedup) => {
+                    let done = dedup.apply(seen, rows, context.watermark_ms)?;
+                    rows = done.rows;
+                    Some((done.dropped, done.state))
+                }
+                None => None,
+            };
             let valid = rows.height() as u64;
             let (output, step) = match aggregation {
                 None => {
@@ -145,9 +165,13 @@ impl BatchWriter {
                     (step.output, Some((aggregation.mode, step.changed, step.state)))
                 }
             };
-            Ok((output, (valid, split.late, split.max_event_ms), step))
+            Ok((output, (valid, split.late, split.max_event_ms), step, dedup))
         })
         .await?;
+        let (deduplicated, seen) = match dedup {
+            Some((dropped, seen)) => (dropped, (ctx.mode == Mode::Stream).then_some(seen)),
+            None => (0, None),
+        };
         let (change, state) = match step {
             Some((mode, changed, state)) if ctx.mode == Mode::Stream => {
                 (self.aggregation_change(id, mode, changed).await?, Some(state))
@@ -180,8 +204,10 @@ impl BatchWriter {
             watermark_ms: ctx.watermark_ms,
             state_rows: None,
             state_bytes: None,
+            deduplicated,
+            dedup_state_rows: None,
         };
-        Ok(Written { report, max_event_ms, state })
+        Ok(Written { report, max_event_ms, state, seen })
     }
 
     /// How a stream's aggregation batch changes the table: update mode replaces the rows of the
@@ -222,8 +248,8 @@ pub struct StreamQuery {
     pub(crate) clock: Arc<dyn Clock>,
     /// The watermark the next planned batch runs with (from the last commit-log entry).
     pub(crate) watermark_ms: Option<i64>,
-    /// An aggregation's state after the last batch it ran.
-    pub(crate) state: Option<(BatchId, DataFrame)>,
+    /// The states (by kind: `state`, `dedup`) after the last batch it ran.
+    pub(crate) states: std::collections::HashMap<&'static str, (BatchId, DataFrame)>,
 }
 
 impl StreamQuery {
@@ -317,19 +343,21 @@ impl StreamQuery {
         }
     }
 
-    /// The aggregation's state after the batch before `id`: kept in memory from that batch, or
-    /// read from the checkpoint (after a restart). `None` before the first batch.
-    async fn state_before(&mut self, id: BatchId) -> Result<Option<DataFrame>> {
+    /// The state of `kind` (an aggregation's, `state`; a deduplication's, `dedup`) after the
+    /// batch before `id`: kept in memory from that batch, or read from the checkpoint (after a
+    /// restart). `None` before the first batch.
+    async fn state_before(&mut self, kind: &'static str, id: BatchId) -> Result<Option<DataFrame>> {
         let Some(before) = id.get().checked_sub(1).map(BatchId::new) else { return Ok(None) };
-        if let Some((at, state)) = self.state.take()
+        if let Some((at, state)) = self.states.remove(kind)
             && at == before
         {
             return Ok(Some(state));
         }
-        let rel = state_entry(before);
+        let rel = state_entry(kind, before);
         let recorded = self.checkpoint.get_json::<CommitEntry>(&format!("commits/{}.json", before.get())).await?;
         let ours = self.writer.aggregation.as_ref().map(Aggregation::fingerprint);
-        if let Some(theirs) = recorded.as_ref().and_then(|c| c.state_of.clone())
+        if kind == "state"
+            && let Some(theirs) = recorded.as_ref().and_then(|c| c.state_of.clone())
             && Some(&theirs) != ours.as_ref()
         {
             return Err(Error::Unsupported(format!(
@@ -338,17 +366,18 @@ impl StreamQuery {
             )));
         }
         let Some(bytes) = self.checkpoint.get_bytes(&rel).await? else {
-            return match recorded.and_then(|c| c.state_rows) {
+            let rows = recorded.and_then(|c| if kind == "state" { c.state_rows } else { c.dedup_rows });
+            return match rows {
                 Some(rows) => Err(Error::Internal(format!(
-                    "{}/{rel}: batch {before} recorded an aggregation state of {rows} groups, and it is gone; the query cannot go on without it",
+                    "{}/{rel}: batch {before} recorded a state of {rows} rows, and it is gone; the query cannot go on without it",
                     self.checkpoint.url()
                 ))),
-                // A query that had no state before (its first aggregating batch).
+                // A query that had no such state before (its first stateful batch).
                 None => Ok(None),
             };
         };
         let what = format!("{}/{rel}", self.checkpoint.url());
-        crate::compute::blocking("reading the aggregation state", move || {
+        crate::compute::blocking("reading a state", move || {
             use polars::prelude::SerReader as _;
             polars::prelude::ParquetReader::new(std::io::Cursor::new(bytes))
                 .finish()
@@ -358,11 +387,13 @@ impl StreamQuery {
         .await
     }
 
-    /// Writes the state after batch `id` (before `commits/<id>`: a replay starts from the state of
-    /// the batch before it) and keeps it for the next batch. Returns its size in bytes.
-    async fn save_state(&mut self, id: BatchId, state: DataFrame) -> Result<u64> {
-        let (kept, what) = (state.clone(), format!("{}/{}", self.checkpoint.url(), state_entry(id)));
-        let bytes = crate::compute::blocking("writing the aggregation state", move || {
+    /// Writes the state of `kind` after batch `id` (before `commits/<id>`: a replay starts from
+    /// the state of the batch before it) and keeps it for the next batch. Returns its size in
+    /// bytes.
+    async fn save_state(&mut self, kind: &'static str, id: BatchId, state: DataFrame) -> Result<u64> {
+        let rel = state_entry(kind, id);
+        let (kept, what) = (state.clone(), format!("{}/{rel}", self.checkpoint.url()));
+        let bytes = crate::compute::blocking("writing a state", move || {
             let mut state = state;
             let mut bytes = Vec::new();
             polars::prelude::ParquetWriter::new(&mut bytes)
@@ -372,8 +403,8 @@ impl StreamQuery {
         })
         .await?;
         let size = bytes.len() as u64;
-        self.checkpoint.put_bytes(&state_entry(id), bytes).await?;
-        self.state = Some((id, kept));
+        self.checkpoint.put_bytes(&rel, bytes).await?;
+        self.states.insert(kind, (id, kept));
         Ok(size)
     }
 
@@ -385,21 +416,36 @@ impl StreamQuery {
         let range = entry.range.to_string();
         let read = self.source.read(&entry.range).await?;
         let state = match self.writer.aggregation {
-            Some(_) => self.state_before(id).await?,
+            Some(_) => self.state_before("state", id).await?,
             None => None,
         };
-        let Written { mut report, max_event_ms, state } =
-            self.writer.write(read, &entry.context, &range, crate::sink::Change::Append, state).await?;
+        let seen = match self.writer.dedup {
+            Some(_) => self.state_before("dedup", id).await?,
+            None => None,
+        };
+        let Written { mut report, max_event_ms, state, seen } =
+            self.writer.write(read, &entry.context, &range, crate::sink::Change::Append, state, seen).await?;
         let state_rows = match state {
             Some(state) => {
                 let rows = state.height() as u64;
-                report.state_bytes = Some(self.save_state(id, state).await?);
+                report.state_bytes = Some(self.save_state("state", id, state).await?);
                 report.state_rows = Some(rows);
-                pass(&self.hook, CrashPoint::AfterStateWrite, id);
                 Some(rows)
             }
             None => None,
         };
+        let dedup_rows = match seen {
+            Some(seen) => {
+                let rows = seen.height() as u64;
+                self.save_state("dedup", id, seen).await?;
+                report.dedup_state_rows = Some(rows);
+                Some(rows)
+            }
+            None => None,
+        };
+        if state_rows.is_some() || dedup_rows.is_some() {
+            pass(&self.hook, CrashPoint::AfterStateWrite, id);
+        }
         let next_watermark_ms = match &self.writer.late.0 {
             LateRule::Watermark(wm) => wm.advance(entry.context.watermark_ms, max_event_ms),
             _ => entry.context.watermark_ms,
@@ -415,6 +461,7 @@ impl StreamQuery {
             next_watermark_ms,
             state_rows,
             state_of: state_rows.and(self.writer.aggregation.as_ref().map(Aggregation::fingerprint)),
+            dedup_rows,
         };
         self.checkpoint.write_commit(id, &commit).await?;
         self.watermark_ms = next_watermark_ms;
@@ -434,6 +481,7 @@ impl StreamQuery {
             filtered = report.filtered,
             quarantined = report.quarantined,
             late = report.late,
+            deduplicated = report.deduplicated,
             watermark_ms = ?entry.context.watermark_ms,
             state_rows = ?report.state_rows,
             state_bytes = ?report.state_bytes,

@@ -16,6 +16,14 @@ pub struct RawJob {
     #[serde(default)]
     pub trigger: RawTrigger,
     pub watermark: Option<RawWatermark>,
+    pub dedup: Option<RawDedup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedup {
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -56,6 +56,8 @@ pub struct JobSpec {
     pub trigger: Trigger,
     /// `[watermark]`: the event-time column and the delay.
     pub watermark: Option<(String, std::time::Duration)>,
+    /// `[dedup] keys`: rows whose keys were seen within the watermark are dropped.
+    pub dedup: Option<Vec<String>>,
 }
 
 /// Reads and validates a job file.
@@ -144,7 +146,31 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
     };
     let trigger = parse_trigger(raw.trigger.kind.as_deref(), raw.trigger.interval.as_deref())
         .map_err(|(key, problem)| err(&format!("trigger.{key}"), problem))?;
-    Ok(JobSpec { file: file.to_path_buf(), name: raw.name, checkpoint, source, transform, sink, trigger, watermark })
+    let dedup = match &raw.dedup {
+        None => None,
+        Some(d) if d.keys.is_empty() => {
+            return Err(err("dedup.keys", "missing: the columns a duplicate shares, such as [\"event_id\"]".into()));
+        }
+        Some(d) => {
+            if let SourceSpec::Files(FileSpec { schema: Some(schema), .. }) = &source
+                && let Some(missing) = d.keys.iter().find(|k| !schema.polars_schema().contains(k.as_str()))
+            {
+                return Err(err("dedup.keys", format!("`{missing}` is not a column of source.schema")));
+            }
+            Some(d.keys.clone())
+        }
+    };
+    Ok(JobSpec {
+        file: file.to_path_buf(),
+        name: raw.name,
+        checkpoint,
+        source,
+        transform,
+        sink,
+        trigger,
+        watermark,
+        dedup,
+    })
 }
 
 fn resolve(base: &Path, value: &str) -> String {

@@ -338,3 +338,38 @@ fn with_a_short_delay_late_rows_are_set_aside_and_closed_days_leave_the_state() 
     let valid = lines.iter().filter(|l| l.fate != Fate::Quarantined).count();
     assert_eq!(late, valid - kept.len(), "every late row is in the late table");
 }
+
+#[test]
+fn dedup_keeps_each_key_once_when_a_source_replays_rows_within_the_delay_through_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let lines = events::write(&landing, "e", 4, 50, None, 8);
+    // An at-least-once producer writes some lines again, in later files.
+    let replayed: Vec<&Line> = lines.iter().step_by(3).collect();
+    for (n, chunk) in replayed.chunks(20).enumerate() {
+        let text: String = chunk.iter().map(|l| format!("{}\n", l.text)).collect();
+        std::fs::write(landing.join(format!("r-{n:04}.json")), text).unwrap();
+    }
+    let job = events::job(dir.path(), &landing, 1);
+    let text = std::fs::read_to_string(&job).unwrap().replace(
+        "[transform]",
+        "[watermark]\ncolumn = \"event_time\"\ndelay = \"7d\"\n\n[dedup]\nkeys = [\"event_id\"]\n\n[transform]",
+    );
+    std::fs::write(&job, text).unwrap();
+    expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), "after-state-write:4");
+    let out = expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now", "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = crate::common::ids(&table_tests::read_rows(&dir.path().join("table")));
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids, unique, "each event id once");
+    let kept: Vec<String> = {
+        let mut v: Vec<String> = lines.iter().filter(|l| l.fate == Fate::Kept).map(|l| l.event_id.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids, kept, "every kept row, none twice");
+    // The replayed files' batches ran after the restart: their rows are all dropped, and counted.
+    let dropped: u64 = report["batches"].as_array().unwrap().iter().map(|b| b["deduplicated"].as_u64().unwrap()).sum();
+    assert_eq!(dropped, replayed.len() as u64, "every replayed row is counted as a duplicate");
+}
