@@ -6,6 +6,7 @@ mod bench;
 mod bench_backfill;
 mod bench_delta_stream;
 mod bench_reconcile;
+mod bench_windowed;
 mod demo;
 mod reconcile;
 mod run;
@@ -51,6 +52,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
         Command::Bench(BenchCommand::Reconcile(args)) => bench_reconcile::reconcile(args).await,
         Command::Bench(BenchCommand::DeltaStream(args)) => bench_delta_stream::delta_stream(args).await,
         Command::Bench(BenchCommand::Backfill(args)) => bench_backfill::backfill(args).await,
+        Command::Bench(BenchCommand::Windowed(args)) => bench_windowed::windowed(args).await,
     }
 }
 
