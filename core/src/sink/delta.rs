@@ -349,6 +349,37 @@ impl Slice {
     }
 }
 
+/// The least and greatest value of each date or timestamp column of `keys` (UTC), for pruning
+/// files by their statistics; columns with nulls are left out (a null key may be in any file).
+fn moment_ranges(
+    keys: &DataFrame,
+    columns: &[String],
+) -> Result<Vec<(String, (chrono::NaiveDateTime, chrono::NaiveDateTime))>> {
+    let mut out = Vec::new();
+    for column in columns {
+        let Ok(values) = keys.column(column) else { continue };
+        if values.null_count() > 0 || values.is_empty() {
+            continue;
+        }
+        let micros = match values.dtype() {
+            DataType::Date => values.cast(&DataType::Datetime(polars::prelude::TimeUnit::Microseconds, None)),
+            DataType::Datetime(..) => values.cast(&DataType::Datetime(polars::prelude::TimeUnit::Microseconds, None)),
+            _ => continue,
+        }
+        .map_err(Error::polars("key ranges"))?;
+        let physical = micros.as_materialized_series().to_physical_repr().into_owned();
+        let (lo, hi) = (
+            physical.min::<i64>().map_err(Error::polars("key ranges"))?,
+            physical.max::<i64>().map_err(Error::polars("key ranges"))?,
+        );
+        let at = |us: Option<i64>| us.and_then(chrono::DateTime::from_timestamp_micros).map(|t| t.naive_utc());
+        if let (Some(lo), Some(hi)) = (at(lo), at(hi)) {
+            out.push((column.clone(), (lo, hi)));
+        }
+    }
+    Ok(out)
+}
+
 /// For each key column that partitions the table (and whose type renders as Delta writes
 /// partition values: strings, integers, dates, booleans), the partition values its keys have.
 fn partition_values_of(
@@ -579,10 +610,21 @@ impl DeltaSink {
         let reader = crate::table_files::FileReader::of(table, &format!("table {}", self.url))?;
         let mut kept = rows;
         let mut removes = Vec::new();
+        // The keys' range in each date or timestamp key column: a file whose statistics lie
+        // outside it holds none of them (a window's start, a day).
+        let ranges = moment_ranges(keys, &columns)?;
         let files: Vec<(DataFile, Remove)> = snapshot
             .snapshot()
             .log_data()
             .iter()
+            .filter(|f| {
+                ranges.iter().all(|(column, (lo, hi))| {
+                    // A millisecond of slack: writers that truncate timestamp statistics
+                    // (delta-rs, Spark) record a max up to 1 ms below the true one.
+                    crate::table_files::column_bounds(f, column)
+                        .is_none_or(|(min, max)| max + chrono::Duration::milliseconds(1) >= *lo && min <= *hi)
+                })
+            })
             .map(|f| {
                 let size = u64::try_from(f.size()).unwrap_or_default();
                 (

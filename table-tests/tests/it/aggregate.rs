@@ -373,3 +373,34 @@ fn dedup_keeps_each_key_once_when_a_source_replays_rows_within_the_delay_through
     let dropped: u64 = report["batches"].as_array().unwrap().iter().map(|b| b["deduplicated"].as_u64().unwrap()).sum();
     assert_eq!(dropped, replayed.len() as u64, "every replayed row is counted as a duplicate");
 }
+
+#[test]
+fn update_mode_keeps_every_window_once_with_the_totals_of_its_on_time_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    let lines = events::write(&landing, "e", 6, 60, None, 29);
+    let job = windows_job(dir.path(), &landing, "update", WINDOWS);
+    expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), "after-data-files:3");
+    expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+    let mut want: BTreeMap<(i64, String), (u64, f64)> = BTreeMap::new();
+    for line in on_time(&lines, 600) {
+        let v: serde_json::Value = serde_json::from_str(&line.text).unwrap();
+        let time = v["event_time"].as_str().unwrap();
+        let entry = want.entry((window_of(time), v["category"].as_str().unwrap().to_string())).or_default();
+        entry.0 += 1;
+        entry.1 += v["amount"].as_f64().unwrap();
+    }
+    let mut got: BTreeMap<(i64, String), (u64, f64)> = BTreeMap::new();
+    for row in table_tests::read_rows(&dir.path().join("daily_user_rollup")) {
+        let key = (window_of(&row["window_start"]), row["category"].clone());
+        assert!(
+            got.insert(key.clone(), (row["n"].parse().unwrap(), row["total"].parse().unwrap())).is_none(),
+            "window {key:?} twice"
+        );
+    }
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "every window, open or closed");
+    for (key, (n, total)) in &want {
+        assert_eq!(got[key].0, *n, "count of {key:?}");
+        assert!((got[key].1 - total).abs() < 1e-9, "total of {key:?}");
+    }
+}
