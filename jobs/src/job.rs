@@ -159,7 +159,8 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
 }
 
 /// `TIDEWATER_CRASH_AT=<point>:<batch>` kills this process with SIGKILL when batch `<batch>`
-/// passes `<point>` (after-offset-log, after-data-files, after-delta-commit, after-commit-log).
+/// passes `<point>` (after-offset-log, after-data-files, after-delta-commit,
+/// after-state-write (jobs with state), after-commit-log).
 /// For crash tests; never set it in production.
 fn crash_hook_from_env() -> Result<Option<StepHook>, String> {
     let Ok(setting) = std::env::var("TIDEWATER_CRASH_AT") else {
