@@ -4,6 +4,7 @@
 
 use crate::common::{expect_exit, expect_killed, path, tidewater};
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use table_tests::events::{self, Fate, Line};
 
@@ -75,11 +76,17 @@ fn moment(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 /// late when its time is before the latest time of the files before it, less the delay.
 /// Computed here, independently of the late table.
 fn on_time(lines: &[Line], delay_s: i64) -> Vec<Line> {
+    on_time_per(lines, delay_s, 1)
+}
+
+/// [`on_time`] for a stream of `per_batch` files per batch.
+fn on_time_per(lines: &[Line], delay_s: i64, per_batch: usize) -> Vec<Line> {
     let mut files: Vec<&Path> = lines.iter().map(|l| l.file.as_path()).collect();
     files.dedup();
     let (mut latest, mut kept) = (None::<i64>, Vec::new());
-    for file in files {
-        let valid: Vec<&Line> = lines.iter().filter(|l| l.file == file && l.fate != Fate::Quarantined).collect();
+    for batch in files.chunks(per_batch) {
+        let valid: Vec<&Line> =
+            lines.iter().filter(|l| batch.contains(&l.file.as_path()) && l.fate != Fate::Quarantined).collect();
         let time = |l: &Line| {
             let v: serde_json::Value = serde_json::from_str(&l.text).unwrap();
             moment(v["event_time"].as_str().unwrap()).unwrap().timestamp_millis()
@@ -402,5 +409,40 @@ fn update_mode_keeps_every_window_once_with_the_totals_of_its_on_time_rows() {
     for (key, (n, total)) in &want {
         assert_eq!(got[key].0, *n, "count of {key:?}");
         assert!((got[key].1 - total).abs() < 1e-9, "total of {key:?}");
+    }
+}
+
+/// Random cases: files, rows, files per batch, delay (none late, or late rows), a kill at a
+/// random step of a random batch (or none, when the stream is shorter): after the restart the
+/// update-mode rollup equals the group-by of the rows the test itself finds on time.
+#[test]
+fn random_splits_delays_and_kills_leave_the_rollup_equal_to_its_group_by() {
+    use rand::{Rng as _, SeedableRng as _};
+    let points =
+        ["after-offset-log", "after-data-files", "after-delta-commit", "after-state-write", "after-commit-log"];
+    for seed in [3u64, 14, 15, 92] {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let landing = dir.path().join("landing");
+        let (files, rows, per_batch) = (rng.random_range(3..8), rng.random_range(10..60), rng.random_range(1..4));
+        let lines = events::write(&landing, "e", files, rows, Some(rng.random_range(5..20)), seed);
+        let (delay, delay_s) = if seed % 2 == 0 { ("7d", 7 * 86_400) } else { ("10m", 600) };
+        let job = rollup_job(dir.path(), &landing);
+        let text = std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("delay = \"7d\"", &format!("delay = \"{delay}\""))
+            .replace("max_files_per_trigger = 1", &format!("max_files_per_trigger = {per_batch}"));
+        std::fs::write(&job, text).unwrap();
+        let kill = format!("{}:{}", points[rng.random_range(0..points.len())], rng.random_range(0..3));
+        let first = tidewater(&["run", path(&job), "--trigger", "available-now"])
+            .env("TIDEWATER_CRASH_AT", &kill)
+            .output()
+            .unwrap();
+        let what =
+            format!("seed {seed} ({files} files of {rows}, {per_batch} per batch, delay {delay}, kill at {kill})");
+        assert!(first.status.success() || first.status.signal() == Some(libc::SIGKILL), "{what}: {:?}", first.status);
+        expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+        let want = expected(&on_time_per(&lines, delay_s, per_batch));
+        assert_groups_equal(&table_groups(&dir.path().join("daily_user_rollup")), &want, &what);
     }
 }
