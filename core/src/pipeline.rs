@@ -108,6 +108,9 @@ pub struct BatchOptions {
     /// Input rows to leave out, counted as late: a stream's late-table rows (without the
     /// bookkeeping columns), so a recomputation matches what the stream wrote.
     pub exclude_late: Option<Arc<DataFrame>>,
+    /// An append-mode aggregation writes only the groups this watermark (epoch ms) has closed,
+    /// as its stream has; the others are counted as pending (`state_rows` of the report).
+    pub closed_by_ms: Option<i64>,
 }
 
 impl Pipeline {
@@ -225,6 +228,11 @@ impl Pipeline {
         let event_time = self.watermark.as_ref().map(|w| w.column.clone());
         self.dedup = Some(crate::dedup::Dedup::new(keys.into_iter().map(Into::into).collect(), event_time));
         self
+    }
+
+    /// Whether the job runs as an aggregation.
+    pub fn aggregates(&self) -> bool {
+        self.aggregation.is_some()
     }
 
     /// Where late rows go (default `<table>_late`).
@@ -650,7 +658,10 @@ impl Pipeline {
             (true, Some(v)) => crate::BatchId::new(u64::try_from(v + 1).unwrap_or_default()),
             _ => crate::BatchId::new(0),
         };
-        let ctx = crate::BatchContext::new(id, crate::Mode::Batch, self.clock.now_ms());
+        let mut ctx = crate::BatchContext::new(id, crate::Mode::Batch, self.clock.now_ms());
+        if aggregation.mode == crate::aggregate::OutputMode::Append {
+            ctx.watermark_ms = options.closed_by_ms;
+        }
         let written = writer.write(last, &ctx, "every chunk", change, state, None).await;
         writer.settle().await;
         let mut report = written?.report;
@@ -751,6 +762,13 @@ impl Pipeline {
     pub(crate) async fn stream_app_id(&self) -> Result<Option<String>> {
         let meta = self.checkpoint()?.get_json::<crate::checkpoint::QueryMetadata>("metadata").await?;
         Ok(meta.map(|m| m.id.app_id()))
+    }
+
+    /// The watermark the job's stream's latest batch ran with (its offset log), `None` before
+    /// it ran or without a watermark: the groups an append-mode aggregation has written are
+    /// those it closes.
+    pub async fn stream_watermark(&self) -> Result<Option<i64>> {
+        Ok(self.checkpoint()?.latest_offsets().await?.and_then(|(_, entry)| entry.context.watermark_ms))
     }
 
     /// Where the job's stream's batch `batch` ended, from its offset log.

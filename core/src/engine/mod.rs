@@ -136,7 +136,9 @@ impl BatchWriter {
         let (transform, rows, context, rule) = (self.transform.clone(), read.rows, ctx.clone(), self.late.0.clone());
         let aggregation = self.aggregation.clone().map(|a| match ctx.mode {
             Mode::Stream => a,
-            // A bounded run's result is every group of its input.
+            // An append-mode recomputation given a watermark writes the groups it closes, as
+            // the stream did; a bounded run's result is otherwise every group of its input.
+            Mode::Batch if a.mode == OutputMode::Append && ctx.watermark_ms.is_some() => a,
             Mode::Batch => Aggregation { mode: OutputMode::Complete, ..a },
         });
         let dedup = self.dedup.clone();
@@ -172,11 +174,13 @@ impl BatchWriter {
             Some((dropped, seen)) => (dropped, (ctx.mode == Mode::Stream).then_some(seen)),
             None => (0, None),
         };
-        let (change, state) = match step {
+        let (change, state, pending) = match step {
             Some((mode, changed, state)) if ctx.mode == Mode::Stream => {
-                (self.aggregation_change(id, mode, changed).await?, Some(state))
+                (self.aggregation_change(id, mode, changed).await?, Some(state), None)
             }
-            _ => (change, None),
+            // A recomputation's groups left in the state are those still open.
+            Some((OutputMode::Append, _, state)) => (change, None, Some(state.height() as u64)),
+            _ => (change, None, None),
         };
         let (valid, late, max_event_ms) = split;
         let output_rows = output.height() as u64;
@@ -202,7 +206,7 @@ impl BatchWriter {
             replayed: matches!(commit, SinkCommit::Skipped { .. }),
             duration_us: 0,
             watermark_ms: ctx.watermark_ms,
-            state_rows: None,
+            state_rows: pending,
             state_bytes: None,
             deduplicated,
             dedup_state_rows: None,

@@ -294,6 +294,17 @@ fn append_mode_writes_each_window_once_after_the_watermark_passes_it_through_kil
             assert_eq!(got[key].0, *n, "{point}: count of {key:?}");
             assert!((got[key].1 - total).abs() < 1e-9, "{point}: total of {key:?}");
         }
+        // verify compares the closed windows and counts the open ones as pending.
+        let out = expect_exit(tidewater(&["verify", path(&job)]), 0);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("IDENTICAL"), "{point}: {text}");
+        assert!(
+            text.contains(&format!(
+                "has not closed; append mode writes them when it does): {}, not compared",
+                open.len()
+            )),
+            "{point}: {text}"
+        );
     }
 }
 
