@@ -473,19 +473,7 @@ impl AggregateQuery {
                 Function::Min => aggs.push(arg.min().alias(part(i, "v"))),
                 Function::Max => aggs.push(arg.max().alias(part(i, "v"))),
                 Function::CountDistinct => aggs.push(arg.drop_nulls().unique().alias(part(i, "v"))),
-                Function::First | Function::Last => {
-                    // Rows without an event time take no part; ties go to the earliest row.
-                    let t = col(order_column());
-                    let timed = t.clone().is_not_null();
-                    let sorted = arg.filter(timed.clone()).sort_by([t.clone().filter(timed)], stable());
-                    let (value, at) = if a.function == Function::First {
-                        (sorted.first(), t.min())
-                    } else {
-                        (sorted.last(), t.max())
-                    };
-                    aggs.push(value.alias(part(i, "v")));
-                    aggs.push(at.alias(part(i, "t")));
-                }
+                Function::First | Function::Last => aggs.extend(at_time(&a.function, i, arg, col(order_column()))),
             }
         }
         self.windowed(pre.lazy())?
@@ -515,16 +503,7 @@ impl AggregateQuery {
                         .alias(part(i, "v")),
                 ),
                 Function::First | Function::Last => {
-                    let t = col(part(i, "t"));
-                    let timed = t.clone().is_not_null();
-                    let sorted = col(part(i, "v")).filter(timed.clone()).sort_by([t.clone().filter(timed)], stable());
-                    let (value, at) = if a.function == Function::First {
-                        (sorted.first(), t.min())
-                    } else {
-                        (sorted.last(), t.max())
-                    };
-                    aggs.push(value.alias(part(i, "v")));
-                    aggs.push(at.alias(part(i, "t")));
+                    aggs.extend(at_time(&a.function, i, col(part(i, "v")), col(part(i, "t"))));
                 }
             }
         }
@@ -692,6 +671,15 @@ impl Aggregation {
             OutputMode::Complete => Step { output: q.finalize(&merged)?, changed, state: merged },
         })
     }
+}
+
+/// `first`/`last` (aggregate `i`): the `value` at the least or greatest time `t`, and that
+/// time. Rows without a time take no part; ties go to the earliest row.
+fn at_time(function: &Function, i: usize, value: Expr, t: Expr) -> [Expr; 2] {
+    let timed = t.clone().is_not_null();
+    let sorted = value.filter(timed.clone()).sort_by([t.clone().filter(timed)], stable());
+    let (value, at) = if *function == Function::First { (sorted.first(), t.min()) } else { (sorted.last(), t.max()) };
+    [value.alias(part(i, "v")), at.alias(part(i, "t"))]
 }
 
 /// A sort that keeps the order of equal keys (earlier batches first) and puts nulls last.

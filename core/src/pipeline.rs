@@ -581,6 +581,16 @@ impl Pipeline {
             (None, None) => Self::quarantine_url(self.quarantine.as_deref(), &target)?,
         };
         let app_id = format!("{}-batch", self.name);
+        // The run is one chunk: every group, in one commit.
+        let finished = |total: usize, done: usize, chunks: Vec<BatchReport>| BatchRunReport {
+            backfill: app_id.clone(),
+            target: target.to_string(),
+            quarantine: quarantine.to_string(),
+            plan: String::new(),
+            chunks_total: total,
+            chunks_already_done: done,
+            chunks,
+        };
         let replacing = self.is_own_table(target.as_str())? && self.stream_has_written().await?.is_some();
         if replacing && aggregation.mode == crate::aggregate::OutputMode::Append {
             return Err(Error::Unsupported(format!(
@@ -597,28 +607,12 @@ impl Pipeline {
         let recorded = writer.sink.committed_version().await?;
         if !replacing && recorded.is_some() {
             tracing::info!(table = %target, app_id, "this batch run is in the table already");
-            return Ok(BatchRunReport {
-                backfill: app_id,
-                target: target.to_string(),
-                quarantine: quarantine.to_string(),
-                plan: String::new(),
-                chunks_total: 1,
-                chunks_already_done: 1,
-                chunks: Vec::new(),
-            });
+            return Ok(finished(1, 1, Vec::new()));
         }
         let mut source = self.source.open_bounded(options.source_version).await?;
         let chunks = source.plan().await?;
         if chunks.is_empty() {
-            return Ok(BatchRunReport {
-                backfill: app_id,
-                target: target.to_string(),
-                quarantine: quarantine.to_string(),
-                plan: String::new(),
-                chunks_total: 0,
-                chunks_already_done: 0,
-                chunks: Vec::new(),
-            });
+            return Ok(finished(0, 0, Vec::new()));
         }
         let (mut state, mut rejected, mut input_records, mut late_rows) = (None, Vec::new(), 0u64, 0u64);
         let mut last = crate::SourceBatch { rows: DataFrame::empty(), rejected: Vec::new(), input_records: 0 };
@@ -667,15 +661,7 @@ impl Pipeline {
         let mut report = written?.report;
         report.late += late_rows;
         progress(chunks.len() + 1, chunks.len() + 1);
-        Ok(BatchRunReport {
-            backfill: app_id,
-            target: target.to_string(),
-            quarantine: quarantine.to_string(),
-            plan: String::new(),
-            chunks_total: 1,
-            chunks_already_done: 0,
-            chunks: vec![report],
-        })
+        Ok(finished(1, 0, vec![report]))
     }
 
     /// A commit range or files reprocessed into the sink replace their rows by the sink's key.
