@@ -613,6 +613,11 @@ impl Aggregation {
         }
     }
 
+    /// Whether `watermark_ms` closes a group of `state`.
+    pub fn closes_any(&self, state: &DataFrame, watermark_ms: Option<i64>) -> Result<bool> {
+        Ok(self.closed(state.clone(), watermark_ms)?.0.height() > 0)
+    }
+
     /// The groups of `state` the watermark has closed, and the others.
     fn closed(&self, state: DataFrame, watermark_ms: Option<i64>) -> Result<(DataFrame, DataFrame)> {
         let (Some(closing), Some(w)) = (self.closing(), watermark_ms) else { return Ok((state.clear(), state)) };

@@ -312,6 +312,7 @@ impl Pipeline {
             clock: self.clock.clone(),
             watermark_ms: None,
             states: Default::default(),
+            ran_watermark_ms: None,
         };
         if let Some(dedup) = &self.dedup
             && !dedup.evicts()

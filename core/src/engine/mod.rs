@@ -254,6 +254,8 @@ pub struct StreamQuery {
     pub(crate) watermark_ms: Option<i64>,
     /// The states (by kind: `state`, `dedup`) after the last batch it ran.
     pub(crate) states: std::collections::HashMap<&'static str, (BatchId, DataFrame)>,
+    /// The watermark the last batch ran with.
+    pub(crate) ran_watermark_ms: Option<i64>,
 }
 
 impl StreamQuery {
@@ -300,10 +302,19 @@ impl StreamQuery {
                 report.batches.push(self.run_batch(entry, tick).await?);
                 start = Some(end);
                 next = next.next();
+            } else if let Some(at) = start.clone().filter(|_| self.closes_without_data()) {
+                // No new data, but the watermark moved past what the last batch ran with: a
+                // batch of no rows writes (append) or evicts the groups it closes, as Spark's
+                // no-data batches do.
+                let entry = self.plan(next, Some(at.clone()), at);
+                self.checkpoint.write_offsets(next, &entry).await?;
+                pass(&self.hook, CrashPoint::AfterOffsetLog, next);
+                report.batches.push(self.run_batch(entry, tick).await?);
+                next = next.next();
             }
             match trigger {
                 Trigger::Once => break,
-                Trigger::AvailableNow if !has_data || start == until => break,
+                Trigger::AvailableNow if (!has_data || start == until) && !self.closes_without_data() => break,
                 Trigger::AvailableNow => {}
                 Trigger::ProcessingTime(interval) => {
                     let wake = tokio::time::Instant::from_std(tick + interval);
@@ -329,11 +340,23 @@ impl StreamQuery {
         let latest_commit = self.checkpoint.latest_commit().await?;
         let committed = latest_commit.as_ref().map(|(id, _)| *id);
         self.watermark_ms = latest_commit.and_then(|(_, c)| c.next_watermark_ms);
+        self.ran_watermark_ms = entry.context.watermark_ms;
         if committed == Some(last) {
             Ok((last.next(), Some(entry.range.end), None))
         } else {
             Ok((last.next(), entry.range.start.clone(), Some(entry)))
         }
+    }
+
+    /// Whether a batch without new data would close groups of the aggregation's state: the
+    /// watermark has moved past the one the last batch ran with, and a group closes by it.
+    fn closes_without_data(&self) -> bool {
+        let (Some(aggregation), Some((_, state))) = (&self.writer.aggregation, self.states.get("state")) else {
+            return false;
+        };
+        aggregation.evicts()
+            && self.watermark_ms > self.ran_watermark_ms
+            && aggregation.closes_any(state, self.watermark_ms).unwrap_or(false)
     }
 
     fn plan(&self, id: BatchId, start: Option<Offset>, end: Offset) -> OffsetEntry {
@@ -418,6 +441,7 @@ impl StreamQuery {
     async fn run_batch(&mut self, entry: OffsetEntry, started: Instant) -> Result<BatchReport> {
         let id = entry.context.batch_id;
         let range = entry.range.to_string();
+        self.ran_watermark_ms = entry.context.watermark_ms;
         let read = self.source.read(&entry.range).await?;
         let state = match self.writer.aggregation {
             Some(_) => self.state_before("state", id).await?,

@@ -457,3 +457,40 @@ fn random_splits_delays_and_kills_leave_the_rollup_equal_to_its_group_by() {
         assert_groups_equal(&table_groups(&dir.path().join("daily_user_rollup")), &want, &what);
     }
 }
+
+#[test]
+fn a_batch_without_data_writes_the_windows_the_last_watermark_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let landing = dir.path().join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let line = |id: &str, time: &str| {
+        format!(r#"{{"event_id":"{id}","user_id":1,"event_time":"{time}","category":"c","amount":1.5}}"#)
+    };
+    // Batch 0: the window [10:00, 10:05). Batch 1: 10:20, which moves the watermark (1 minute of
+    // delay) to 10:19, past that window's end, but only for the batch after it.
+    std::fs::write(
+        landing.join("a.json"),
+        [line("a1", "2024-03-01T10:00:10Z"), line("a2", "2024-03-01T10:04:00Z")].join("\n"),
+    )
+    .unwrap();
+    std::fs::write(landing.join("b.json"), line("b1", "2024-03-01T10:20:00Z")).unwrap();
+    let job = windows_job(dir.path(), &landing, "append", WINDOWS);
+    std::fs::write(&job, std::fs::read_to_string(&job).unwrap().replace("delay = \"10m\"", "delay = \"1m\"")).unwrap();
+    let out = expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now", "--json"]), 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = report["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 3, "two batches of data and one without: {batches:?}");
+    assert_eq!(batches[2]["input_records"], 0);
+    let rows = table_tests::read_rows(&dir.path().join("daily_user_rollup"));
+    assert_eq!(rows.len(), 1, "the closed window, written by the batch without data: {rows:?}");
+    assert_eq!(
+        (rows[0]["n"].as_str(), moment(&rows[0]["window_start"]).map(|t| t.timestamp())),
+        ("2", Some(1_709_287_200))
+    );
+    // A second run has nothing to do: the watermark closes nothing more.
+    let again: serde_json::Value = serde_json::from_slice(
+        &expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now", "--json"]), 0).stdout,
+    )
+    .unwrap();
+    assert_eq!(again["batches"].as_array().unwrap().len(), 0, "{again}");
+}
