@@ -753,9 +753,18 @@ impl DeltaSink {
         let actions: Vec<Action> =
             adds.into_iter().map(Action::Add).chain(removes.into_iter().map(Action::Remove)).collect();
         let mut version = None;
-        if blind_append && let Some(known) = self.known_version {
+        // A replace whose removes were chosen from the latest version the sink knows takes the
+        // same put-if-absent path: if it lands, no commit came between, so none conflicts.
+        // If it does not, the full protocol checks it against that same snapshot.
+        let read_latest = !blind_append
+            && self.known_version.is_some()
+            && self.table.as_ref().and_then(DeltaTable::version).and_then(|v| u64::try_from(v).ok())
+                == self.known_version;
+        if (blind_append || read_latest)
+            && let Some(known) = self.known_version
+        {
             version = self.append_after(known, &actions, &operation, &txn).await.map_err(commit_err)?;
-            if version.is_none() {
+            if version.is_none() && blind_append {
                 // Another writer took the version: back to the log, and Delta's conflict check.
                 tracing::info!(table = %self.url, %id, "the table moved on; refreshing before the commit");
                 let written_for = self.layout()?;
