@@ -758,8 +758,7 @@ impl DeltaSink {
         // If it does not, the full protocol checks it against that same snapshot.
         let read_latest = !blind_append
             && self.known_version.is_some()
-            && self.table.as_ref().and_then(DeltaTable::version).and_then(|v| u64::try_from(v).ok())
-                == self.known_version;
+            && self.table.as_ref().and_then(DeltaTable::version) == self.known_version;
         if (blind_append || read_latest)
             && let Some(known) = self.known_version
         {
