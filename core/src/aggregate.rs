@@ -630,13 +630,23 @@ impl Aggregation {
     /// `input` (rows of the source) aggregated and merged into `state`: what a bounded run does
     /// chunk by chunk before it writes every group.
     pub fn fold(&self, state: Option<DataFrame>, input: DataFrame) -> Result<DataFrame> {
+        let partial = self.partial(input)?;
+        self.merged(state, partial)
+    }
+
+    /// `input`'s partial results: the row-wise part, then one row per group.
+    fn partial(&self, input: DataFrame) -> Result<DataFrame> {
         let mut ctx = polars::sql::SQLContext::new();
         ctx.register("input", input.lazy());
         let pre = ctx
             .execute(&self.query.pre)
             .and_then(LazyFrame::collect)
             .map_err(Error::polars("the aggregation's row-wise part"))?;
-        let partial = self.query.partial(pre)?;
+        self.query.partial(pre)
+    }
+
+    /// `partial` merged into `state` (none, or empty: `partial` itself).
+    fn merged(&self, state: Option<DataFrame>, partial: DataFrame) -> Result<DataFrame> {
         match state {
             Some(state) if state.height() > 0 => self.query.merge(state, partial),
             _ => Ok(partial),
@@ -648,17 +658,8 @@ impl Aggregation {
     /// dropped from the state (update).
     pub fn step(&self, state: Option<DataFrame>, input: DataFrame, watermark_ms: Option<i64>) -> Result<Step> {
         let q = &self.query;
-        let mut ctx = polars::sql::SQLContext::new();
-        ctx.register("input", input.lazy());
-        let pre = ctx
-            .execute(&q.pre)
-            .and_then(LazyFrame::collect)
-            .map_err(Error::polars("the aggregation's row-wise part"))?;
-        let partial = q.partial(pre)?;
-        let merged = match state {
-            Some(state) if state.height() > 0 => q.merge(state, partial.clone())?,
-            _ => partial.clone(),
-        };
+        let partial = self.partial(input)?;
+        let merged = self.merged(state, partial.clone())?;
         let groups = q.group_columns();
         let changed = partial.select(groups.iter().map(String::as_str)).map_err(Error::polars("changed groups"))?;
         Ok(match self.mode {

@@ -393,11 +393,7 @@ impl Pipeline {
     /// same table (to resume, or to find it done), or a new plan appending every file.
     async fn plan_batch(&self, options: &BatchOptions) -> Result<Backfill<'_>> {
         let target = table_url(options.into.as_deref().map_or_else(|| self.table(), Ok)?)?;
-        let quarantine = match (&options.quarantine, &options.into) {
-            (Some(q), _) => table_url(q)?,
-            (None, Some(_)) => Self::quarantine_url(None, &target)?,
-            (None, None) => Self::quarantine_url(self.quarantine.as_deref(), &target)?,
-        };
+        let quarantine = self.batch_quarantine(options, &target)?;
         if !options.replan
             && let Some(plan) = self
                 .backfill_plans()
@@ -426,6 +422,16 @@ impl Pipeline {
         let planned = source.plan_files().await?;
         let into = Destination { target, quarantine, asked_version: options.source_version };
         self.record_backfill(Scope::Files, planned, Writes::Append, into).await
+    }
+
+    /// The quarantine table of a batch run into `target`: the one asked for; `<into>_quarantine`
+    /// into another table (never the stream's); the job's own into its own table.
+    fn batch_quarantine(&self, options: &BatchOptions, target: &Url) -> Result<Url> {
+        match (&options.quarantine, &options.into) {
+            (Some(q), _) => table_url(q),
+            (None, Some(_)) => Self::quarantine_url(None, target),
+            (None, None) => Self::quarantine_url(self.quarantine.as_deref(), target),
+        }
     }
 
     /// Refuses a batch run into `target` that a Tidewater before backfills recorded (under
@@ -576,11 +582,7 @@ impl Pipeline {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<BatchRunReport> {
         let target = table_url(options.into.as_deref().map_or_else(|| self.table(), Ok)?)?;
-        let quarantine = match (&options.quarantine, &options.into) {
-            (Some(q), _) => table_url(q)?,
-            (None, Some(_)) => Self::quarantine_url(None, &target)?,
-            (None, None) => Self::quarantine_url(self.quarantine.as_deref(), &target)?,
-        };
+        let quarantine = self.batch_quarantine(options, &target)?;
         let app_id = format!("{}-batch", self.name);
         // The run is one chunk: every group, in one commit.
         let finished = |total: usize, done: usize, chunks: Vec<BatchReport>| BatchRunReport {

@@ -84,6 +84,15 @@ pub fn write(dir: &Path, prefix: &str, files: usize, rows: usize, bad_every: Opt
     lines
 }
 
+/// The `[source.schema]` of the generated events, for job files.
+pub const SOURCE_SCHEMA: &str = r#"[source.schema]
+event_id = "string"
+user_id = "int64"
+event_time = "timestamp"
+category = "string"
+amount = "float64"
+"#;
+
 /// A job file for the issue's example transform, with `max_files` per trigger.
 pub fn job(dir: &Path, landing: &Path, max_files: usize) -> PathBuf {
     let text = format!(
@@ -96,13 +105,7 @@ path = "{landing}"
 format = "ndjson"
 max_files_per_trigger = {max_files}
 
-[source.schema]
-event_id = "string"
-user_id = "int64"
-event_time = "timestamp"
-category = "string"
-amount = "float64"
-
+{SOURCE_SCHEMA}
 [transform]
 sql = "SELECT event_id, user_id, event_time, category, amount, CAST(event_time AS DATE) AS date FROM input WHERE amount >= 0"
 

@@ -6,7 +6,7 @@ use crate::common::{expect_exit, expect_killed, path, tidewater};
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
-use table_tests::events::{self, Fate, Line};
+use table_tests::events::{self, Fate, Line, SOURCE_SCHEMA};
 
 const ROLLUP: &str = "SELECT CAST(event_time AS DATE) AS date, user_id, category, count(*) AS event_count, sum(amount) AS total_amount, max(event_time) AS last_event_time FROM input WHERE category IS NOT NULL GROUP BY CAST(event_time AS DATE), user_id, category";
 
@@ -21,13 +21,7 @@ path = "{landing}"
 format = "ndjson"
 max_files_per_trigger = 1
 
-[source.schema]
-event_id = "string"
-user_id = "int64"
-event_time = "timestamp"
-category = "string"
-amount = "float64"
-
+{SOURCE_SCHEMA}
 [watermark]
 column = "event_time"
 delay = "7d"

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use table_tests::events::SOURCE_SCHEMA;
 use table_tests::{Row, assert_txn_unique, events, read_file, read_log, read_rows, rows_of_txn};
 
 /// The job `name` over `bronze` into `<dir>/<name>` (checkpoint `<dir>/<name>-checkpoint`):
@@ -320,13 +321,7 @@ path = "{landing}"
 format = "ndjson"
 max_files_per_trigger = 2
 
-[source.schema]
-event_id = "string"
-user_id = "int64"
-event_time = "timestamp"
-category = "string"
-amount = "float64"
-
+{SOURCE_SCHEMA}
 [transform]
 sql = "SELECT event_id, amount * {factor} AS amount_x, {factor} AS factor FROM input WHERE amount >= 0"
 
