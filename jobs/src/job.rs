@@ -90,12 +90,12 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             if let Some(schema) = &schema {
                 let empty = polars::prelude::DataFrame::empty_with_schema(schema);
                 let out = aggregation.step(None, empty, None).map_err(|e| err("transform.sql", e.to_string()))?.output;
-                tidewater_core::bridge::arrow_schema(&out).map_err(|e| err("transform.sql", e.to_string()))?;
-                for (role, columns) in [("sink.partition_by", &job.sink.partition_by), ("sink.key", &key)] {
-                    if let Some(column) = columns.iter().find(|c| !out.schema().contains(c.as_str())) {
-                        return Err(err(role, format!("`{column}` is not a column of the aggregation's output")));
-                    }
-                }
+                check_output(
+                    &out,
+                    &[("sink.partition_by", &job.sink.partition_by), ("sink.key", &key)],
+                    "aggregation",
+                    &err,
+                )?;
             }
             pipeline.with_aggregation(aggregation)
         }
@@ -115,13 +115,8 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             if let Some(schema) = &schema {
                 let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
                 let empty = polars::prelude::DataFrame::empty_with_schema(&out);
-                tidewater_core::bridge::arrow_schema(&empty).map_err(|e| err("transform.sql", e.to_string()))?;
                 let roles = [("sink.partition_by", &job.sink.partition_by), ("sink.key", &job.sink.key)];
-                for (key, columns) in roles {
-                    if let Some(column) = columns.iter().find(|c| !out.contains(c.as_str())) {
-                        return Err(err(key, format!("`{column}` is not a column of the transform's output")));
-                    }
-                }
+                check_output(&empty, &roles, "transform", &err)?;
             }
             pipeline.with_transform(transform)
         }
@@ -156,6 +151,23 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         pipeline = pipeline.with_hook(hook);
     }
     Ok(pipeline)
+}
+
+/// Refuses an output (`what`'s, planned on an empty input) that Delta cannot hold, or that
+/// lacks a column the sink's `roles` name.
+fn check_output(
+    out: &polars::prelude::DataFrame,
+    roles: &[(&str, &Vec<String>)],
+    what: &str,
+    err: &dyn Fn(&str, String) -> SpecError,
+) -> Result<(), SpecError> {
+    tidewater_core::bridge::arrow_schema(out).map_err(|e| err("transform.sql", e.to_string()))?;
+    for (role, columns) in roles {
+        if let Some(column) = columns.iter().find(|c| !out.schema().contains(c.as_str())) {
+            return Err(err(role, format!("`{column}` is not a column of the {what}'s output")));
+        }
+    }
+    Ok(())
 }
 
 /// `TIDEWATER_CRASH_AT=<point>:<batch>` kills this process with SIGKILL when batch `<batch>`
