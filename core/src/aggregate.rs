@@ -23,6 +23,7 @@
 //! `slide` (the size, for a tumbling window), and the query reads them as `window_start` and
 //! `window_end`.
 
+use crate::context::Tables;
 use crate::error::{Error, Result};
 use polars::prelude::*;
 use sqlparser::ast::{
@@ -178,7 +179,12 @@ impl AggregateQuery {
     /// input); `Ok(None)` when it does not. `order_by` is the event-time column of the job's
     /// watermark, which `first`/`last` need. Refused, with the reason: what cannot be computed
     /// batch by batch and merged.
-    pub fn parse(sql: &str, order_by: Option<&str>) -> std::result::Result<Option<AggregateQuery>, String> {
+    /// `statics`: the job's static tables, which the input may be joined with (inner or left).
+    pub fn parse(
+        sql: &str,
+        order_by: Option<&str>,
+        statics: &[String],
+    ) -> std::result::Result<Option<AggregateQuery>, String> {
         let statements = Parser::new(&GenericDialect)
             .with_options(ParserOptions { trailing_commas: true, ..Default::default() })
             .try_with_sql(sql)
@@ -217,12 +223,21 @@ impl AggregateQuery {
         if select.distinct.is_some() {
             return Err("SELECT DISTINCT with GROUP BY: the groups are distinct already".into());
         }
-        match select.from.as_slice() {
-            [t] if t.joins.is_empty()
-                && matches!(&t.relation, TableFactor::Table { name, alias: None, .. } if name.to_string().eq_ignore_ascii_case("input")) =>
-                {}
-            _ => return Err("an aggregation reads `input` alone (FROM input, no join)".into()),
-        }
+        let from = match select.from.as_slice() {
+            [t] if matches!(&t.relation, TableFactor::Table { name, .. } if name.to_string().eq_ignore_ascii_case("input")) =>
+            {
+                if let Some(join) = crate::transform::static_join(t, statics) {
+                    return Err(format!("an aggregation reads `input`, joined only with static tables: {join}"));
+                }
+                t.to_string()
+            }
+            _ => {
+                return Err(
+                    "an aggregation reads `input` (FROM input, joined only with static tables declared under [tables])"
+                        .into(),
+                );
+            }
+        };
 
         // `GROUP BY alias` and `GROUP BY 2` name a SELECT item.
         let items: Vec<(&SqlExpr, Option<String>)> = select
@@ -401,7 +416,7 @@ impl AggregateQuery {
             pre.push(format!("1 AS {}", quoted(GLOBAL_KEY)));
         }
         let filter = select.selection.as_ref().map(|w| format!(" WHERE {w}")).unwrap_or_default();
-        let pre = format!("SELECT {} FROM input{filter}", pre.join(", "));
+        let pre = format!("SELECT {} FROM {from}{filter}", pre.join(", "));
         Ok(Some(AggregateQuery { pre, keys: key_columns, window, aggregates, output, order_by, closes }))
     }
 
@@ -629,15 +644,19 @@ impl Aggregation {
 
     /// `input` (rows of the source) aggregated and merged into `state`: what a bounded run does
     /// chunk by chunk before it writes every group.
-    pub fn fold(&self, state: Option<DataFrame>, input: DataFrame) -> Result<DataFrame> {
-        let partial = self.partial(input)?;
+    pub fn fold(&self, state: Option<DataFrame>, input: DataFrame, tables: &Tables) -> Result<DataFrame> {
+        let partial = self.partial(input, tables)?;
         self.merged(state, partial)
     }
 
-    /// `input`'s partial results: the row-wise part, then one row per group.
-    fn partial(&self, input: DataFrame) -> Result<DataFrame> {
+    /// `input`'s partial results: the row-wise part (joined with the static `tables`), then one
+    /// row per group.
+    fn partial(&self, input: DataFrame, tables: &Tables) -> Result<DataFrame> {
         let mut ctx = polars::sql::SQLContext::new();
         ctx.register("input", input.lazy());
+        for (name, frame) in tables.frames() {
+            ctx.register(name, frame.clone().lazy());
+        }
         let pre = ctx
             .execute(&self.query.pre)
             .and_then(LazyFrame::collect)
@@ -656,9 +675,15 @@ impl Aggregation {
     /// One batch: `input` (its on-time rows) aggregated and merged into `state` (the state
     /// after the batch before); groups the batch's watermark closes are written (append) or
     /// dropped from the state (update).
-    pub fn step(&self, state: Option<DataFrame>, input: DataFrame, watermark_ms: Option<i64>) -> Result<Step> {
+    pub fn step(
+        &self,
+        state: Option<DataFrame>,
+        input: DataFrame,
+        watermark_ms: Option<i64>,
+        tables: &Tables,
+    ) -> Result<Step> {
         let q = &self.query;
-        let partial = self.partial(input)?;
+        let partial = self.partial(input, tables)?;
         let merged = self.merged(state, partial.clone())?;
         let groups = q.group_columns();
         let changed = partial.select(groups.iter().map(String::as_str)).map_err(Error::polars("changed groups"))?;
@@ -791,7 +816,7 @@ mod tests {
 
     #[test]
     fn the_daily_rollup_streamed_in_any_split_equals_the_batch_group_by() {
-        let q = AggregateQuery::parse(ROLLUP, Some("event_time")).unwrap().unwrap();
+        let q = AggregateQuery::parse(ROLLUP, Some("event_time"), &[]).unwrap().unwrap();
         assert_eq!(q.keys, ["date", "user_id", "category"]);
         assert_eq!(q.output, ["date", "user_id", "category", "event_count", "total_amount", "last_event_time"]);
         let input = events(2_000, 7);
@@ -804,7 +829,7 @@ mod tests {
     #[test]
     fn mergeable_aggregates_equal_the_batch_ones() {
         let query = "SELECT user_id, count(*) AS n, count(amount) AS c, sum(amount) AS s, min(amount) AS lo, max(amount) AS hi, avg(amount) AS mean, count(DISTINCT category) AS kinds FROM input GROUP BY user_id";
-        let q = AggregateQuery::parse(query, None).unwrap().unwrap();
+        let q = AggregateQuery::parse(query, None, &[]).unwrap().unwrap();
         let input = events(1_000, 11);
         let batch = sql(query, input.clone());
         for cuts in [vec![10, 20, 900], vec![333, 666]] {
@@ -815,7 +840,7 @@ mod tests {
     #[test]
     fn first_and_last_take_the_values_at_the_least_and_greatest_event_time() {
         let query = "SELECT user_id, first(amount) AS f, last(amount) AS l FROM input GROUP BY user_id";
-        let q = AggregateQuery::parse(query, Some("event_time")).unwrap().unwrap();
+        let q = AggregateQuery::parse(query, Some("event_time"), &[]).unwrap().unwrap();
         let input = events(500, 3).lazy().filter(col("amount").is_not_null()).collect().unwrap();
         let by_time = input.sort(["event_time"], SortMultipleOptions::default()).unwrap();
         let expected = by_time
@@ -829,7 +854,7 @@ mod tests {
 
     #[test]
     fn tumbling_and_sliding_windows_equal_polars_group_by_dynamic_counts() {
-        let q = AggregateQuery::parse(WINDOWED, None).unwrap().unwrap();
+        let q = AggregateQuery::parse(WINDOWED, None, &[]).unwrap().unwrap();
         assert_eq!(q.group_columns(), ["category", WINDOW_START, WINDOW_END]);
         let input = events(3_000, 5);
         let out = streamed(&q, &input, &[1000, 2000]);
@@ -840,7 +865,7 @@ mod tests {
         assert!(starts.i64().unwrap().into_no_null_iter().all(|s| s % 300_000_000 == 0), "aligned to the epoch");
 
         let sliding = "SELECT window_start, window_end, count(*) AS n FROM input GROUP BY window(event_time, '10 minutes', '5 minutes')";
-        let q = AggregateQuery::parse(sliding, None).unwrap().unwrap();
+        let q = AggregateQuery::parse(sliding, None, &[]).unwrap().unwrap();
         let out = streamed(&q, &input, &[1500]);
         let n: i64 = out.column("n").unwrap().as_materialized_series().sum().unwrap();
         assert_eq!(n, 6_000, "every row in two windows of 10 minutes sliding by 5");
@@ -874,7 +899,7 @@ mod tests {
     #[test]
     fn a_global_aggregate_is_one_group() {
         let query = "SELECT count(*) AS n, sum(amount) AS s FROM input";
-        let q = AggregateQuery::parse(query, None).unwrap().unwrap();
+        let q = AggregateQuery::parse(query, None, &[]).unwrap().unwrap();
         let input = events(100, 1);
         assert_same(&streamed(&q, &input, &[30, 60]), &sql(query, input.clone()));
     }
@@ -882,7 +907,7 @@ mod tests {
     #[test]
     fn group_by_an_alias_or_a_position_names_the_select_item() {
         let by_alias = "SELECT CAST(event_time AS DATE) AS date, user_id, count(*) AS n FROM input GROUP BY date, 2";
-        let q = AggregateQuery::parse(by_alias, Some("event_time")).unwrap().unwrap();
+        let q = AggregateQuery::parse(by_alias, Some("event_time"), &[]).unwrap().unwrap();
         assert_eq!(q.keys, ["date", "user_id"]);
         assert_eq!(q.closes, Some(Closes::DayAfter("date".into())), "a date key of the watermark column closes");
         let input = events(300, 9);
@@ -895,9 +920,9 @@ mod tests {
 
     #[test]
     fn only_the_watermark_column_closes_a_window() {
-        let q = AggregateQuery::parse(WINDOWED, Some("event_time")).unwrap().unwrap();
+        let q = AggregateQuery::parse(WINDOWED, Some("event_time"), &[]).unwrap().unwrap();
         assert_eq!(q.closes, Some(Closes::WindowEnd));
-        let q = AggregateQuery::parse(WINDOWED, Some("ingested_at")).unwrap().unwrap();
+        let q = AggregateQuery::parse(WINDOWED, Some("ingested_at"), &[]).unwrap().unwrap();
         assert_eq!(q.closes, None, "rows by another time never turn late, so the window never closes");
         assert!(Aggregation::new(q, OutputMode::Append, Some("ingested_at")).is_err());
     }
@@ -907,6 +932,7 @@ mod tests {
         let q = AggregateQuery::parse(
             "SELECT CAST(event_time AS DATE) AS date, count(*) AS n FROM input GROUP BY CAST(event_time AS DATE)",
             Some("event_time"),
+            &[],
         )
         .unwrap()
         .unwrap();
@@ -919,7 +945,7 @@ mod tests {
             .collect()
             .unwrap();
         // The watermark has passed day 0 (closing at day 1), not day 3.
-        let step = agg.step(None, input, Some(2 * 86_400_000)).unwrap();
+        let step = agg.step(None, input, Some(2 * 86_400_000), &Tables::default()).unwrap();
         assert_eq!(step.output.height(), 3, "every changed group is written");
         assert_eq!(step.state.height(), 2, "day 0 closed; day 3 and the null date stay: {}", step.state);
         assert_eq!(step.state.column("date").unwrap().null_count(), 1);
@@ -927,7 +953,7 @@ mod tests {
 
     #[test]
     fn integer_sums_are_longs() {
-        let q = AggregateQuery::parse("SELECT k, sum(v) AS s FROM input GROUP BY k", None).unwrap().unwrap();
+        let q = AggregateQuery::parse("SELECT k, sum(v) AS s FROM input GROUP BY k", None, &[]).unwrap().unwrap();
         let big = df!["k" => [1i32, 1], "v" => [i32::MAX, i32::MAX]].unwrap();
         let out = streamed(&q, &big, &[1]);
         assert_eq!(out.column("s").unwrap().i64().unwrap().get(0), Some(2 * i64::from(i32::MAX)));
@@ -935,7 +961,7 @@ mod tests {
 
     #[test]
     fn row_wise_queries_are_not_aggregations() {
-        assert_eq!(AggregateQuery::parse("SELECT a, b * 2 AS c FROM input WHERE a > 0", None), Ok(None));
+        assert_eq!(AggregateQuery::parse("SELECT a, b * 2 AS c FROM input WHERE a > 0", None, &[]), Ok(None));
     }
 
     #[test]
@@ -952,14 +978,14 @@ mod tests {
             ),
             ("SELECT count(*) AS n FROM input GROUP BY window(event_time, 'soon')", "window size"),
             ("SELECT count(*) AS n FROM input GROUP BY session_window(event_time, '30 minutes')", "session_window"),
-            ("SELECT a.c, count(*) AS n FROM input a JOIN input b ON a.c = b.c GROUP BY a.c", "no join"),
-            ("SELECT i.c, count(*) AS n FROM input AS i GROUP BY i.c", "FROM input"),
+            ("SELECT a.c, count(*) AS n FROM input a JOIN input b ON a.c = b.c GROUP BY a.c", "a join with `input b`"),
+            ("SELECT c, count(*) AS n FROM other GROUP BY c", "FROM input"),
             ("SELECT count(*) AS n FROM input GROUP BY category", "not in the SELECT"),
             ("SELECT c, count(*) FILTER (WHERE a > 0) AS n FROM input GROUP BY c", "FILTER"),
             ("SELECT c, sum(a) OVER () AS n FROM input GROUP BY c", "OVER"),
             ("SELECT c, count(*) AS n FROM input GROUP BY 3", "no SELECT item 3"),
         ] {
-            let e = AggregateQuery::parse(sql, None).unwrap_err();
+            let e = AggregateQuery::parse(sql, None, &[]).unwrap_err();
             assert!(e.contains(what), "{sql}: {e}");
         }
     }

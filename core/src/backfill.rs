@@ -185,6 +185,9 @@ pub struct BackfillPlan {
     pub scope: Scope,
     pub writes: Writes,
     pub planned_at_ms: i64,
+    /// The static tables' versions every chunk reads (the latest at plan time).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tables: std::collections::BTreeMap<String, u64>,
     pub chunks: Vec<SliceChunk>,
 }
 
@@ -260,6 +263,7 @@ impl PlanV1 {
             scope: Scope::Range(RangeScope { column: Some(self.column), ..self.scope }),
             writes: Writes::Slice,
             planned_at_ms: self.planned_at_ms,
+            tables: Default::default(),
             chunks,
         }
     }
@@ -671,7 +675,9 @@ impl Backfill<'_> {
         };
         let quarantine = table_url(&self.plan.quarantine)?;
         let mut writer = self.pipeline.backfill_writer(sink, quarantine, self.late.clone())?;
-        let ctx = crate::BatchContext::new(crate::BatchId::new(k as u64), crate::Mode::Batch, self.plan.planned_at_ms);
+        let mut ctx =
+            crate::BatchContext::new(crate::BatchId::new(k as u64), crate::Mode::Batch, self.plan.planned_at_ms);
+        ctx.tables = crate::context::Tables::new(self.plan.tables.clone(), Default::default());
         let result = writer.write(read, &ctx, &chunk.read.describe, change, None, None).await;
         writer.settle().await;
         Ok(result?.report)

@@ -39,6 +39,7 @@ pub mod location;
 pub mod pipeline;
 pub mod reconcile;
 pub mod sink;
+pub mod static_tables;
 pub mod table_files;
 pub mod transform;
 pub mod watermark;
@@ -47,12 +48,13 @@ pub use backfill::{
     Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope, RunOptions, Scope, Writes,
 };
 pub use checkpoint::Checkpoint;
-pub use context::{BatchContext, Mode};
+pub use context::{BatchContext, Mode, Tables};
 pub use contract::{BoundedSource, Chunk, Rejected, Sink, SinkCommit, Source, SourceBatch, SourceProvider, Transform};
 pub use crash::{CrashPoint, StepHook};
 pub use engine::{BatchReport, Clock, RunReport, Stop, SystemClock, Trigger};
 pub use error::{Error, Result, Retry};
 pub use id::{BatchId, Offset, OffsetRange, QueryId};
 pub use pipeline::{BatchOptions, BatchRunReport, Pipeline};
+pub use static_tables::StaticTable;
 pub use transform::SqlTransform;
 pub use watermark::{LateRule, Watermark};

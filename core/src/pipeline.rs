@@ -44,6 +44,8 @@ pub struct Pipeline {
     watermark: Option<Watermark>,
     aggregation: Option<Aggregation>,
     dedup: Option<crate::dedup::Dedup>,
+    statics: crate::static_tables::StaticTables,
+    static_list: Vec<crate::StaticTable>,
     late: Option<String>,
     checkpoint: Option<String>,
     hook: Option<StepHook>,
@@ -127,6 +129,8 @@ impl Pipeline {
             watermark: None,
             aggregation: None,
             dedup: None,
+            statics: Default::default(),
+            static_list: Vec::new(),
             late: None,
             checkpoint: None,
             hook: None,
@@ -230,6 +234,16 @@ impl Pipeline {
         self
     }
 
+    /// Reads the Delta table at `location` beside the input, as `name`: a SQL transform joins it
+    /// by that name, a Rust one reads it with [`crate::BatchContext::table`]. Each batch reads
+    /// the version that was the latest when it was planned, recorded in its offset-log entry, so
+    /// a replay joins the same rows. See [`crate::static_tables`].
+    pub fn with_static_table(mut self, name: impl Into<String>, location: impl Into<String>) -> Self {
+        self.static_list.push(crate::StaticTable { name: name.into(), location: location.into() });
+        self.statics = crate::static_tables::StaticTables::new(self.static_list.clone());
+        self
+    }
+
     /// Whether the job runs as an aggregation.
     pub fn aggregates(&self) -> bool {
         self.aggregation.is_some()
@@ -282,6 +296,7 @@ impl Pipeline {
             late,
             aggregation: self.aggregation.clone(),
             dedup: self.dedup.clone(),
+            statics: self.statics.clone(),
         })
     }
 
@@ -617,6 +632,12 @@ impl Pipeline {
         if chunks.is_empty() {
             return Ok(finished(0, 0, Vec::new()));
         }
+        // Every chunk joins the static tables at their latest versions now.
+        let versions = self.statics.latest().await?;
+        let tables = match self.statics.is_empty() {
+            true => crate::context::Tables::default(),
+            false => self.statics.at(&versions).await?,
+        };
         let (mut state, mut rejected, mut input_records, mut late_rows) = (None, Vec::new(), 0u64, 0u64);
         let mut last = crate::SourceBatch { rows: DataFrame::empty(), rejected: Vec::new(), input_records: 0 };
         for (k, chunk) in chunks.iter().enumerate() {
@@ -626,10 +647,10 @@ impl Pipeline {
             if k + 1 == chunks.len() {
                 last.rows = read.rows;
             } else {
-                let (agg, rule, before) = (aggregation.clone(), late.clone(), state.take());
+                let (agg, rule, before, tables) = (aggregation.clone(), late.clone(), state.take(), tables.clone());
                 let (folded, late) = crate::compute::blocking("aggregating a chunk", move || {
                     let split = rule.split(read.rows, None)?;
-                    Ok((agg.fold(before, split.on_time)?, split.late.height() as u64))
+                    Ok((agg.fold(before, split.on_time, &tables)?, split.late.height() as u64))
                 })
                 .await?;
                 state = Some(folded);
@@ -656,6 +677,7 @@ impl Pipeline {
             _ => crate::BatchId::new(0),
         };
         let mut ctx = crate::BatchContext::new(id, crate::Mode::Batch, self.clock.now_ms());
+        ctx.tables = crate::context::Tables::new(versions, Default::default());
         if aggregation.mode == crate::aggregate::OutputMode::Append {
             ctx.watermark_ms = options.closed_by_ms;
         }
@@ -702,6 +724,7 @@ impl Pipeline {
             scope,
             writes,
             planned_at_ms,
+            tables: self.statics.latest().await?,
             chunks: planned.chunks,
         };
         let dir = self.backfills()?.child(&id);

@@ -14,6 +14,65 @@ use std::collections::HashMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
+/// Which snapshot of a table to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableVersion {
+    Latest,
+    Version(u64),
+    /// The latest version committed at or before this instant.
+    AsOf(chrono::DateTime<chrono::Utc>),
+}
+
+pub async fn open_at(url: &url::Url, at: TableVersion, describe: &str) -> Result<DeltaTable> {
+    let delta_err = |op| Error::delta(url, op);
+    let mut table =
+        deltalake::DeltaTableBuilder::from_url(url.clone()).and_then(|b| b.build()).map_err(delta_err("open"))?;
+    if !table.log_store().is_delta_table_location().await.map_err(delta_err("look for _delta_log"))? {
+        return Err(Error::Source {
+            source_name: describe.to_string(),
+            problem: "not a Delta table (no _delta_log)".into(),
+        });
+    }
+    match at {
+        TableVersion::Latest => table.load().await.map_err(delta_err("load"))?,
+        TableVersion::Version(v) => table.load_version(v).await.map_err(delta_err("load version"))?,
+        TableVersion::AsOf(t) => table.load_with_datetime(t).await.map_err(delta_err("load as of"))?,
+    }
+    refuse_unreadable(&table, describe)?;
+    Ok(table)
+}
+
+/// Refuses a table whose data files, read as plain Parquet (as this reader does), would give the
+/// wrong rows: column mapping (the files name columns by physical name) and deletion vectors
+/// (rows deleted outside the files), both table features Databricks writes.
+pub fn refuse_unreadable(table: &DeltaTable, describe: &str) -> Result<()> {
+    let refuse = |problem: String| Err(Error::Source { source_name: describe.to_string(), problem });
+    let state = table.snapshot().map_err(Error::delta(table.table_url(), "snapshot"))?;
+    if let Some(problem) = column_mapping(state.metadata().configuration().get(COLUMN_MAPPING).map(String::as_str)) {
+        return refuse(problem);
+    }
+    let with_vectors = state.snapshot().log_data().iter().filter(|f| f.deletion_vector_descriptor().is_some()).count();
+    if with_vectors > 0 {
+        return refuse(deletion_vectors(with_vectors));
+    }
+    Ok(())
+}
+
+pub const COLUMN_MAPPING: &str = "delta.columnMapping.mode";
+
+/// Why a table with this `delta.columnMapping.mode` cannot be read, if it cannot.
+pub fn column_mapping(mode: Option<&str>) -> Option<String> {
+    mode.filter(|m| *m != "none").map(|mode| format!(
+        "the table uses column mapping (table feature columnMapping, {COLUMN_MAPPING} = {mode}): its data files name columns by physical name, which Tidewater does not read yet"
+    ))
+}
+
+pub fn deletion_vectors(files: usize) -> String {
+    format!(
+        "{files} data files carry deletion vectors (table feature deletionVectors): rows deleted from them are recorded outside the files, which Tidewater does not read yet"
+    )
+}
+
 /// A data file's partition values, as `add.partitionValues` holds them.
 pub type PartitionMap = HashMap<String, Option<String>>;
 

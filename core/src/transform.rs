@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use sqlparser::ast::{
-    Expr as SqlExpr, GroupByExpr, Query, Select, SetExpr, SetOperator, SetQuantifier, TableFactor, Visit, Visitor,
+    Expr as SqlExpr, GroupByExpr, JoinOperator, Query, Select, SetExpr, SetOperator, SetQuantifier, TableFactor,
+    TableWithJoins, Visit, Visitor,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::{Parser, ParserOptions};
@@ -54,12 +55,61 @@ const NOT_ROW_WISE_FUNCTIONS: &[&str] = &[
     "variance",
 ];
 
-/// Finds the first construct that makes a query depend on more than one input row.
+/// Finds the first construct that makes a query depend on more than one input row. Joins with the
+/// job's static tables (lowercase names) keep a query row-wise while the stream is the side whose
+/// rows are kept.
 #[derive(Default)]
-struct RowWise;
+struct RowWise {
+    statics: Vec<String>,
+}
 
 impl RowWise {
-    fn select(select: &Select) -> Option<String> {
+    fn is_static(&self, table: &TableFactor) -> bool {
+        matches!(table, TableFactor::Table { name, .. } if self.statics.contains(&name.to_string().to_lowercase()))
+    }
+
+    /// A join of the stream with a static table: the stream first, joined to static tables by
+    /// inner, left outer, semi or anti joins.
+    fn join(&self, from: &TableWithJoins) -> Option<String> {
+        if from.joins.is_empty() {
+            return None;
+        }
+        if self.is_static(&from.relation) {
+            return Some(format!(
+                "a join that starts from the static table `{}` (write `FROM input JOIN {} …`: the stream's rows are the ones kept)",
+                from.relation, from.relation
+            ));
+        }
+        for join in &from.joins {
+            if !self.is_static(&join.relation) {
+                return Some(format!(
+                    "a join with `{}` (each side would be one micro-batch; join the stream with a static table declared under [tables])",
+                    join.relation
+                ));
+            }
+            let kept = matches!(
+                join.join_operator,
+                JoinOperator::Join(_)
+                    | JoinOperator::Inner(_)
+                    | JoinOperator::Left(_)
+                    | JoinOperator::LeftOuter(_)
+                    | JoinOperator::CrossJoin(_)
+                    | JoinOperator::Semi(_)
+                    | JoinOperator::LeftSemi(_)
+                    | JoinOperator::Anti(_)
+                    | JoinOperator::LeftAnti(_)
+            );
+            if !kept {
+                return Some(format!(
+                    "a right or full outer join with the static table `{}` (its unmatched rows would be written once per micro-batch; use an inner or left join)",
+                    join.relation
+                ));
+            }
+        }
+        None
+    }
+
+    fn select(&self, select: &Select) -> Option<String> {
         if select.distinct.is_some() {
             return Some("SELECT DISTINCT".into());
         }
@@ -76,8 +126,14 @@ impl RowWise {
         if select.qualify.is_some() {
             return Some("QUALIFY".into());
         }
-        if select.from.len() > 1 || select.from.iter().any(|t| !t.joins.is_empty()) {
+        if let [first, more @ ..] = select.from.as_slice()
+            && !more.is_empty()
+            && (self.is_static(&first.relation) || more.iter().any(|t| !self.is_static(&t.relation)))
+        {
             return Some("a join (each side would be one micro-batch)".into());
+        }
+        if let Some(join) = select.from.iter().find_map(|t| self.join(t)) {
+            return Some(join);
         }
         if select.from.is_empty() {
             return Some("a SELECT without FROM (its rows would be written once per micro-batch)".into());
@@ -111,7 +167,7 @@ impl Visitor for RowWise {
     }
 
     fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
-        Self::select(select).map_or(ControlFlow::Continue(()), ControlFlow::Break)
+        self.select(select).map_or(ControlFlow::Continue(()), ControlFlow::Break)
     }
 
     fn pre_visit_table_factor(&mut self, table: &TableFactor) -> ControlFlow<String> {
@@ -144,6 +200,12 @@ impl Visitor for RowWise {
     }
 }
 
+/// Why `from` is not the stream joined with static tables (inner, left, semi or anti joins, the
+/// stream first), if it is not.
+pub(crate) fn static_join(from: &TableWithJoins, statics: &[String]) -> Option<String> {
+    RowWise { statics: statics.iter().map(|s| s.to_lowercase()).collect() }.join(from)
+}
+
 /// A transform written in SQL: `SELECT … FROM input …`.
 #[derive(Clone, Debug)]
 pub struct SqlTransform {
@@ -162,19 +224,21 @@ impl SqlTransform {
     /// Refuses a query that is not row-wise, naming the construct: run per micro-batch it would
     /// write one partial result per batch (one row per group per batch for a `GROUP BY`), and the
     /// streamed table would never equal the batch result.
-    pub fn check_row_wise(&self) -> std::result::Result<(), String> {
+    /// `statics` names the job's static tables, which the query may join the stream with.
+    pub fn check_row_wise(&self, statics: &[String]) -> std::result::Result<(), String> {
         let statements = Parser::new(&GenericDialect)
             .with_options(ParserOptions { trailing_commas: true, ..Default::default() })
             .try_with_sql(&self.sql)
             .and_then(|mut p| p.parse_statements())
             .map_err(|e| format!("cannot parse the query: {e}"))?;
-        match statements.visit(&mut RowWise) {
+        let mut visitor = RowWise { statics: statics.iter().map(|s| s.to_lowercase()).collect() };
+        match statements.visit(&mut visitor) {
             ControlFlow::Continue(()) => Ok(()),
             ControlFlow::Break(what) => Err(format!(
                 "{what} is not row-wise: a stream runs the query on each micro-batch alone, so it would write \
-                 one partial result per batch and never equal the batch run. Stateful queries (aggregations, \
-                 windows, deduplication) are not supported yet; write a row-wise query (projections, filters, \
-                 casts, UNION ALL)"
+                 one partial result per batch and never equal the batch run. Write a row-wise query (projections, \
+                 filters, casts, UNION ALL, joins with static tables), or one aggregation `SELECT keys…, aggregates… \
+                 FROM input GROUP BY keys…`, which runs with state"
             )),
         }
     }
@@ -193,6 +257,9 @@ impl Transform for SqlTransform {
     fn apply(&self, input: LazyFrame, ctx: &BatchContext) -> Result<LazyFrame> {
         let mut sql = SQLContext::new();
         sql.register("input", input);
+        for (name, frame) in ctx.tables.frames() {
+            sql.register(name, frame.clone().lazy());
+        }
         sql.execute(&self.sql).map_err(|source| Error::Transform { batch: ctx.batch_id, source })
     }
 }
@@ -224,7 +291,7 @@ mod tests {
             "SELECT CASE WHEN amount > 0 THEN 'pos' ELSE 'neg' END AS sign, count, max FROM input",
             "SELECT date_part('year', event_time) AS y, strftime(event_time, '%Y') AS s FROM input",
         ] {
-            assert_eq!(SqlTransform::new(sql).check_row_wise(), Ok(()), "{sql}");
+            assert_eq!(SqlTransform::new(sql).check_row_wise(&[]), Ok(()), "{sql}");
         }
     }
 
@@ -250,8 +317,31 @@ mod tests {
             ("SELECT a FROM input UNION SELECT a FROM input", "UNION"),
             ("SELECT a FROM input EXCEPT SELECT a FROM input", "EXCEPT"),
         ] {
-            let e = SqlTransform::new(sql).check_row_wise().unwrap_err();
+            let e = SqlTransform::new(sql).check_row_wise(&[]).unwrap_err();
             assert!(e.contains(what) && e.contains("not row-wise"), "{sql}: {e}");
+        }
+    }
+
+    #[test]
+    fn joins_with_static_tables_keep_the_stream_row_wise() {
+        let statics = ["customers".to_string(), "regions".to_string()];
+        for sql in [
+            "SELECT i.order_id, c.tier FROM input i JOIN customers c ON i.customer_id = c.customer_id",
+            "SELECT * FROM input LEFT JOIN customers USING (customer_id) LEFT JOIN regions USING (region)",
+            "SELECT * FROM input i LEFT ANTI JOIN customers c ON i.customer_id = c.customer_id",
+            "SELECT * FROM input, customers WHERE input.customer_id = customers.customer_id",
+        ] {
+            assert_eq!(SqlTransform::new(sql).check_row_wise(&statics), Ok(()), "{sql}");
+        }
+        for (sql, what) in [
+            ("SELECT * FROM customers c JOIN input i ON i.customer_id = c.customer_id", "starts from the static table"),
+            ("SELECT * FROM input i RIGHT JOIN customers c ON i.customer_id = c.customer_id", "right or full outer"),
+            ("SELECT * FROM input i FULL OUTER JOIN customers c ON i.customer_id = c.customer_id", "right or full"),
+            ("SELECT * FROM input i JOIN orders o ON i.customer_id = o.customer_id", "a join with `orders o`"),
+            ("SELECT * FROM input a JOIN input b ON a.x = b.x", "a join with `input b`"),
+        ] {
+            let e = SqlTransform::new(sql).check_row_wise(&statics).unwrap_err();
+            assert!(e.contains(what), "{sql}: {e}");
         }
     }
 

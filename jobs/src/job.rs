@@ -58,9 +58,13 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         SourceSpec::Delta(delta) => (Pipeline::new(&job.name, DeltaSourceProvider::new(delta.clone())), None),
     };
     let watermark = job.watermark.as_ref().map(|(column, _)| column.as_str());
+    let statics: Vec<String> = job.tables.iter().map(|(name, _)| name.clone()).collect();
+    // A query that reads static tables is planned at its first batch, when their schemas are
+    // known; without them, against the declared schema now.
+    let schema = schema.filter(|_| statics.is_empty());
     let aggregation = match &job.transform {
         TransformSpec::Sql(sql) => {
-            AggregateQuery::parse(sql, watermark).map_err(|problem| err("transform.sql", problem))?
+            AggregateQuery::parse(sql, watermark, &statics).map_err(|problem| err("transform.sql", problem))?
         }
         _ => None,
     };
@@ -89,7 +93,10 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             let aggregation = Aggregation::new(query, job.sink.mode, watermark).map_err(|p| err("sink.mode", p))?;
             if let Some(schema) = &schema {
                 let empty = polars::prelude::DataFrame::empty_with_schema(schema);
-                let out = aggregation.step(None, empty, None).map_err(|e| err("transform.sql", e.to_string()))?.output;
+                let out = aggregation
+                    .step(None, empty, None, &Default::default())
+                    .map_err(|e| err("transform.sql", e.to_string()))?
+                    .output;
                 check_output(
                     &out,
                     &[("sink.partition_by", &job.sink.partition_by), ("sink.key", &key)],
@@ -111,7 +118,7 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         (TransformSpec::Identity, None) => pipeline,
         (TransformSpec::Sql(sql), None) => {
             let transform = SqlTransform::new(sql);
-            transform.check_row_wise().map_err(|problem| err("transform.sql", problem))?;
+            transform.check_row_wise(&statics).map_err(|problem| err("transform.sql", problem))?;
             if let Some(schema) = &schema {
                 let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
                 let empty = polars::prelude::DataFrame::empty_with_schema(&out);
@@ -140,6 +147,9 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
     }
     if let Some(keys) = &job.dedup {
         pipeline = pipeline.with_dedup(keys.clone());
+    }
+    for (name, location) in &job.tables {
+        pipeline = pipeline.with_static_table(name, location);
     }
     if let Some(late) = &job.sink.late {
         pipeline = pipeline.with_late_table(late);

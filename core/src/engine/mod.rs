@@ -95,6 +95,8 @@ pub(crate) struct BatchWriter {
     pub aggregation: Option<Aggregation>,
     /// Rows whose keys were seen are dropped before the transform.
     pub dedup: Option<crate::dedup::Dedup>,
+    /// The tables read beside the input, at the versions each batch recorded.
+    pub statics: crate::static_tables::StaticTables,
 }
 
 /// What [`BatchWriter::write`] did.
@@ -133,7 +135,11 @@ impl BatchWriter {
         seen: Option<DataFrame>,
     ) -> Result<Written> {
         let id = ctx.batch_id;
-        let (transform, rows, context, rule) = (self.transform.clone(), read.rows, ctx.clone(), self.late.0.clone());
+        let mut context = ctx.clone();
+        if !self.statics.is_empty() {
+            context.tables = self.statics.at(ctx.tables.versions()).await?;
+        }
+        let (transform, rows, rule) = (self.transform.clone(), read.rows, self.late.0.clone());
         let aggregation = self.aggregation.clone().map(|a| match ctx.mode {
             Mode::Stream => a,
             // An append-mode recomputation given a watermark writes the groups it closes, as
@@ -163,7 +169,7 @@ impl BatchWriter {
                     (output, None)
                 }
                 Some(aggregation) => {
-                    let step = aggregation.step(state, rows, context.watermark_ms)?;
+                    let step = aggregation.step(state, rows, context.watermark_ms, &context.tables)?;
                     (step.output, Some((aggregation.mode, step.changed, step.state)))
                 }
             };
@@ -296,7 +302,7 @@ impl StreamQuery {
             };
             let has_data = end.is_some() && end != start;
             if let Some(end) = end.filter(|_| has_data) {
-                let entry = self.plan(next, start.clone(), end.clone());
+                let entry = self.plan(next, start.clone(), end.clone()).await?;
                 self.checkpoint.write_offsets(next, &entry).await?;
                 pass(&self.hook, CrashPoint::AfterOffsetLog, next);
                 report.batches.push(self.run_batch(entry, tick).await?);
@@ -306,7 +312,7 @@ impl StreamQuery {
                 // No new data, but the watermark moved past what the last batch ran with: a
                 // batch of no rows writes (append) or evicts the groups it closes, as Spark's
                 // no-data batches do.
-                let entry = self.plan(next, Some(at.clone()), at);
+                let entry = self.plan(next, Some(at.clone()), at).await?;
                 self.checkpoint.write_offsets(next, &entry).await?;
                 pass(&self.hook, CrashPoint::AfterOffsetLog, next);
                 report.batches.push(self.run_batch(entry, tick).await?);
@@ -359,15 +365,19 @@ impl StreamQuery {
             && aggregation.closes_any(state, self.watermark_ms).unwrap_or(false)
     }
 
-    fn plan(&self, id: BatchId, start: Option<Offset>, end: Offset) -> OffsetEntry {
-        OffsetEntry {
+    /// Batch `id` over `start..end`, with its logical time, watermark and the static tables'
+    /// latest versions: what the offset log records.
+    async fn plan(&self, id: BatchId, start: Option<Offset>, end: Offset) -> Result<OffsetEntry> {
+        let tables = crate::context::Tables::new(self.writer.statics.latest().await?, Default::default());
+        Ok(OffsetEntry {
             v: 1,
             range: OffsetRange { start, end },
             context: BatchContext {
                 watermark_ms: self.watermark_ms,
+                tables,
                 ..BatchContext::new(id, Mode::Stream, self.clock.now_ms())
             },
-        }
+        })
     }
 
     /// The state of `kind` (an aggregation's, `state`; a deduplication's, `dedup`) after the

@@ -76,7 +76,7 @@ fn polars_windows(dir: &Path) -> Result<(u64, usize), CliError> {
 }
 
 fn pipeline(landing: &Path, work: &Path) -> Result<Pipeline, CliError> {
-    let query = AggregateQuery::parse(SQL, Some("event_time"))
+    let query = AggregateQuery::parse(SQL, Some("event_time"), &[])
         .map_err(CliError::Usage)?
         .ok_or_else(|| CliError::Usage("the bench's query is not an aggregation".into()))?;
     let aggregation = Aggregation::new(query, OutputMode::Update, Some("event_time")).map_err(CliError::Usage)?;

@@ -17,6 +17,9 @@ pub struct RawJob {
     pub trigger: RawTrigger,
     pub watermark: Option<RawWatermark>,
     pub dedup: Option<RawDedup>,
+    /// Static tables read beside `input`: name = location.
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

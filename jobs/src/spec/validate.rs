@@ -58,6 +58,8 @@ pub struct JobSpec {
     pub watermark: Option<(String, std::time::Duration)>,
     /// `[dedup] keys`: rows whose keys were seen within the watermark are dropped.
     pub dedup: Option<Vec<String>>,
+    /// `[tables]`: static Delta tables the transform reads beside `input`, by name.
+    pub tables: Vec<(String, String)>,
 }
 
 /// Reads and validates a job file.
@@ -160,6 +162,19 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
             Some(d.keys.clone())
         }
     };
+    let mut tables = Vec::new();
+    for (name, at) in &raw.tables {
+        let key = format!("tables.{name}");
+        let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            return Err(err(&key, "a table's name is what the SQL reads it by: letters, digits and _".into()));
+        }
+        if name.eq_ignore_ascii_case("input") {
+            return Err(err(&key, "`input` is the stream's name; call the static table something else".into()));
+        }
+        tables.push((name.clone(), location(&key, at)?));
+    }
     Ok(JobSpec {
         file: file.to_path_buf(),
         name: raw.name,
@@ -170,6 +185,7 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
         trigger,
         watermark,
         dedup,
+        tables,
     })
 }
 

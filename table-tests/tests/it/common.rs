@@ -97,3 +97,18 @@ pub fn assert_quarantined_once(quarantine: &Path, lines: &[events::Line]) {
     assert_eq!(got, want, "quarantine table content");
     table_tests::assert_txn_unique(quarantine);
 }
+
+/// `scripts/delta_change.py` under the Python that has `deltalake` (scripts/test.sh installs it
+/// and sets `TIDEWATER_PYTHON`): another engine changing a Delta table.
+pub fn delta_change() -> Command {
+    let python = std::env::var("TIDEWATER_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/tidewater/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
+    assert!(
+        Path::new(&python).exists(),
+        "{python} is missing: these tests change tables with Python deltalake; run scripts/test.sh, which installs it"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/delta_change.py");
+    let mut c = Command::new(python);
+    c.arg(script);
+    c
+}

@@ -6,7 +6,7 @@
 use crate::common::*;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use table_tests::{events, multiset, read_log, read_rows, rows_of_txn};
 
@@ -42,23 +42,9 @@ interval = "0s"
     path
 }
 
-/// The Python that has `deltalake` (scripts/test.sh installs it and sets `TIDEWATER_PYTHON`).
-fn python() -> Command {
-    let python = std::env::var("TIDEWATER_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/tidewater/venv/bin/python", std::env::var("HOME").unwrap_or_default()));
-    assert!(
-        Path::new(&python).exists(),
-        "{python} is missing: these tests change bronze with Python deltalake; run scripts/test.sh, which installs it"
-    );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/delta_change.py");
-    let mut c = Command::new(python);
-    c.arg(script);
-    c
-}
-
 /// Another engine changes bronze: `optimize`, or `delete PREDICATE`. Returns the new version.
 fn change_bronze(bronze: &Path, args: &[&str]) -> u64 {
-    let out = python().arg(args[0]).arg(bronze).args(&args[1..]).output().unwrap();
+    let out = delta_change().arg(args[0]).arg(bronze).args(&args[1..]).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

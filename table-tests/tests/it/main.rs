@@ -16,5 +16,6 @@ mod property;
 mod reconcile;
 mod s3;
 mod sink;
+mod static_join;
 mod stream_batch;
 mod types;
