@@ -68,12 +68,35 @@ pub struct Aggregate {
     pub function: Function,
 }
 
-/// `window(column, size[, slide])`.
+/// A window over an event-time column.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
     pub column: String,
-    pub size: Duration,
-    pub slide: Duration,
+    pub kind: WindowKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `window(column, size[, slide])`: tumbling (`slide == size`) or sliding.
+    Fixed { size: Duration, slide: Duration },
+    /// `session_window(column, gap)`: a key's events with less than `gap` between them (Spark's
+    /// rule: an event at or before the session's end joins it), `[first event, last event + gap)`.
+    Session { gap: Duration },
+}
+
+impl Window {
+    /// A tumbling (`slide == size`) or sliding window.
+    pub fn fixed(column: impl Into<String>, size: Duration, slide: Duration) -> Self {
+        Window { column: column.into(), kind: WindowKind::Fixed { size, slide } }
+    }
+
+    pub fn session(column: impl Into<String>, gap: Duration) -> Self {
+        Window { column: column.into(), kind: WindowKind::Session { gap } }
+    }
+
+    fn is_session(&self) -> bool {
+        matches!(self.kind, WindowKind::Session { .. })
+    }
 }
 
 /// A query that aggregates, split for a stream.
@@ -101,6 +124,8 @@ pub struct AggregateQuery {
 pub enum Closes {
     /// Its window's end.
     WindowEnd,
+    /// Once the watermark is past its session's end (an event at the end still joins it).
+    SessionEnd,
     /// The end of the day its date key (this column) names.
     DayAfter(String),
 }
@@ -272,22 +297,27 @@ impl AggregateQuery {
         let mut window = None;
         let mut keys: Vec<(String, Option<String>)> = Vec::new(); // (expression text, SQL)
         for g in &group_by {
-            if let Some((name, args, _)) = call(g).filter(|(name, ..)| name == "window") {
+            if let Some((name, args, _)) = call(g).filter(|(name, ..)| name == "window" || name == "session_window") {
                 if window.is_some() {
-                    return Err("two window(…) in one GROUP BY".into());
+                    return Err("two windows in one GROUP BY".into());
                 }
+                let session = name == "session_window";
+                let usage = if session { "session_window(column, '30 minutes')" } else { "window(column, '5 minutes'[, '1 minute'])" };
                 let column = match args.first() {
                     Some(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => id.value.clone(),
-                    _ => {
-                        return Err(format!(
-                            "{name}(column, '5 minutes'[, '1 minute']): the first argument is a timestamp column"
-                        ));
-                    }
+                    _ => return Err(format!("{usage}: the first argument is a timestamp column")),
                 };
                 let size = duration(
-                    args.get(1).ok_or("window(column, size[, slide]): the size is missing")?,
-                    "the window size",
+                    args.get(1).ok_or_else(|| format!("{usage}: the {} is missing", if session { "gap" } else { "size" }))?,
+                    if session { "the session gap" } else { "the window size" },
                 )?;
+                if session {
+                    if args.len() > 2 {
+                        return Err(format!("{usage}: a gap computed per row is not supported; give one duration"));
+                    }
+                    window = Some(Window::session(column, size));
+                    continue;
+                }
                 if args.len() > 3 {
                     return Err(
                         "window(column, size[, slide]): a start offset (the fourth argument) is not supported".into()
@@ -302,11 +332,8 @@ impl AggregateQuery {
                         "window slide {slide:?} is longer than its size {size:?}: rows between windows would be dropped"
                     ));
                 }
-                window = Some(Window { column, size, slide });
+                window = Some(Window::fixed(column, size, slide));
                 continue;
-            }
-            if call(g).is_some_and(|(name, ..)| name == "session_window") {
-                return Err("session_window(…) is not supported yet; use window(column, size[, slide])".into());
             }
             keys.push((text(g), Some(g.to_string())));
         }
@@ -398,7 +425,8 @@ impl AggregateQuery {
         }
         let closes = if let Some(w) = &window {
             // Only the watermark's column closes a window: rows by another time never turn late.
-            order_by.filter(|t| *t == w.column).map(|_| Closes::WindowEnd)
+            let at = if w.is_session() { Closes::SessionEnd } else { Closes::WindowEnd };
+            order_by.filter(|t| *t == w.column).map(|_| at)
         } else {
             order_by.and_then(|t| {
                 let by_date = format!("cast({} as date)", t.to_lowercase());
@@ -436,15 +464,25 @@ impl AggregateQuery {
         self.group_columns().into_iter().map(col).collect()
     }
 
-    /// Each row of `pre` (the pre-projection's rows) in every window that holds it.
+    /// Each row of `pre` (the pre-projection's rows) in every window that holds it; for session
+    /// windows, in its own session `[t, t + gap)`, merged with its key's overlapping ones.
     fn windowed(&self, pre: LazyFrame) -> Result<LazyFrame> {
         let Some(w) = &self.window else {
             return Ok(if self.keys.is_empty() { pre.with_column(lit(1i32).alias(GLOBAL_KEY)) } else { pre });
         };
         let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
-        let (size, slide) = (micros(w.size), micros(w.slide));
         let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
         let t = col(WINDOW_TIME).cast(utc.clone()).dt().timestamp(TimeUnit::Microseconds);
+        let (size, slide) = match w.kind {
+            WindowKind::Fixed { size, slide } => (micros(size), micros(slide)),
+            WindowKind::Session { gap } => {
+                let own = pre
+                    .filter(col(WINDOW_TIME).is_not_null())
+                    .with_columns([t.clone().alias(WINDOW_START), (t + lit(micros(gap))).alias(WINDOW_END)])
+                    .with_columns([col(WINDOW_START).cast(utc.clone()), col(WINDOW_END).cast(utc)]);
+                return self.sessions(own);
+            }
+        };
         // The latest window start at or before t; the windows that hold t start at it and every
         // slide before it, while start + size > t.
         let last = t.clone() - (t.clone() % lit(slide) + lit(slide)) % lit(slide);
@@ -461,6 +499,31 @@ impl AggregateQuery {
             );
         }
         concat(frames, UnionArgs::default()).map_err(Error::polars("assigning windows"))
+    }
+
+    /// Rows holding sessions (`window_start`, `window_end`: single events, or partial results)
+    /// with each key's overlapping sessions given their union's bounds: in start order, a session
+    /// starting at or before the latest end so far joins the one before it (Spark's merge).
+    fn sessions(&self, rows: LazyFrame) -> Result<LazyFrame> {
+        let keys: Vec<Expr> = self.keys.iter().map(|k| col(k.as_str())).collect();
+        let over = |e: Expr, by: &[Expr]| -> Result<Expr> {
+            if by.is_empty() { Ok(e) } else { e.over(by.to_vec()).map_err(Error::polars("merging sessions")) }
+        };
+        let mut order: Vec<Expr> = keys.clone();
+        order.push(col(WINDOW_START));
+        let ended = over(col(WINDOW_END).cum_max(false).shift(lit(1)), &keys)?;
+        let starts = ended.clone().is_null().or(col(WINDOW_START).gt(ended));
+        let session = "__session";
+        let mut within: Vec<Expr> = keys.clone();
+        within.push(col(session));
+        Ok(rows
+            .sort_by_exprs(order, SortMultipleOptions::default().with_nulls_last(true).with_maintain_order(true))
+            .with_column(over(starts.cast(DataType::UInt32).cum_sum(false), &keys)?.alias(session))
+            .with_columns([
+                over(col(WINDOW_START).min(), &within)?.alias(WINDOW_START),
+                over(col(WINDOW_END).max(), &within)?.alias(WINDOW_END),
+            ])
+            .drop(cols([session])))
     }
 
     /// The partial results of one batch's pre-projected rows, one row per group.
@@ -522,8 +585,12 @@ impl AggregateQuery {
                 }
             }
         }
-        let both =
+        let mut both =
             concat([state.lazy(), partial.lazy()], UnionArgs::default()).map_err(Error::polars("merging state"))?;
+        if self.window.as_ref().is_some_and(Window::is_session) {
+            // A batch's events may join sessions of the state, or bridge two of them.
+            both = self.sessions(both)?;
+        }
         both.group_by_stable(self.by()).agg(aggs).collect().map_err(Error::polars("merging state"))
     }
 
@@ -600,6 +667,12 @@ impl Aggregation {
                     .into(),
             );
         }
+        if mode == OutputMode::Update && query.window.as_ref().is_some_and(Window::is_session) {
+            return Err(
+                "update mode with session_window: a batch may merge a key's sessions into one, so rows written for the sessions before would stay beside it (Spark refuses it too); use mode = \"append\" (each session written once, when the watermark passes its end) or \"complete\""
+                    .into(),
+            );
+        }
         Ok(Aggregation { query, mode, watermarked: watermark.is_some() })
     }
 
@@ -621,6 +694,9 @@ impl Aggregation {
         let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
         match self.query.closes.as_ref()? {
             Closes::WindowEnd => Some(col(WINDOW_END).cast(utc).dt().timestamp(TimeUnit::Microseconds)),
+            Closes::SessionEnd => {
+                Some(col(WINDOW_END).cast(utc).dt().timestamp(TimeUnit::Microseconds) + lit(1i64))
+            }
             Closes::DayAfter(key) => Some(
                 col(key.as_str()).cast(DataType::Date).cast(utc).dt().timestamp(TimeUnit::Microseconds)
                     + lit(86_400_000_000i64),
@@ -897,6 +973,91 @@ mod tests {
     }
 
     #[test]
+    fn session_windows_streamed_in_any_split_equal_sessions_found_by_a_plain_loop() {
+        let query = "SELECT user_id, window_start, window_end, count(*) AS n, sum(amount) AS s FROM input GROUP BY user_id, session_window(event_time, '2 hours')";
+        let q = AggregateQuery::parse(query, Some("event_time"), &[]).unwrap().unwrap();
+        assert_eq!(q.closes, Some(Closes::SessionEnd));
+        let input = events(400, 21);
+        // Each user's events in time order: a new session when an event comes after the end of
+        // the one before (its last event + the gap), as Spark merges them.
+        let gap = 2 * 3_600_000_000i64;
+        let times = input.column("event_time").unwrap().as_materialized_series().to_physical_repr().into_owned();
+        let users = input.column("user_id").unwrap().i64().unwrap().clone();
+        let mut by_user: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+        for (u, t) in users.into_no_null_iter().zip(times.i64().unwrap().into_no_null_iter()) {
+            by_user.entry(u).or_default().push(t);
+        }
+        let mut expected: std::collections::BTreeSet<(i64, i64, i64, i64)> = Default::default();
+        for (u, mut ts) in by_user {
+            ts.sort();
+            let (mut start, mut end, mut n) = (ts[0], ts[0] + gap, 0);
+            for t in ts {
+                if t > end {
+                    expected.insert((u, start, end, n));
+                    (start, n) = (t, 0);
+                }
+                end = end.max(t + gap);
+                n += 1;
+            }
+            expected.insert((u, start, end, n));
+        }
+        for cuts in [vec![], vec![1, 2, 3], vec![100, 101, 300], vec![399]] {
+            let out = streamed(&q, &input, &cuts);
+            let col = |name: &str| out.column(name).unwrap().as_materialized_series().to_physical_repr().into_owned();
+            let (u, s, e, n) = (col("user_id"), col(WINDOW_START), col(WINDOW_END), col("n"));
+            let got: std::collections::BTreeSet<(i64, i64, i64, i64)> = (0..out.height())
+                .map(|i| {
+                    let at = |c: &Series| c.i64().unwrap().get(i).unwrap();
+                    (at(&u), at(&s), at(&e), at(&n))
+                })
+                .collect();
+            assert_eq!(got.len(), out.height(), "one row per session");
+            assert_eq!(got, expected, "cuts {cuts:?}");
+        }
+        // The sums match the batch engine's per session too.
+        let batch = sql(
+            "SELECT user_id, count(*) AS n, sum(amount) AS s FROM input GROUP BY user_id",
+            input.clone(),
+        );
+        let per_user = streamed(&q, &input, &[50])
+            .lazy()
+            .group_by([col("user_id")])
+            .agg([col("n").sum(), col("s").sum()])
+            .collect()
+            .unwrap();
+        assert_same(&per_user, &batch);
+    }
+
+    #[test]
+    fn a_session_closes_once_the_watermark_is_past_its_end() {
+        let query = "SELECT user_id, window_start, window_end, count(*) AS n FROM input GROUP BY user_id, session_window(event_time, '10 minutes')";
+        let q = AggregateQuery::parse(query, Some("event_time"), &[]).unwrap().unwrap();
+        assert!(Aggregation::new(q.clone(), OutputMode::Update, Some("event_time")).unwrap_err().contains("update mode"));
+        let agg = Aggregation::new(q, OutputMode::Append, Some("event_time")).unwrap();
+        let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        let at = |minutes: &[i64]| {
+            df!["event_time" => minutes.iter().map(|m| m * 60_000_000).collect::<Vec<_>>(), "user_id" => vec![1i64; minutes.len()]]
+                .unwrap()
+                .lazy()
+                .with_column(col("event_time").cast(utc.clone()))
+                .collect()
+                .unwrap()
+        };
+        let none = Tables::default();
+        // Events at 0 and 5 minutes: one session [0, 15m). A watermark at its end keeps it open
+        // (an event at 15m would still join it).
+        let step = agg.step(None, at(&[0, 5]), Some(15 * 60_000), &none).unwrap();
+        assert_eq!((step.output.height(), step.state.height()), (0, 1));
+        // An event at 15m joins it: [0, 25m). An event at 30m starts a new one.
+        let step = agg.step(Some(step.state), at(&[15, 30]), Some(26 * 60_000), &none).unwrap();
+        assert_eq!(step.output.height(), 1, "[0, 25m) is closed: {}", step.output);
+        assert_eq!(step.output.column("n").unwrap().i64().unwrap().get(0), Some(3));
+        let end = step.output.column(WINDOW_END).unwrap().as_materialized_series().to_physical_repr().into_owned();
+        assert_eq!(end.i64().unwrap().get(0), Some(25 * 60_000_000));
+        assert_eq!(step.state.height(), 1, "[30m, 40m) stays open");
+    }
+
+    #[test]
     fn a_global_aggregate_is_one_group() {
         let query = "SELECT count(*) AS n, sum(amount) AS s FROM input";
         let q = AggregateQuery::parse(query, None, &[]).unwrap().unwrap();
@@ -977,7 +1138,11 @@ mod tests {
                 "longer than its size",
             ),
             ("SELECT count(*) AS n FROM input GROUP BY window(event_time, 'soon')", "window size"),
-            ("SELECT count(*) AS n FROM input GROUP BY session_window(event_time, '30 minutes')", "session_window"),
+            ("SELECT count(*) AS n FROM input GROUP BY session_window(event_time)", "the gap is missing"),
+            (
+                "SELECT count(*) AS n FROM input GROUP BY window(event_time, '5 minutes'), session_window(event_time, '5 minutes')",
+                "two windows",
+            ),
             ("SELECT a.c, count(*) AS n FROM input a JOIN input b ON a.c = b.c GROUP BY a.c", "a join with `input b`"),
             ("SELECT c, count(*) AS n FROM other GROUP BY c", "FROM input"),
             ("SELECT count(*) AS n FROM input GROUP BY category", "not in the SELECT"),

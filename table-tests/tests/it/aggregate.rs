@@ -302,6 +302,122 @@ fn append_mode_writes_each_window_once_after_the_watermark_passes_it_through_kil
     }
 }
 
+/// Landing files for session windows: file k's events fall within two minutes from `k * 150 s`,
+/// so a category's events chain into sessions across batches; files from 5 on start half an hour
+/// later (closing the first sessions), and file 6 also holds rows from the start (late).
+fn session_events(landing: &Path) -> Vec<Line> {
+    use rand::{Rng, SeedableRng};
+    std::fs::create_dir_all(landing).unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(31);
+    let start = moment("2024-03-01T10:00:00Z").unwrap();
+    let mut lines = Vec::new();
+    for k in 0..8i64 {
+        let file = landing.join(format!("s-{k:04}.json"));
+        let mut text = String::new();
+        for i in 0..30 {
+            let base = if k >= 5 { 1800 } else { 0 } + k * 150;
+            let late = k == 6 && i % 10 == 0;
+            let at = start
+                + chrono::Duration::milliseconds(if late { 0 } else { base * 1000 } + rng.random_range(0..120_000));
+            let id = format!("s-{k}-{i}");
+            let line = format!(
+                r#"{{"event_id":"{id}","user_id":{},"event_time":"{}","category":"c{}","amount":{}}}"#,
+                rng.random_range(1..50),
+                at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                rng.random_range(0..4),
+                rng.random_range(0..400) as f64 / 4.0
+            );
+            text.push_str(&line);
+            text.push('\n');
+            lines.push(Line { file: file.clone(), number: i + 1, text: line, event_id: id, fate: Fate::Kept });
+        }
+        std::fs::write(&file, text).unwrap();
+    }
+    lines
+}
+
+#[test]
+fn append_mode_writes_each_session_once_after_the_watermark_passes_its_end_through_kills() {
+    const SESSIONS: &str = "SELECT category, window_start, window_end, count(*) AS n, sum(amount) AS total FROM input GROUP BY category, session_window(event_time, '5 minutes')";
+    let source = tempfile::tempdir().unwrap();
+    let landing = source.path().join("landing");
+    let lines = session_events(&landing);
+    let time_of = |l: &Line| {
+        let v: serde_json::Value = serde_json::from_str(&l.text).unwrap();
+        moment(v["event_time"].as_str().unwrap()).unwrap()
+    };
+    let gap = chrono::Duration::minutes(5);
+    // The sessions of the on-time rows, found here: each category's events in time order, a new
+    // session when an event comes after the end of the one before (last event + gap).
+    let kept = on_time(&lines, 600);
+    assert!(kept.len() < lines.len(), "some rows are late");
+    type Session = (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, u64, f64);
+    let mut by_category: BTreeMap<String, Vec<(chrono::DateTime<chrono::Utc>, f64)>> = BTreeMap::new();
+    for line in &kept {
+        let v: serde_json::Value = serde_json::from_str(&line.text).unwrap();
+        by_category
+            .entry(v["category"].as_str().unwrap().to_string())
+            .or_default()
+            .push((time_of(line), v["amount"].as_f64().unwrap()));
+    }
+    let mut want: BTreeMap<(String, chrono::DateTime<chrono::Utc>), Session> = BTreeMap::new();
+    for (category, mut events) in by_category {
+        events.sort_by_key(|e| e.0);
+        let mut current: Option<Session> = None;
+        for (t, amount) in events {
+            match current.as_mut() {
+                Some(s) if t <= s.1 => {
+                    s.1 = s.1.max(t + gap);
+                    s.2 += 1;
+                    s.3 += amount;
+                }
+                _ => {
+                    if let Some(s) = current.take() {
+                        want.insert((category.clone(), s.0), s);
+                    }
+                    current = Some((t, t + gap, 1, amount));
+                }
+            }
+        }
+        let s = current.unwrap();
+        want.insert((category, s.0), s);
+    }
+    // After the last batch, the watermark is the latest on-time event less ten minutes; a batch
+    // without data writes the sessions it closes. Sessions ending at or after it stay open.
+    let watermark = kept.iter().map(time_of).max().unwrap() - chrono::Duration::minutes(10);
+    let (closed, open): (BTreeMap<_, _>, BTreeMap<_, _>) = want.into_iter().partition(|(_, s)| s.1 < watermark);
+    assert!(!closed.is_empty() && !open.is_empty(), "the test needs closed and open sessions");
+    assert!(closed.values().any(|s| s.1 - s.0 > chrono::Duration::minutes(10)), "sessions span batches");
+
+    for point in ["", "after-offset-log:3", "after-state-write:3", "after-delta-commit:5", "after-commit-log:2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let job = windows_job(dir.path(), &landing, "append", SESSIONS);
+        if !point.is_empty() {
+            expect_killed(tidewater(&["run", path(&job), "--trigger", "available-now"]), point);
+        }
+        expect_exit(tidewater(&["run", path(&job), "--trigger", "available-now"]), 0);
+        let mut got: BTreeMap<(String, chrono::DateTime<chrono::Utc>), Session> = BTreeMap::new();
+        for row in table_tests::read_rows(&dir.path().join("daily_user_rollup")) {
+            let (start, end) = (moment(&row["window_start"]).unwrap(), moment(&row["window_end"]).unwrap());
+            let value = (start, end, row["n"].parse().unwrap(), row["total"].parse().unwrap());
+            let key = (row["category"].clone(), start);
+            assert!(got.insert(key.clone(), value).is_none(), "{point}: session {key:?} written twice");
+        }
+        assert_eq!(got.keys().collect::<Vec<_>>(), closed.keys().collect::<Vec<_>>(), "{point}: the closed sessions");
+        for (key, (start, end, n, total)) in &closed {
+            let g = &got[key];
+            assert_eq!((g.0, g.1, g.2), (*start, *end, *n), "{point}: session {key:?}");
+            assert!((g.3 - total).abs() < 1e-9, "{point}: total of {key:?}");
+        }
+        let late = table_tests::read_rows(&dir.path().join("daily_user_rollup_late")).len();
+        assert_eq!(late, lines.len() - kept.len(), "{point}: the late table holds the late rows");
+        let out = expect_exit(tidewater(&["verify", path(&job)]), 0);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("IDENTICAL"), "{point}: {text}");
+        assert!(text.contains(&format!("{}, not compared", open.len())), "{point}: {text}");
+    }
+}
+
 #[test]
 fn complete_mode_rewrites_the_whole_result_at_every_batch() {
     let dir = tempfile::tempdir().unwrap();
