@@ -302,13 +302,18 @@ impl AggregateQuery {
                     return Err("two windows in one GROUP BY".into());
                 }
                 let session = name == "session_window";
-                let usage = if session { "session_window(column, '30 minutes')" } else { "window(column, '5 minutes'[, '1 minute'])" };
+                let usage = if session {
+                    "session_window(column, '30 minutes')"
+                } else {
+                    "window(column, '5 minutes'[, '1 minute'])"
+                };
                 let column = match args.first() {
                     Some(FunctionArgExpr::Expr(SqlExpr::Identifier(id))) => id.value.clone(),
                     _ => return Err(format!("{usage}: the first argument is a timestamp column")),
                 };
                 let size = duration(
-                    args.get(1).ok_or_else(|| format!("{usage}: the {} is missing", if session { "gap" } else { "size" }))?,
+                    args.get(1)
+                        .ok_or_else(|| format!("{usage}: the {} is missing", if session { "gap" } else { "size" }))?,
                     if session { "the session gap" } else { "the window size" },
                 )?;
                 if session {
@@ -694,9 +699,7 @@ impl Aggregation {
         let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
         match self.query.closes.as_ref()? {
             Closes::WindowEnd => Some(col(WINDOW_END).cast(utc).dt().timestamp(TimeUnit::Microseconds)),
-            Closes::SessionEnd => {
-                Some(col(WINDOW_END).cast(utc).dt().timestamp(TimeUnit::Microseconds) + lit(1i64))
-            }
+            Closes::SessionEnd => Some(col(WINDOW_END).cast(utc).dt().timestamp(TimeUnit::Microseconds) + lit(1i64)),
             Closes::DayAfter(key) => Some(
                 col(key.as_str()).cast(DataType::Date).cast(utc).dt().timestamp(TimeUnit::Microseconds)
                     + lit(86_400_000_000i64),
@@ -1015,10 +1018,7 @@ mod tests {
             assert_eq!(got, expected, "cuts {cuts:?}");
         }
         // The sums match the batch engine's per session too.
-        let batch = sql(
-            "SELECT user_id, count(*) AS n, sum(amount) AS s FROM input GROUP BY user_id",
-            input.clone(),
-        );
+        let batch = sql("SELECT user_id, count(*) AS n, sum(amount) AS s FROM input GROUP BY user_id", input.clone());
         let per_user = streamed(&q, &input, &[50])
             .lazy()
             .group_by([col("user_id")])
@@ -1032,7 +1032,9 @@ mod tests {
     fn a_session_closes_once_the_watermark_is_past_its_end() {
         let query = "SELECT user_id, window_start, window_end, count(*) AS n FROM input GROUP BY user_id, session_window(event_time, '10 minutes')";
         let q = AggregateQuery::parse(query, Some("event_time"), &[]).unwrap().unwrap();
-        assert!(Aggregation::new(q.clone(), OutputMode::Update, Some("event_time")).unwrap_err().contains("update mode"));
+        assert!(
+            Aggregation::new(q.clone(), OutputMode::Update, Some("event_time")).unwrap_err().contains("update mode")
+        );
         let agg = Aggregation::new(q, OutputMode::Append, Some("event_time")).unwrap();
         let utc = DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
         let at = |minutes: &[i64]| {
