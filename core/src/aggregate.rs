@@ -512,7 +512,7 @@ impl AggregateQuery {
     fn sessions(&self, rows: LazyFrame) -> Result<LazyFrame> {
         let keys: Vec<Expr> = self.keys.iter().map(|k| col(k.as_str())).collect();
         let over = |e: Expr, by: &[Expr]| -> Result<Expr> {
-            if by.is_empty() { Ok(e) } else { e.over(by.to_vec()).map_err(Error::polars("merging sessions")) }
+            if by.is_empty() { Ok(e) } else { e.over(by).map_err(Error::polars("merging sessions")) }
         };
         let mut order: Vec<Expr> = keys.clone();
         order.push(col(WINDOW_START));
@@ -618,6 +618,86 @@ impl AggregateQuery {
             columns.push(expr.alias(name.as_str()));
         }
         state.clone().lazy().select(columns).collect().map_err(Error::polars("finalizing the aggregation"))
+    }
+}
+
+/// An aggregation written in Rust, as Spark's `groupBy(…).agg(…)`: grouping columns (of the rows
+/// the pipeline's transform gives, so derived keys are computed there), an optional window, and
+/// aggregates by output name. It builds the same [`AggregateQuery`] as the SQL it stands for, so
+/// the two run alike.
+///
+/// ```
+/// # use tidewater_core::aggregate::{Function, GroupBy, Window};
+/// # use std::time::Duration;
+/// let query = GroupBy::new(["category"])
+///     .window(Window::fixed("event_time", Duration::from_secs(300), Duration::from_secs(300)))
+///     .agg("n", Function::CountRows, None)
+///     .agg("total", Function::Sum, Some("amount"))
+///     .query(Some("event_time"))
+///     .unwrap();
+/// assert_eq!(query.group_columns(), ["category", "window_start", "window_end"]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct GroupBy {
+    keys: Vec<String>,
+    window: Option<Window>,
+    aggregates: Vec<(String, Function, Option<String>)>,
+}
+
+impl GroupBy {
+    /// Groups by these columns (none: one group, the whole input).
+    pub fn new<S: Into<String>>(keys: impl IntoIterator<Item = S>) -> Self {
+        GroupBy { keys: keys.into_iter().map(Into::into).collect(), ..Default::default() }
+    }
+
+    /// Groups by a window too: its rows are read as `window_start` and `window_end`.
+    pub fn window(mut self, window: Window) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// The output column `name`: `function` of `column` (none for [`Function::CountRows`]).
+    pub fn agg(mut self, name: impl Into<String>, function: Function, column: Option<&str>) -> Self {
+        self.aggregates.push((name.into(), function, column.map(str::to_string)));
+        self
+    }
+
+    /// The query, split as [`AggregateQuery::parse`] splits SQL; `watermark` is the job's
+    /// event-time column (first/last order by it, and a window over it closes).
+    pub fn query(&self, watermark: Option<&str>) -> std::result::Result<AggregateQuery, String> {
+        let mut select: Vec<String> = self.keys.iter().map(|k| quoted(k)).collect();
+        let mut group: Vec<String> = select.clone();
+        if let Some(w) = &self.window {
+            select.extend([WINDOW_START.to_string(), WINDOW_END.to_string()]);
+            let micros = |d: Duration| format!("'{}us'", d.as_micros());
+            group.push(match &w.kind {
+                WindowKind::Fixed { size, slide } => {
+                    format!("window({}, {}, {})", quoted(&w.column), micros(*size), micros(*slide))
+                }
+                WindowKind::Session { gap } => format!("session_window({}, {})", quoted(&w.column), micros(*gap)),
+            });
+        }
+        for (name, function, column) in &self.aggregates {
+            let arg = match (function, column) {
+                (Function::CountRows, _) => "*".to_string(),
+                (_, Some(c)) => quoted(c),
+                (_, None) => return Err(format!("aggregate `{name}`: {function:?} needs a column")),
+            };
+            let call = match function {
+                Function::CountRows | Function::Count => format!("count({arg})"),
+                Function::CountDistinct => format!("count(DISTINCT {arg})"),
+                Function::Sum => format!("sum({arg})"),
+                Function::Min => format!("min({arg})"),
+                Function::Max => format!("max({arg})"),
+                Function::Avg => format!("avg({arg})"),
+                Function::First => format!("first({arg})"),
+                Function::Last => format!("last({arg})"),
+            };
+            select.push(format!("{call} AS {}", quoted(name)));
+        }
+        let group = if group.is_empty() { String::new() } else { format!(" GROUP BY {}", group.join(", ")) };
+        let sql = format!("SELECT {} FROM input{group}", select.join(", "));
+        AggregateQuery::parse(&sql, watermark, &[])?.ok_or_else(|| "no aggregate and no grouping column".to_string())
     }
 }
 
@@ -1057,6 +1137,30 @@ mod tests {
         let end = step.output.column(WINDOW_END).unwrap().as_materialized_series().to_physical_repr().into_owned();
         assert_eq!(end.i64().unwrap().get(0), Some(25 * 60_000_000));
         assert_eq!(step.state.height(), 1, "[30m, 40m) stays open");
+    }
+
+    #[test]
+    fn an_aggregation_built_in_rust_is_the_sql_it_stands_for() {
+        let built = GroupBy::new(["category"])
+            .window(Window::fixed("event_time", Duration::from_secs(300), Duration::from_secs(300)))
+            .agg("n", Function::CountRows, None)
+            .agg("total", Function::Sum, Some("amount"))
+            .query(Some("event_time"))
+            .unwrap();
+        let sql = "SELECT category, window_start, window_end, count(*) AS n, sum(amount) AS total FROM input GROUP BY category, window(event_time, '5 minutes')";
+        let parsed = AggregateQuery::parse(sql, Some("event_time"), &[]).unwrap().unwrap();
+        let input = events(1_000, 2);
+        assert_same(&streamed(&built, &input, &[300, 600]), &streamed(&parsed, &input, &[]));
+        assert_eq!((built.closes.clone(), built.output.clone()), (parsed.closes, parsed.output));
+
+        let sessions = GroupBy::new(["user_id"])
+            .window(Window::session("event_time", Duration::from_secs(1800)))
+            .agg("f", Function::First, Some("amount"))
+            .agg("kinds", Function::CountDistinct, Some("category"))
+            .query(Some("event_time"))
+            .unwrap();
+        assert_eq!(sessions.closes, Some(Closes::SessionEnd));
+        assert!(GroupBy::new(["k"]).agg("s", Function::Sum, None).query(None).unwrap_err().contains("needs a column"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::location::table_url;
 use crate::sink::{DeltaSink, WriteKind};
 use crate::watermark::{LateRule, Watermark};
-use polars::prelude::DataFrame;
+use polars::prelude::{DataFrame, IntoLazy};
 use serde::Serialize;
 use std::sync::Arc;
 use url::Url;
@@ -217,9 +217,11 @@ impl Pipeline {
         self
     }
 
-    /// Runs the job as a streaming aggregation (instead of its transform): each batch's rows
-    /// merged into the state kept in the checkpoint, the results written as `aggregation.mode`
-    /// says; a bounded run computes every group of its input. See [`crate::aggregate`].
+    /// Runs the job as a streaming aggregation over the rows of its transform (row-wise: it
+    /// derives keys, filters, joins static tables): each batch's rows merged into the state kept
+    /// in the checkpoint, the results written as `aggregation.mode` says; a bounded run computes
+    /// every group of its input. Build the aggregation from SQL ([`crate::aggregate::AggregateQuery::parse`])
+    /// or in Rust ([`crate::aggregate::GroupBy`]). See [`crate::aggregate`].
     pub fn with_aggregation(mut self, aggregation: Aggregation) -> Self {
         self.aggregation = Some(aggregation);
         self
@@ -632,12 +634,18 @@ impl Pipeline {
         if chunks.is_empty() {
             return Ok(finished(0, 0, Vec::new()));
         }
-        // Every chunk joins the static tables at their latest versions now.
-        let versions = self.statics.latest().await?;
-        let tables = match self.statics.is_empty() {
-            true => crate::context::Tables::default(),
-            false => self.statics.at(&versions).await?,
+        // Each replacing run is a new txn version: a finished one must not make the next a no-op.
+        let id = match (replacing, recorded) {
+            (true, Some(v)) => crate::BatchId::new(u64::try_from(v + 1).unwrap_or_default()),
+            _ => crate::BatchId::new(0),
         };
+        // Every chunk joins the static tables at their latest versions now.
+        let mut ctx = crate::BatchContext::new(id, crate::Mode::Batch, self.clock.now_ms());
+        ctx.tables = crate::context::Tables::new(self.statics.latest().await?, Default::default());
+        let mut chunk_ctx = ctx.clone();
+        if !self.statics.is_empty() {
+            chunk_ctx.tables = self.statics.at(ctx.tables.versions()).await?;
+        }
         let (mut state, mut rejected, mut input_records, mut late_rows) = (None, Vec::new(), 0u64, 0u64);
         let mut last = crate::SourceBatch { rows: DataFrame::empty(), rejected: Vec::new(), input_records: 0 };
         for (k, chunk) in chunks.iter().enumerate() {
@@ -647,10 +655,15 @@ impl Pipeline {
             if k + 1 == chunks.len() {
                 last.rows = read.rows;
             } else {
-                let (agg, rule, before, tables) = (aggregation.clone(), late.clone(), state.take(), tables.clone());
+                let (agg, rule, before) = (aggregation.clone(), late.clone(), state.take());
+                let (transform, ctx) = (self.transform.clone(), chunk_ctx.clone());
                 let (folded, late) = crate::compute::blocking("aggregating a chunk", move || {
                     let split = rule.split(read.rows, None)?;
-                    Ok((agg.fold(before, split.on_time, &tables)?, split.late.height() as u64))
+                    let rows = transform
+                        .apply(split.on_time.lazy(), &ctx)?
+                        .collect()
+                        .map_err(|source| Error::Transform { batch: ctx.batch_id, source })?;
+                    Ok((agg.fold(before, rows, &ctx.tables)?, split.late.height() as u64))
                 })
                 .await?;
                 state = Some(folded);
@@ -671,13 +684,6 @@ impl Pipeline {
                 }
             }
         };
-        // Each replacing run is a new txn version: a finished one must not make the next a no-op.
-        let id = match (replacing, recorded) {
-            (true, Some(v)) => crate::BatchId::new(u64::try_from(v + 1).unwrap_or_default()),
-            _ => crate::BatchId::new(0),
-        };
-        let mut ctx = crate::BatchContext::new(id, crate::Mode::Batch, self.clock.now_ms());
-        ctx.tables = crate::context::Tables::new(versions, Default::default());
         if aggregation.mode == crate::aggregate::OutputMode::Append {
             ctx.watermark_ms = options.closed_by_ms;
         }

@@ -91,7 +91,7 @@ pub(crate) struct BatchWriter {
     pub quarantine: DeltaSink,
     /// What is late, and the table late rows go to (`None`: they are only counted).
     pub late: (LateRule, Option<DeltaSink>),
-    /// An aggregating job's query and output mode (its transform is then unused).
+    /// An aggregating job's query and output mode, over the rows of its (row-wise) transform.
     pub aggregation: Option<Aggregation>,
     /// Rows whose keys were seen are dropped before the transform.
     pub dedup: Option<crate::dedup::Dedup>,
@@ -160,14 +160,13 @@ impl BatchWriter {
                 None => None,
             };
             let valid = rows.height() as u64;
+            // The transform is row-wise; an aggregation runs over its rows.
+            let rows = transform
+                .apply(rows.lazy(), &context)?
+                .collect()
+                .map_err(|source| Error::Transform { batch: id, source })?;
             let (output, step) = match aggregation {
-                None => {
-                    let output = transform
-                        .apply(rows.lazy(), &context)?
-                        .collect()
-                        .map_err(|source| Error::Transform { batch: id, source })?;
-                    (output, None)
-                }
+                None => (rows, None),
                 Some(aggregation) => {
                     let step = aggregation.step(state, rows, context.watermark_ms, &context.tables)?;
                     (step.output, Some((aggregation.mode, step.changed, step.state)))

@@ -644,14 +644,22 @@ impl DeltaSink {
                 continue;
             }
             // The key columns first; the whole file only when it holds one of the keys.
+            // Polars work goes to the blocking pool (it must not run on an async worker).
             let file_keys = reader.read_columns(std::slice::from_ref(&file), &columns).await?.rows;
-            let (hits, _) = crate::reconcile::split_by_keys(file_keys, keys, &columns)?;
-            if hits.height() == 0 {
+            let (wanted, by) = (keys.clone(), columns.clone());
+            let hits = crate::compute::blocking("finding the replaced keys", move || {
+                Ok(crate::reconcile::split_by_keys(file_keys, &wanted, &by)?.0.height())
+            })
+            .await?;
+            if hits == 0 {
                 continue;
             }
             let all = reader.read(std::slice::from_ref(&file)).await?.rows;
-            let (_, others) = crate::reconcile::split_by_keys(all, keys, &columns)?;
-            let aligned = aligned_to(others, kept.schema())?;
+            let (wanted, by, schema) = (keys.clone(), columns.clone(), kept.schema().clone());
+            let aligned = crate::compute::blocking("keeping the other rows", move || {
+                aligned_to(crate::reconcile::split_by_keys(all, &wanted, &by)?.1, &schema)
+            })
+            .await?;
             kept.vstack_mut_owned(aligned).map_err(Error::polars("stacking the kept rows"))?;
             removes.push(remove);
         }

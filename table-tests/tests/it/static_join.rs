@@ -147,3 +147,78 @@ fn a_join_that_would_not_stream_is_refused_when_the_job_loads() {
         assert!(stderr.contains("transform.sql") && stderr.contains(what), "{sql}: {stderr}");
     }
 }
+
+/// From Rust: a transform that joins `ctx.table("users")` and derives a key, then an aggregation
+/// built with `GroupBy`, streamed in-process; the table is read back with the independent reader.
+#[test]
+fn from_rust_a_transform_joins_the_dimension_and_a_group_by_aggregates_its_rows() {
+    use polars::prelude::*;
+    use tidewater_connectors::FileSourceProvider;
+    use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
+    use tidewater_core::aggregate::{Aggregation, Function, GroupBy, OutputMode, Window};
+    use tidewater_core::{BatchContext, Pipeline, Trigger};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (landing, users) = (dir.path().join("landing"), dir.path().join("users"));
+    write_users(&users, "gold");
+    let lines = events::write(&landing, "r", 4, 50, None, 6);
+    let schema = ["event_id:string", "user_id:int64", "event_time:timestamp", "category:string", "amount:float64"]
+        .iter()
+        .map(|c| c.split_once(':').unwrap())
+        .map(|(n, t)| InputSchema::parse_column(n, t).unwrap())
+        .collect();
+    let source = FileSpec::new(path(&landing), FileFormat::Ndjson)
+        .with_schema(InputSchema::new(schema))
+        .with_max_files_per_trigger(1);
+    let query = GroupBy::new(["tier", "big"])
+        .window(Window::fixed(
+            "event_time",
+            std::time::Duration::from_secs(86_400),
+            std::time::Duration::from_secs(86_400),
+        ))
+        .agg("n", Function::CountRows, None)
+        .agg("total", Function::Sum, Some("amount"))
+        .query(Some("event_time"))
+        .unwrap();
+    let aggregation = Aggregation::new(query, OutputMode::Update, Some("event_time")).unwrap();
+    let pipeline = Pipeline::new("rust", FileSourceProvider::new(source))
+        .with_static_table("users", path(&users))
+        .with_transform(|input: LazyFrame, ctx: &BatchContext| {
+            Ok(input
+                .filter(col("amount").gt_eq(lit(0.0)))
+                .join(ctx.table("users")?, [col("user_id")], [col("user_id")], JoinArgs::new(JoinType::Inner))
+                .with_column(col("amount").gt(lit(50.0)).alias("big")))
+        })
+        .with_watermark("event_time", std::time::Duration::from_secs(7 * 86_400))
+        .with_aggregation(aggregation)
+        .with_table(path(&dir.path().join("table")))
+        .with_checkpoint(path(&dir.path().join("checkpoint")));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let report = runtime.block_on(pipeline.run(Trigger::AvailableNow)).unwrap();
+    assert_eq!(report.batches.len(), 4);
+
+    let tiers = expected(&lines, "gold");
+    let mut want: BTreeMap<(String, String, String), (u64, f64)> = BTreeMap::new();
+    for line in lines.iter().filter(|l| l.fate == Fate::Kept) {
+        let tier = &tiers[&line.event_id];
+        if tier == "null" {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line.text).unwrap();
+        let amount = v["amount"].as_f64().unwrap();
+        let day = v["event_time"].as_str().unwrap()[..10].to_string();
+        let e = want.entry((tier.clone(), (amount > 50.0).to_string(), day)).or_default();
+        e.0 += 1;
+        e.1 += amount;
+    }
+    let mut got: BTreeMap<(String, String, String), (u64, f64)> = BTreeMap::new();
+    for r in read_rows(&dir.path().join("table")) {
+        let key = (r["tier"].clone(), r["big"].clone(), r["window_start"][..10].to_string());
+        assert!(got.insert(key, (r["n"].parse().unwrap(), r["total"].parse().unwrap())).is_none(), "a group twice");
+    }
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (key, (n, total)) in &want {
+        assert_eq!(got[key].0, *n, "{key:?}");
+        assert!((got[key].1 - total).abs() < 1e-9, "{key:?}");
+    }
+}
