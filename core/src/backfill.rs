@@ -657,7 +657,9 @@ impl Backfill<'_> {
         let change = match (&self.plan.writes, span) {
             (Writes::Slice, Some(span)) => crate::sink::Slice::replace(slice, span),
             (Writes::Keys(columns), _) => {
-                let keys = source_keys(&read.rows, columns, &self.pipeline.source.describe())?;
+                let (rows, by, source) = (read.rows.clone(), columns.clone(), self.pipeline.source.describe());
+                let keys =
+                    crate::compute::blocking("the chunk's keys", move || source_keys(&rows, &by, &source)).await?;
                 crate::sink::Change::Replace {
                     removes: Vec::new(),
                     predicate: format!("[{}] in the keys of {}", columns.join(", "), chunk.range),

@@ -413,11 +413,12 @@ impl BoundedSource for DeltaSnapshotSource {
         if let Some(span) = &chunk.rows {
             let dtype = read.rows.schema().get(&span.column).cloned().unwrap_or(DataType::Null);
             let in_span = span.rows(&dtype)?;
-            read.rows = read.rows.lazy().filter(in_span).collect().map_err(Error::polars(format!(
-                "{}: the rows of {}",
-                self.describe,
-                span.predicate()
-            )))?;
+            let (rows, what) =
+                (std::mem::take(&mut read.rows), format!("{}: the rows of {}", self.describe, span.predicate()));
+            read.rows = tidewater_core::compute::blocking("filtering a chunk's rows", move || {
+                rows.lazy().filter(in_span).collect().map_err(Error::polars(what))
+            })
+            .await?;
             read.input_records = read.rows.height() as u64;
         }
         Ok(read)

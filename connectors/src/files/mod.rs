@@ -120,7 +120,10 @@ impl Landing {
 
     async fn infer(&self, file: &FileEntry) -> Result<InputSchema> {
         let bytes = self.bytes(file).await?;
-        let schema = infer_schema(&bytes, &self.origin(file), self.spec.format)?;
+        let (origin, format) = (self.origin(file), self.spec.format);
+        let schema =
+            tidewater_core::compute::blocking("inferring a schema", move || infer_schema(&bytes, &origin, format))
+                .await?;
         tracing::info!(file = %self.origin(file), ?schema, "inferred schema");
         Ok(schema)
     }

@@ -196,7 +196,9 @@ impl BatchWriter {
         }
         let late_rows = late.height() as u64;
         if let (Some(sink), Some(watermark)) = (self.late.1.as_mut(), ctx.watermark_ms.filter(|_| late_rows > 0)) {
-            sink.add_batch(id, late_frame(late, id.get() as i64, watermark)?, range).await?;
+            let rows =
+                crate::compute::blocking("the late rows", move || late_frame(late, id.get() as i64, watermark)).await?;
+            sink.add_batch(id, rows, range).await?;
         }
         let commit = self.sink.commit(id, output, range, change).await?;
         let report = BatchReport {
@@ -307,7 +309,9 @@ impl StreamQuery {
                 report.batches.push(self.run_batch(entry, tick).await?);
                 start = Some(end);
                 next = next.next();
-            } else if let Some(at) = start.clone().filter(|_| self.closes_without_data()) {
+            } else if let Some(at) = start.clone().filter(|_| self.may_close_without_data())
+                && self.closes_without_data().await?
+            {
                 // No new data, but the watermark moved past what the last batch ran with: a
                 // batch of no rows writes (append) or evicts the groups it closes, as Spark's
                 // no-data batches do.
@@ -319,7 +323,12 @@ impl StreamQuery {
             }
             match trigger {
                 Trigger::Once => break,
-                Trigger::AvailableNow if (!has_data || start == until) && !self.closes_without_data() => break,
+                Trigger::AvailableNow
+                    if (!has_data || start == until)
+                        && !(self.may_close_without_data() && self.closes_without_data().await?) =>
+                {
+                    break;
+                }
                 Trigger::AvailableNow => {}
                 Trigger::ProcessingTime(interval) => {
                     let wake = tokio::time::Instant::from_std(tick + interval);
@@ -353,15 +362,21 @@ impl StreamQuery {
         }
     }
 
-    /// Whether a batch without new data would close groups of the aggregation's state: the
-    /// watermark has moved past the one the last batch ran with, and a group closes by it.
-    fn closes_without_data(&self) -> bool {
-        let (Some(aggregation), Some((_, state))) = (&self.writer.aggregation, self.states.get("state")) else {
-            return false;
-        };
-        aggregation.evicts()
+    /// Whether a batch without new data might close groups of the aggregation's state: the
+    /// watermark has moved past the one the last batch ran with.
+    fn may_close_without_data(&self) -> bool {
+        self.writer.aggregation.as_ref().is_some_and(Aggregation::evicts)
+            && self.states.contains_key("state")
             && self.watermark_ms > self.ran_watermark_ms
-            && aggregation.closes_any(state, self.watermark_ms).unwrap_or(false)
+    }
+
+    /// [`Self::may_close_without_data`], and a group of the state closes by the watermark.
+    async fn closes_without_data(&self) -> Result<bool> {
+        let (Some(aggregation), Some((_, state))) = (&self.writer.aggregation, self.states.get("state")) else {
+            return Ok(false);
+        };
+        let (aggregation, state, watermark) = (aggregation.clone(), state.clone(), self.watermark_ms);
+        crate::compute::blocking("closing groups", move || aggregation.closes_any(&state, watermark)).await
     }
 
     /// Batch `id` over `start..end`, with its logical time, watermark and the static tables'

@@ -537,14 +537,17 @@ impl DeltaSink {
             )));
         };
         let in_span = span.rows(&dtype)?;
-        let outside = rows
-            .clone()
-            .lazy()
-            .filter(in_span.clone().not())
-            .select([col(span.column.as_str())])
-            .limit(1)
-            .collect()
-            .map_err(Error::polars("checking the rows' span"))?;
+        let (written, column) = (rows.clone(), span.column.clone());
+        let outside = crate::compute::blocking("checking the rows' span", move || {
+            written
+                .lazy()
+                .filter(in_span.not())
+                .select([col(column.as_str())])
+                .limit(1)
+                .collect()
+                .map_err(Error::polars("checking the rows' span"))
+        })
+        .await?;
         if outside.height() > 0 {
             let value = outside.column(&span.column).ok().and_then(|c| c.get(0).ok()).map(|v| v.to_string());
             return Err(Error::Unsupported(format!(
@@ -562,12 +565,16 @@ impl DeltaSink {
         let reader = crate::table_files::FileReader::of(table, &format!("table {}", self.url))?;
         let kept = reader.read(rewrite).await?.rows;
         let kept_dtype = kept.schema().get(&span.column).cloned().unwrap_or(DataType::Null);
-        let kept = kept
-            .lazy()
-            .filter(span.rows(&kept_dtype)?.not())
-            .collect()
-            .map_err(Error::polars("keeping the rewritten files' other rows"))?;
-        let kept = aligned_to(kept, rows.schema())?;
+        let (outside, schema) = (span.rows(&kept_dtype)?.not(), rows.schema().clone());
+        let kept = crate::compute::blocking("keeping the rewritten files' other rows", move || {
+            let kept = kept
+                .lazy()
+                .filter(outside)
+                .collect()
+                .map_err(Error::polars("keeping the rewritten files' other rows"))?;
+            aligned_to(kept, &schema)
+        })
+        .await?;
         tracing::info!(table = %self.url, files = rewrite.len(), kept = kept.height(), "rewriting the files of the slice with their rows outside it");
         let mut rows = rows;
         rows.vstack_mut_owned(kept).map_err(Error::polars("stacking the kept rows"))?;
