@@ -694,6 +694,13 @@ impl DeltaSink {
         // A replace reads the log: it must conflict-check against the table as it is now.
         let mut recorded = match self.recorded.take() {
             Some(known) if blind_append => known,
+            // The sink's own last commit is the latest version: what it recorded still holds,
+            // and the refresh brings its snapshot to that version, without reading the txn.
+            Some(known) if self.known_version.is_some() => {
+                let ours = self.known_version;
+                self.refreshed().await?;
+                if self.known_version == ours { known } else { self.committed_version().await? }
+            }
             _ => self.committed_version().await?,
         };
         if self.table.as_ref().and_then(DeltaTable::version).is_none() {
