@@ -70,6 +70,9 @@ pub struct CommitEntry {
     /// query without state.
     #[serde(default)]
     pub state_rows: Option<u64>,
+    /// That state's size as written (Parquet bytes).
+    #[serde(default)]
+    pub state_bytes: Option<u64>,
     /// The fingerprint of the aggregation that wrote that state ([`crate::aggregate::Aggregation::fingerprint`]).
     #[serde(default)]
     pub state_of: Option<String>,
@@ -324,6 +327,7 @@ mod tests {
                 late: 0,
                 next_watermark_ms: None,
                 state_rows: None,
+                state_bytes: None,
                 state_of: None,
                 dedup_rows: None,
             },

@@ -512,6 +512,7 @@ impl StreamQuery {
             late: report.late,
             next_watermark_ms,
             state_rows,
+            state_bytes: report.state_bytes,
             state_of: state_rows.and(self.writer.aggregation.as_ref().map(Aggregation::fingerprint)),
             dedup_rows,
         };

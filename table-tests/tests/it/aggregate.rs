@@ -141,6 +141,8 @@ fn the_daily_rollup_in_update_mode_equals_the_group_by_through_kills_at_every_st
         Some(want.len() as u64),
         "no watermark closed a day: every group is kept"
     );
+    let size = std::fs::metadata(checkpoint.join("state/5.parquet")).unwrap().len();
+    assert_eq!(commit["state_bytes"].as_u64(), Some(size), "commits/5 records the state's size");
 
     // The batch run of the same job: every group, computed in one pass, equal to the stream's.
     let batch = reference.path().join("batch");
