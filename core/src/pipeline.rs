@@ -45,7 +45,6 @@ pub struct Pipeline {
     aggregation: Option<Aggregation>,
     dedup: Option<crate::dedup::Dedup>,
     statics: crate::static_tables::StaticTables,
-    static_list: Vec<crate::StaticTable>,
     late: Option<String>,
     checkpoint: Option<String>,
     hook: Option<StepHook>,
@@ -130,7 +129,6 @@ impl Pipeline {
             aggregation: None,
             dedup: None,
             statics: Default::default(),
-            static_list: Vec::new(),
             late: None,
             checkpoint: None,
             hook: None,
@@ -241,8 +239,7 @@ impl Pipeline {
     /// the version that was the latest when it was planned, recorded in its offset-log entry, so
     /// a replay joins the same rows. See [`crate::static_tables`].
     pub fn with_static_table(mut self, name: impl Into<String>, location: impl Into<String>) -> Self {
-        self.static_list.push(crate::StaticTable { name: name.into(), location: location.into() });
-        self.statics = crate::static_tables::StaticTables::new(self.static_list.clone());
+        self.statics = self.statics.with(crate::StaticTable { name: name.into(), location: location.into() });
         self
     }
 

@@ -40,7 +40,9 @@ pub(crate) struct StaticTables {
 }
 
 impl StaticTables {
-    pub fn new(tables: Vec<StaticTable>) -> Self {
+    /// These tables and `table`.
+    pub fn with(&self, table: StaticTable) -> Self {
+        let tables: Vec<StaticTable> = self.tables.iter().cloned().chain([table]).collect();
         StaticTables { tables: tables.into(), read: Arc::default() }
     }
 
