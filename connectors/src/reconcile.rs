@@ -525,7 +525,7 @@ impl Reconciler {
         let what = format!("replace where {predicate}");
         let change =
             Change::Replace { removes, predicate, read_version: Some(target.version()), within: Within::Anything };
-        let commit = sink.commit(BatchId::new(truth.version()), rows, &what, change).await?;
+        let commit = sink.commit(BatchId::new(truth.version()), rows, &what, change, &[]).await?;
         report.committed_version = commit.version();
         report.after = Some(self.run().await?);
         Ok(report)

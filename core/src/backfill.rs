@@ -680,7 +680,7 @@ impl Backfill<'_> {
         let mut ctx =
             crate::BatchContext::new(crate::BatchId::new(k as u64), crate::Mode::Batch, self.plan.planned_at_ms);
         ctx.tables = crate::context::Tables::new(self.plan.tables.clone(), Default::default());
-        let result = writer.write(read, &ctx, &chunk.read.describe, change, None, None).await;
+        let result = writer.write(read, &ctx, &chunk.read.describe, change, None, None, &[]).await;
         writer.settle().await;
         Ok(result?.report)
     }

@@ -77,8 +77,27 @@ pub trait Source: Send {
     /// Reads the records in `range`.
     async fn read(&mut self, range: &OffsetRange) -> Result<SourceBatch>;
 
-    /// Tells the source that everything up to `end` is committed downstream.
-    async fn commit(&mut self, end: &Offset) -> Result<()>;
+    /// Tells the source what the sink did with the batch ending at `end`: committed (everything
+    /// up to `end` is downstream), skipped, or superseded on a lane (another writer owns it now).
+    async fn commit(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()>;
+
+    /// The lanes a batch over `range` moves (a Kafka partition each), which the sink records in
+    /// the batch's commit (see [`Lane`]). None for a source without lanes.
+    fn lanes(&self, range: &OffsetRange) -> Vec<Lane> {
+        let _ = range;
+        Vec::new()
+    }
+
+    /// The app ids of lanes whose position the source must learn from the table before it plans
+    /// (partitions just assigned to this process). The engine answers with [`Source::place`].
+    fn unplaced(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What the table records for the lanes [`Source::unplaced`] named (`None`: nothing yet).
+    fn place(&mut self, recorded: Vec<(String, Option<i64>)>) {
+        let _ = recorded;
+    }
 
     /// The records before `end` (an offset this source handed out; `None`: before where the
     /// stream starts) as a bounded input: what a backfill beside the stream reads, so that the
@@ -189,6 +208,19 @@ pub trait SourceProvider: Send + Sync {
     async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>>;
 }
 
+/// One lane of a batch's source (a Kafka partition) whose progress the commit records beside
+/// the batch, as the txn `{app_id, version = to}`: the commit lands only if the table records
+/// `from` for it, or nothing yet. So the rows of a lane's offsets `from..to` are committed once
+/// whoever writes them, whatever process, checkpoint or batch id (kafka-delta-ingest's rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lane {
+    pub app_id: String,
+    /// For messages: `orders/2`.
+    pub origin: String,
+    pub from: Option<i64>,
+    pub to: i64,
+}
+
 /// What a sink did with one batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -197,13 +229,16 @@ pub enum SinkCommit {
     Committed { version: u64, rows: u64, files: u64 },
     /// The table already records this batch for this app id: nothing written.
     Skipped { recorded: i64 },
+    /// Another writer recorded progress on one of the batch's lanes (a Kafka partition) since the
+    /// batch was planned: its rows are that writer's to write, nothing written.
+    Superseded { lane: String, recorded: i64, expected: Option<i64> },
 }
 
 impl SinkCommit {
     pub fn version(&self) -> Option<u64> {
         match self {
             SinkCommit::Committed { version, .. } => Some(*version),
-            SinkCommit::Skipped { .. } => None,
+            SinkCommit::Skipped { .. } | SinkCommit::Superseded { .. } => None,
         }
     }
 }

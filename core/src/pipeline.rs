@@ -684,7 +684,7 @@ impl Pipeline {
         if aggregation.mode == crate::aggregate::OutputMode::Append {
             ctx.watermark_ms = options.closed_by_ms;
         }
-        let written = writer.write(last, &ctx, "every chunk", change, state, None).await;
+        let written = writer.write(last, &ctx, "every chunk", change, state, None, &[]).await;
         writer.settle().await;
         let mut report = written?.report;
         report.late += late_rows;

@@ -535,7 +535,7 @@ impl Source for DeltaStream {
         Ok(Box::new(super::DeltaSnapshotSource::new(table, self.describe.clone(), usize::MAX).cut_at(cut, beyond)))
     }
 
-    async fn commit(&mut self, end: &Offset) -> Result<()> {
+    async fn commit(&mut self, end: &Offset, _outcome: &tidewater_core::SinkCommit) -> Result<()> {
         // Commits before the one being read are not needed again.
         let at = self.position(end)?;
         self.files.retain(|(version, _), _| *version >= at.version);

@@ -17,7 +17,7 @@ pub use trigger::{Clock, Stop, SystemClock, Trigger};
 use crate::aggregate::{Aggregation, OutputMode};
 use crate::checkpoint::{Checkpoint, CommitEntry, OffsetEntry, state_entry};
 use crate::context::{BatchContext, Mode};
-use crate::contract::{Sink, SinkCommit, Source, SourceBatch, Transform};
+use crate::contract::{Lane, Sink, SinkCommit, Source, SourceBatch, Transform};
 use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::{BatchId, Offset, OffsetRange, QueryId};
@@ -108,6 +108,8 @@ pub(crate) struct Written {
     pub state: Option<DataFrame>,
     /// A deduplication's keys seen, after the batch.
     pub seen: Option<DataFrame>,
+    /// What the sink did.
+    pub commit: SinkCommit,
 }
 
 impl BatchWriter {
@@ -123,8 +125,9 @@ impl BatchWriter {
     /// Sets late rows aside, transforms the rest and commits (quarantine, late table, then the
     /// sink, with `change`), all keyed by `ctx.batch_id`. An aggregation merges the rows into
     /// `state` (the state after the batch before) and writes what its output mode says, by its
-    /// own change in a stream; a bounded run writes every group of its input. Returns the report
-    /// minus timing.
+    /// own change in a stream; a bounded run writes every group of its input. The sink's commit
+    /// records the source's `lanes`. Returns the report minus timing.
+    #[allow(clippy::too_many_arguments)]
     pub async fn write(
         &mut self,
         read: SourceBatch,
@@ -133,6 +136,7 @@ impl BatchWriter {
         change: crate::sink::Change,
         state: Option<DataFrame>,
         seen: Option<DataFrame>,
+        lanes: &[Lane],
     ) -> Result<Written> {
         let id = ctx.batch_id;
         let mut context = ctx.clone();
@@ -191,8 +195,7 @@ impl BatchWriter {
         let output_rows = output.height() as u64;
         let quarantined = read.rejected.len() as u64;
         if !read.rejected.is_empty() {
-            let rows = quarantine_frame(&read.rejected, ctx)?;
-            self.quarantine.add_batch(id, rows, range).await?;
+            self.quarantine_once(read.rejected, ctx, range, lanes).await?;
         }
         let late_rows = late.height() as u64;
         if let (Some(sink), Some(watermark)) = (self.late.1.as_mut(), ctx.watermark_ms.filter(|_| late_rows > 0)) {
@@ -200,7 +203,7 @@ impl BatchWriter {
                 crate::compute::blocking("the late rows", move || late_frame(late, id.get() as i64, watermark)).await?;
             sink.add_batch(id, rows, range).await?;
         }
-        let commit = self.sink.commit(id, output, range, change).await?;
+        let commit = self.sink.commit(id, output, range, change, lanes).await?;
         let report = BatchReport {
             batch: id,
             range: range.to_string(),
@@ -218,7 +221,45 @@ impl BatchWriter {
             deduplicated,
             dedup_state_rows: None,
         };
-        Ok(Written { report, max_event_ms, state, seen })
+        Ok(Written { report, max_event_ms, state, seen, commit })
+    }
+
+    /// Quarantines a batch's rejected records. With lanes, each lane's records at or after the
+    /// offset the quarantine table records for it, and that lane's progress beside them: a record
+    /// another process quarantined (it read the same offsets and died before its sink commit) is
+    /// not written twice, whichever batch reads it again.
+    async fn quarantine_once(
+        &mut self,
+        mut rejected: Vec<crate::contract::Rejected>,
+        ctx: &BatchContext,
+        range: &str,
+        lanes: &[Lane],
+    ) -> Result<()> {
+        let mut recorded_lanes = Vec::new();
+        if !lanes.is_empty() {
+            let ids: Vec<String> = lanes.iter().map(|l| l.app_id.clone()).collect();
+            let recorded = self.quarantine.recorded_versions(&ids).await?.unwrap_or_else(|| vec![None; lanes.len()]);
+            let done: std::collections::HashMap<&str, i64> = lanes
+                .iter()
+                .zip(&recorded)
+                .filter_map(|(lane, at)| at.map(|at| (lane.origin.as_str(), at)))
+                .collect();
+            rejected.retain(|r| done.get(r.origin.as_str()).is_none_or(|&at| r.position as i64 >= at));
+            for (lane, at) in lanes.iter().zip(recorded) {
+                if at.is_none_or(|at| lane.to > at) {
+                    recorded_lanes.push(Lane { from: at, ..lane.clone() });
+                }
+            }
+        }
+        let rows = quarantine_frame(&rejected, ctx)?;
+        match self.quarantine.commit(ctx.batch_id, rows, range, crate::sink::Change::Append, &recorded_lanes).await? {
+            SinkCommit::Superseded { lane, .. } => Err(Error::Internal(format!(
+                "{}: another process quarantined records of {lane} while {} was being written; restart to write them once",
+                self.quarantine.url(),
+                ctx.batch_id
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// How a stream's aggregation batch changes the table: update mode replaces the rows of the
@@ -297,6 +338,7 @@ impl StreamQuery {
                 break;
             }
             let tick = Instant::now();
+            self.place_lanes().await?;
             let end = match trigger {
                 Trigger::Once => until.clone(),
                 _ => self.source.latest_offset(start.as_ref(), until.as_ref()).await?,
@@ -360,6 +402,18 @@ impl StreamQuery {
         } else {
             Ok((last.next(), entry.range.start.clone(), Some(entry)))
         }
+    }
+
+    /// Tells the source what the table records for the lanes it has no position for (Kafka
+    /// partitions just assigned to this process).
+    async fn place_lanes(&mut self) -> Result<()> {
+        let ids = self.source.unplaced();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let recorded = self.writer.sink.recorded_versions(&ids).await?.unwrap_or_else(|| vec![None; ids.len()]);
+        self.source.place(ids.into_iter().zip(recorded).collect());
+        Ok(())
     }
 
     /// Whether a batch without new data might close groups of the aggregation's state: the
@@ -475,8 +529,11 @@ impl StreamQuery {
             Some(_) => self.state_before("dedup", id).await?,
             None => None,
         };
-        let Written { mut report, max_event_ms, state, seen } =
-            self.writer.write(read, &entry.context, &range, crate::sink::Change::Append, state, seen).await?;
+        let lanes = self.source.lanes(&entry.range);
+        let Written { mut report, max_event_ms, state, seen, commit: outcome } = self
+            .writer
+            .write(read, &entry.context, &range, crate::sink::Change::Append, state, seen, &lanes)
+            .await?;
         let state_rows = match state {
             Some(state) => {
                 let rows = state.height() as u64;
@@ -524,7 +581,7 @@ impl StreamQuery {
             self.checkpoint.forget(BatchId::new(old)).await?;
         }
         pass(&self.hook, CrashPoint::AfterCommitLog, id);
-        self.source.commit(&entry.range.end).await?;
+        self.source.commit(&entry.range.end, &outcome).await?;
         report.duration_us = started.elapsed().as_micros() as u64;
         tracing::info!(
             batch = id.get(),

@@ -22,7 +22,7 @@
 
 use super::files::{self, FileLayout};
 use crate::bridge::arrow_schema;
-use crate::contract::{Sink, SinkCommit};
+use crate::contract::{Lane, Sink, SinkCommit};
 use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
@@ -72,7 +72,11 @@ pub struct DeltaSink {
     /// The checkpoint being written in the background, if any.
     checkpointing: Option<tokio::task::JoinHandle<()>>,
     hook: Option<StepHook>,
+    /// The lane txn versions this sink's own commits since its snapshot recorded (the snapshot
+    /// is not refreshed after them; see the per-batch cost above).
+    lanes: std::collections::HashMap<String, i64>,
 }
+
 
 impl DeltaSink {
     pub fn new(url: Url, app_id: impl Into<String>, kind: WriteKind) -> Self {
@@ -87,6 +91,7 @@ impl DeltaSink {
             known_version: None,
             checkpointing: None,
             hook: None,
+            lanes: Default::default(),
         }
     }
 
@@ -133,6 +138,7 @@ impl DeltaSink {
         let Some(table) = self.table.as_mut() else {
             return Ok(None);
         };
+        self.lanes.clear();
         if table.version().is_some() {
             table.update_state().await.map_err(delta("refresh"))?;
         } else if table.log_store().is_delta_table_location().await.map_err(delta("look for _delta_log"))? {
@@ -266,14 +272,14 @@ fn checkpoint_due(snapshot: &DeltaTableState, version: u64) -> bool {
 /// The properties of a commit through delta-rs's full protocol after `snapshot`: the txn, and
 /// expired log files cleaned only when that commit writes a checkpoint (delta-rs would otherwise
 /// list the whole `_delta_log` after every commit, a cost that grows with the table's history).
-fn checked_properties(snapshot: &DeltaTableState, txn: &Transaction) -> CommitProperties {
+fn checked_properties(snapshot: &DeltaTableState, txns: &[Transaction]) -> CommitProperties {
     let cleans =
         snapshot.table_config().enable_expired_log_cleanup() && checkpoint_due(snapshot, snapshot.version() + 1);
     // A commit that loses the race for a version to a fast writer beside it (a stream committing
     // many times a second beside a backfill chunk) checks the winners and tries the next one:
     // cheap, and much cheaper than recomputing the chunk when delta-rs' default 15 run out.
     CommitProperties::default()
-        .with_application_transaction(txn.clone())
+        .with_application_transactions(txns.to_vec())
         .with_cleanup_expired_logs(Some(cleans))
         .with_max_retries(VERSION_RETRIES)
 }
@@ -284,7 +290,7 @@ const VERSION_RETRIES: usize = 200;
 #[async_trait]
 impl Sink for DeltaSink {
     async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
-        self.commit(id, rows, range, Change::Append).await
+        self.commit(id, rows, range, Change::Append, &[]).await
     }
 }
 
@@ -432,9 +438,17 @@ const REBASES: u32 = 10;
 impl DeltaSink {
     /// Commits `rows` with the txn (app id, `id`) and `change`, in one commit; skipped, like a
     /// batch, when the table already records `id` for the app id. A replacing commit is recorded
-    /// as an overwrite with its predicate.
-    pub async fn commit(&mut self, id: BatchId, rows: DataFrame, range: &str, change: Change) -> Result<SinkCommit> {
-        let result = self.try_write_commit(id, rows, range, change).await;
+    /// as an overwrite with its predicate. `lanes` are recorded in the same commit, which is
+    /// [`SinkCommit::Superseded`] (nothing written) if another writer moved one of them.
+    pub async fn commit(
+        &mut self,
+        id: BatchId,
+        rows: DataFrame,
+        range: &str,
+        change: Change,
+        lanes: &[Lane],
+    ) -> Result<SinkCommit> {
+        let result = self.try_write_commit(id, rows, range, change, lanes).await;
         if result.is_err() {
             // Whatever failed, the next attempt starts from the log.
             (self.recorded, self.known_version) = (None, None);
@@ -674,12 +688,38 @@ impl DeltaSink {
         Ok((kept, removes))
     }
 
+    /// The first of `lanes` that another writer moved: the table (at the latest version the sink
+    /// knows, with its own commits since its snapshot) records neither nothing nor the lane's
+    /// `from` for it.
+    async fn moved_lane(&mut self, lanes: &[Lane]) -> Result<Option<SinkCommit>> {
+        let Some(table) = self.table.as_ref().filter(|t| t.version().is_some()) else { return Ok(None) };
+        let url = self.url.to_string();
+        let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
+        for lane in lanes {
+            let recorded = match self.lanes.get(&lane.app_id) {
+                Some(&ours) => Some(ours),
+                None => snapshot
+                    .transaction_version(table.log_store().as_ref(), &lane.app_id)
+                    .await
+                    .map_err(Error::delta(&url, "read txn"))?,
+            };
+            if let Some(recorded) = recorded
+                && Some(recorded) != lane.from
+            {
+                tracing::warn!(table = %self.url, lane = %lane.origin, recorded, expected = ?lane.from, "another writer committed this lane's offsets first; nothing written");
+                return Ok(Some(SinkCommit::Superseded { lane: lane.origin.clone(), recorded, expected: lane.from }));
+            }
+        }
+        Ok(None)
+    }
+
     async fn try_write_commit(
         &mut self,
         id: BatchId,
         mut rows: DataFrame,
         range: &str,
         change: Change,
+        lanes: &[Lane],
     ) -> Result<SinkCommit> {
         let predicate = change.predicate();
         let blind_append = predicate.is_none();
@@ -717,6 +757,9 @@ impl DeltaSink {
             tracing::info!(table = %self.url, %id, recorded, "already committed; skipped");
             self.recorded = Some(Some(recorded));
             return Ok(SinkCommit::Skipped { recorded });
+        }
+        if let Some(moved) = self.moved_lane(lanes).await? {
+            return Ok(moved);
         }
         let removes = match change {
             Change::Append => Vec::new(),
@@ -767,11 +810,10 @@ impl DeltaSink {
         let files = adds.len() as u64;
         pass(&self.hook, CrashPoint::AfterDataFiles, id);
 
-        let txn = Transaction::new_with_last_update(
-            &self.app_id,
-            id.txn_version(),
-            Some(chrono::Utc::now().timestamp_millis()),
-        );
+        let now = Some(chrono::Utc::now().timestamp_millis());
+        let txns: Vec<Transaction> = std::iter::once(Transaction::new_with_last_update(&self.app_id, id.txn_version(), now))
+            .chain(lanes.iter().map(|lane| Transaction::new_with_last_update(&lane.app_id, lane.to, now)))
+            .collect();
         let actions: Vec<Action> =
             adds.into_iter().map(Action::Add).chain(removes.into_iter().map(Action::Remove)).collect();
         let mut version = None;
@@ -784,7 +826,7 @@ impl DeltaSink {
         if (blind_append || read_latest)
             && let Some(known) = self.known_version
         {
-            version = self.append_after(known, &actions, &operation, &txn).await.map_err(commit_err)?;
+            version = self.append_after(known, &actions, &operation, &txns).await.map_err(commit_err)?;
             if version.is_none() && blind_append {
                 // Another writer took the version: back to the log, and Delta's conflict check.
                 tracing::info!(table = %self.url, %id, "the table moved on; refreshing before the commit");
@@ -794,6 +836,9 @@ impl DeltaSink {
                 {
                     tracing::warn!(%id, recorded, "batch committed by a concurrent writer of the same app id; skipped");
                     return Ok(SinkCommit::Skipped { recorded });
+                }
+                if let Some(moved) = self.moved_lane(lanes).await? {
+                    return Ok(moved);
                 }
                 if self.layout()? != written_for {
                     // The files were written for the table as it was: committing them under a
@@ -813,7 +858,7 @@ impl DeltaSink {
             None => {
                 let (mut rebased, written_for) = (0, self.layout()?);
                 loop {
-                    match self.commit_checked(actions.clone(), operation.clone(), &txn).await {
+                    match self.commit_checked(actions.clone(), operation.clone(), &txns).await {
                         Ok(version) => break version,
                         Err(source) => {
                             // Another writer may have committed this batch (a zombie of ours):
@@ -823,6 +868,10 @@ impl DeltaSink {
                             {
                                 tracing::warn!(%id, recorded, "commit lost to a concurrent writer of the same batch; skipped");
                                 return Ok(SinkCommit::Skipped { recorded });
+                            }
+                            // A writer of the same lanes won (Delta's checker saw their txns).
+                            if let Some(moved) = self.moved_lane(lanes).await? {
+                                return Ok(moved);
                             }
                             // A blind append read nothing, so a conflict with a commit that
                             // removed files (a backfill chunk, a repair beside the stream) is
@@ -847,6 +896,7 @@ impl DeltaSink {
             }
         };
         (self.recorded, self.known_version) = (Some(Some(id.txn_version())), Some(version));
+        self.lanes.extend(lanes.iter().map(|lane| (lane.app_id.clone(), lane.to)));
         pass(&self.hook, CrashPoint::AfterDeltaCommit, id);
         Ok(SinkCommit::Committed { version, rows: row_count, files })
     }
@@ -871,14 +921,14 @@ impl DeltaSink {
         known: u64,
         actions: &[Action],
         operation: &DeltaOperation,
-        txn: &Transaction,
+        txns: &[Transaction],
     ) -> std::result::Result<Option<u64>, DeltaTableError> {
         let Some(table) = self.table.as_ref() else {
             return Err(DeltaTableError::Generic("table not open".into()));
         };
         let snapshot = table.snapshot()?;
         // No post-commit hook runs on this path: the properties are the txn alone.
-        let prepared = CommitBuilder::from(CommitProperties::default().with_application_transaction(txn.clone()))
+        let prepared = CommitBuilder::from(CommitProperties::default().with_application_transactions(txns.to_vec()))
             .with_actions(actions.to_vec())
             .build(Some(snapshot), table.log_store(), operation.clone())
             .into_prepared_commit_future()
@@ -948,13 +998,13 @@ impl DeltaSink {
         &mut self,
         actions: Vec<Action>,
         operation: DeltaOperation,
-        txn: &Transaction,
+        txns: &[Transaction],
     ) -> std::result::Result<u64, DeltaTableError> {
         let Some(table) = self.table.as_mut() else {
             return Err(DeltaTableError::Generic("table not open".into()));
         };
         let snapshot = table.snapshot()?;
-        let done = CommitBuilder::from(checked_properties(snapshot, txn))
+        let done = CommitBuilder::from(checked_properties(snapshot, txns))
             .with_actions(actions)
             .build(Some(snapshot), table.log_store(), operation)
             .await?;
