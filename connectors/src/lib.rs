@@ -4,10 +4,13 @@
 //! - [`files`]: a landing directory of NDJSON, CSV or Parquet files, streamed file by file or read
 //!   whole as a bounded input;
 //! - [`delta`]: a Delta table, streamed commit by commit or read as a snapshot at a version;
+//! - [`kafka`]: Kafka topics, streamed by offset ranges with each partition's progress in the
+//!   table, or read as a bounded range of offsets;
 //! - [`reconcile`]: the consistency checker over two Delta tables ([`Reconciler`]).
 
 pub mod delta;
 pub mod files;
+pub mod kafka;
 pub mod reconcile;
 
 pub use delta::{

@@ -89,14 +89,17 @@ pub trait Source: Send {
     }
 
     /// The app ids of lanes whose position the source must learn from the table before it plans
-    /// (partitions just assigned to this process). The engine answers with [`Source::place`].
-    fn unplaced(&mut self) -> Vec<String> {
-        Vec::new()
+    /// a batch after `start` (partitions just assigned to this process). The engine answers with
+    /// [`Source::place`].
+    async fn unplaced(&mut self, start: Option<&Offset>) -> Result<Vec<String>> {
+        let _ = start;
+        Ok(Vec::new())
     }
 
     /// What the table records for the lanes [`Source::unplaced`] named (`None`: nothing yet).
-    fn place(&mut self, recorded: Vec<(String, Option<i64>)>) {
+    async fn place(&mut self, recorded: Vec<(String, Option<i64>)>) -> Result<()> {
         let _ = recorded;
+        Ok(())
     }
 
     /// The records before `end` (an offset this source handed out; `None`: before where the

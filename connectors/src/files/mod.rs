@@ -12,7 +12,7 @@
 //! Declared in the job, or inferred once from the first file and pinned in the checkpoint
 //! (`sources/0/schema.json`), or in a batch run's plan.
 
-mod read;
+pub(crate) mod read;
 mod schema;
 
 pub use read::{FileFormat, infer_schema, read_file};

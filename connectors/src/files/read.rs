@@ -112,7 +112,7 @@ fn parse_ndjson(bytes: &[u8], schema: &InputSchema) -> PolarsResult<DataFrame> {
         .finish()
 }
 
-fn read_ndjson(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBatch> {
+pub(crate) fn read_ndjson(bytes: &[u8], origin: &str, schema: &InputSchema) -> Result<SourceBatch> {
     let records = count_lines(bytes);
     if let Ok(df) = parse_ndjson(bytes, schema)
         && df.height() == records

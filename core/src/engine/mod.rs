@@ -328,6 +328,7 @@ impl StreamQuery {
             start = Some(entry.range.end.clone());
             report.batches.push(self.run_batch(entry, Instant::now()).await?);
         }
+        self.place_lanes(start.as_ref()).await?;
         let until = match trigger {
             Trigger::Once | Trigger::AvailableNow => self.source.available_end().await?,
             Trigger::ProcessingTime(_) => None,
@@ -338,7 +339,7 @@ impl StreamQuery {
                 break;
             }
             let tick = Instant::now();
-            self.place_lanes().await?;
+            self.place_lanes(start.as_ref()).await?;
             let end = match trigger {
                 Trigger::Once => until.clone(),
                 _ => self.source.latest_offset(start.as_ref(), until.as_ref()).await?,
@@ -406,14 +407,13 @@ impl StreamQuery {
 
     /// Tells the source what the table records for the lanes it has no position for (Kafka
     /// partitions just assigned to this process).
-    async fn place_lanes(&mut self) -> Result<()> {
-        let ids = self.source.unplaced();
+    async fn place_lanes(&mut self, start: Option<&Offset>) -> Result<()> {
+        let ids = self.source.unplaced(start).await?;
         if ids.is_empty() {
             return Ok(());
         }
         let recorded = self.writer.sink.recorded_versions(&ids).await?.unwrap_or_else(|| vec![None; ids.len()]);
-        self.source.place(ids.into_iter().zip(recorded).collect());
-        Ok(())
+        self.source.place(ids.into_iter().zip(recorded).collect()).await
     }
 
     /// Whether a batch without new data might close groups of the aggregation's state: the

@@ -1,0 +1,758 @@
+//! Kafka topics as a source: streamed by offset ranges, exactly once, or read as a bounded range
+//! of offsets.
+//!
+//! # Offsets
+//! A batch's offset (in the offset log) names, for each partition the process reads, the
+//! offsets `[from, to)` it reads: `{"orders": {"0": [42, 100], "1": [17, 17]}}`. A replay reads
+//! exactly those messages again.
+//!
+//! # Lanes
+//! Each partition is a lane (see [`tidewater_core::Lane`]): the batch's Delta commit records
+//! `txn {appId: "tidewater-kafka:<group id>:<topic>:<partition>", version: to}` for every
+//! partition it read, and lands only if the table records `from` for it (or nothing yet). A
+//! partition's progress is in the table, not in a process: whoever owns a partition next (after
+//! a rebalance, a killed process, a lost checkpoint) starts where the table says, and a process
+//! that lost a partition mid-batch commits nothing of it.
+
+mod decode;
+
+pub use decode::{KAFKA_COLUMNS, KafkaFormat, Message, decode};
+
+use async_trait::async_trait;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message as _};
+use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tidewater_core::checkpoint::Checkpoint;
+use tidewater_core::{
+    BoundedSource, Chunk, Error, Lane, Offset, OffsetRange, Result, SinkCommit, Source, SourceBatch, SourceProvider,
+};
+
+/// The topics a source reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Topics {
+    List(Vec<String>),
+    /// Every topic whose whole name matches this regular expression (Spark's `subscribePattern`).
+    Pattern(String),
+}
+
+/// Where a query reads a partition from when the table records nothing for it yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartingOffsets {
+    Earliest,
+    Latest,
+    /// Per topic and partition; a partition not named starts at the earliest.
+    Exact(BTreeMap<String, BTreeMap<i32, i64>>),
+}
+
+/// Which partitions this process reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Assignment {
+    /// Every partition of the topics.
+    All,
+    /// A static split, `--worker I/N`: the partitions whose hash is `index` modulo `count`.
+    Worker { index: u32, count: u32 },
+    /// The broker's consumer-group assignment, as member `member` of the group.
+    Group { member: String },
+}
+
+/// A configured Kafka source.
+#[derive(Clone, Debug)]
+pub struct KafkaSpec {
+    pub bootstrap_servers: String,
+    pub topics: Topics,
+    pub starting_offsets: StartingOffsets,
+    /// At most this many offsets per batch, over all partitions (`None`: no limit).
+    pub max_offsets_per_trigger: Option<u64>,
+    pub format: KafkaFormat,
+    /// Offsets deleted by retention stop the query (true) or are skipped with a warning.
+    pub fail_on_data_loss: bool,
+    /// librdkafka properties passed through (security, timeouts), by librdkafka's names.
+    pub options: BTreeMap<String, String>,
+    /// The consumer group; also names the lanes' txn app ids.
+    pub group_id: String,
+    pub assignment: Assignment,
+    /// How long a metadata or fetch call may wait for the broker.
+    pub timeout: Duration,
+}
+
+impl KafkaSpec {
+    pub fn new(bootstrap_servers: impl Into<String>, topics: Topics, group_id: impl Into<String>) -> Self {
+        KafkaSpec {
+            bootstrap_servers: bootstrap_servers.into(),
+            topics,
+            starting_offsets: StartingOffsets::Earliest,
+            max_offsets_per_trigger: None,
+            format: KafkaFormat::Raw,
+            fail_on_data_loss: true,
+            options: BTreeMap::new(),
+            group_id: group_id.into(),
+            assignment: Assignment::All,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.topics {
+            Topics::List(topics) => format!("kafka {} topics {}", self.bootstrap_servers, topics.join(",")),
+            Topics::Pattern(p) => format!("kafka {} topics matching {p}", self.bootstrap_servers),
+        }
+    }
+
+    fn err(&self, problem: impl std::fmt::Display) -> Error {
+        Error::Source { source_name: self.describe(), problem: problem.to_string() }
+    }
+
+    /// The txn app id of a partition's lane.
+    pub fn lane_id(&self, topic: &str, partition: i32) -> String {
+        format!("tidewater-kafka:{}:{topic}:{partition}", self.group_id)
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "error")
+            .set("enable.partition.eof", "false");
+        for (k, v) in &self.options {
+            config.set(k, v);
+        }
+        config
+    }
+
+    fn consumer(&self) -> Result<BaseConsumer> {
+        self.config().create().map_err(|e| self.err(format!("cannot create a consumer: {e}")))
+    }
+}
+
+/// A topic-partition.
+type Tp = (String, i32);
+
+/// Per partition, the offsets `[from, to)` a batch reads.
+type Ranges = BTreeMap<Tp, (i64, i64)>;
+
+fn ranges_offset(ranges: &Ranges) -> Offset {
+    let mut topics: BTreeMap<&str, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for ((topic, p), (from, to)) in ranges {
+        topics.entry(topic).or_default().insert(p.to_string(), serde_json::json!([from, to]));
+    }
+    Offset::new(serde_json::to_value(topics).unwrap_or_default())
+}
+
+fn ranges_of(spec: &KafkaSpec, offset: &Offset) -> Result<Ranges> {
+    let bad = || spec.err(format!("not a Kafka offset: {offset}"));
+    let mut out = Ranges::new();
+    let topics = offset.value().as_object().ok_or_else(bad)?;
+    for (topic, partitions) in topics {
+        for (p, pair) in partitions.as_object().ok_or_else(bad)? {
+            let p: i32 = p.parse().map_err(|_| bad())?;
+            let pair = pair.as_array().filter(|a| a.len() == 2).ok_or_else(bad)?;
+            let (from, to) = (pair[0].as_i64().ok_or_else(bad)?, pair[1].as_i64().ok_or_else(bad)?);
+            out.insert((topic.clone(), p), (from, to));
+        }
+    }
+    Ok(out)
+}
+
+/// The client calls, run on the blocking pool (librdkafka's calls block).
+#[derive(Clone)]
+struct Client {
+    spec: Arc<KafkaSpec>,
+    consumer: Arc<BaseConsumer>,
+}
+
+impl Client {
+    fn open(spec: &KafkaSpec) -> Result<Self> {
+        Ok(Client { spec: Arc::new(spec.clone()), consumer: Arc::new(spec.consumer()?) })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&KafkaSpec, &BaseConsumer) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (spec, consumer) = (self.spec.clone(), self.consumer.clone());
+        tidewater_core::compute::blocking(what, move || work(&spec, &consumer)).await
+    }
+
+    /// Every partition of the source's topics, sorted.
+    async fn partitions(&self) -> Result<Vec<Tp>> {
+        self.run("kafka metadata", |spec, consumer| {
+            let (one, pattern) = match &spec.topics {
+                Topics::List(topics) if topics.len() == 1 => (Some(topics[0].as_str()), None),
+                Topics::List(_) => (None, None),
+                Topics::Pattern(p) => {
+                    let re = regex::Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| spec.err(format!("topic_pattern `{p}`: {e}")))?;
+                    (None, Some(re))
+                }
+            };
+            let metadata = consumer
+                .fetch_metadata(one, spec.timeout)
+                .map_err(|e| spec.err(format!("cannot read the topics' metadata: {e}")))?;
+            let mut out = Vec::new();
+            for topic in metadata.topics() {
+                let wanted = match (&spec.topics, &pattern) {
+                    (Topics::List(list), _) => list.iter().any(|t| t == topic.name()),
+                    (_, Some(re)) => re.is_match(topic.name()) && !topic.name().starts_with("__"),
+                    _ => false,
+                };
+                if !wanted {
+                    continue;
+                }
+                if let Some(e) = topic.error() {
+                    return Err(spec.err(format!("topic {}: {:?}", topic.name(), rdkafka::types::RDKafkaRespErr::from(e))));
+                }
+                out.extend(topic.partitions().iter().map(|p| (topic.name().to_string(), p.id())));
+            }
+            if let Topics::List(list) = &spec.topics
+                && let Some(missing) = list.iter().find(|t| !out.iter().any(|(have, _)| have == *t))
+            {
+                return Err(spec.err(format!("topic {missing} does not exist (or has no partitions)")));
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The earliest and the next offset of each partition.
+    async fn watermarks(&self, tps: Vec<Tp>) -> Result<BTreeMap<Tp, (i64, i64)>> {
+        self.run("kafka watermarks", move |spec, consumer| {
+            let mut out = BTreeMap::new();
+            for (topic, p) in tps {
+                let marks = consumer
+                    .fetch_watermarks(&topic, p, spec.timeout)
+                    .map_err(|e| spec.err(format!("cannot read the offsets of {topic}/{p}: {e}")))?;
+                out.insert((topic, p), marks);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The messages of `ranges`, partition by partition, each by offset.
+    async fn fetch(&self, ranges: Ranges) -> Result<Vec<Message>> {
+        self.run("kafka fetch", move |spec, consumer| fetch(spec, consumer, &ranges)).await
+    }
+
+    /// The first offset of each partition whose message time is at or after `ms` (its next
+    /// offset when none is).
+    async fn offsets_at(&self, tps: Vec<Tp>, ms: i64) -> Result<BTreeMap<Tp, i64>> {
+        self.run("kafka offsets for times", move |spec, consumer| {
+            let mut list = TopicPartitionList::new();
+            for (topic, p) in &tps {
+                list.add_partition_offset(topic, *p, KafkaOffset::Offset(ms)).map_err(|e| spec.err(e))?;
+            }
+            let found = consumer
+                .offsets_for_times(list, spec.timeout)
+                .map_err(|e| spec.err(format!("cannot look up offsets by time: {e}")))?;
+            let mut out = BTreeMap::new();
+            for (topic, p) in tps {
+                let at = match found.find_partition(&topic, p).map(|e| e.offset()) {
+                    Some(KafkaOffset::Offset(n)) => n,
+                    _ => consumer
+                        .fetch_watermarks(&topic, p, spec.timeout)
+                        .map_err(|e| spec.err(format!("cannot read the offsets of {topic}/{p}: {e}")))?
+                        .1,
+                };
+                out.insert((topic, p), at);
+            }
+            drop(found);
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Reads `[from, to)` of each partition of `ranges` with a plain assignment (no group).
+fn fetch(spec: &KafkaSpec, consumer: &BaseConsumer, ranges: &Ranges) -> Result<Vec<Message>> {
+    let wanted: BTreeMap<&Tp, (i64, i64)> = ranges.iter().filter(|(_, (f, t))| t > f).map(|(k, v)| (k, *v)).collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, p), (from, _)) in &wanted {
+        list.add_partition_offset(topic, *p, KafkaOffset::Offset(*from)).map_err(|e| spec.err(e))?;
+    }
+    consumer.assign(&list).map_err(|e| spec.err(format!("cannot assign the partitions: {e}")))?;
+    drop(list);
+    let mut got: BTreeMap<Tp, Vec<Message>> = BTreeMap::new();
+    let mut open: BTreeSet<Tp> = wanted.keys().map(|k| (*k).clone()).collect();
+    let mut topics: BTreeMap<String, Arc<str>> = BTreeMap::new();
+    let mut last_progress = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let tp = (m.topic().to_string(), m.partition());
+                let Some(&(_, to)) = wanted.get(&tp) else { continue };
+                if !open.contains(&tp) || m.offset() >= to {
+                    continue;
+                }
+                last_progress = Instant::now();
+                let topic = topics.entry(tp.0.clone()).or_insert_with(|| Arc::from(tp.0.as_str())).clone();
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                    .unwrap_or_default();
+                got.entry(tp.clone()).or_default().push(Message {
+                    topic,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    headers,
+                });
+                if m.offset() + 1 >= to {
+                    open.remove(&tp);
+                }
+            }
+            Some(Err(e)) => {
+                let text = e.to_string();
+                if text.contains("OffsetOutOfRange") || text.contains("out of range") {
+                    let ranges: Vec<String> = open
+                        .iter()
+                        .map(|tp| format!("{}/{} offsets {}..{}", tp.0, tp.1, wanted[tp].0, wanted[tp].1))
+                        .collect();
+                    return Err(Error::DataLoss {
+                        source_name: spec.describe(),
+                        problem: format!("{} are no longer in the topic (deleted by retention?): {e}", ranges.join(", ")),
+                    });
+                }
+                return Err(spec.err(format!("fetch failed: {e}")));
+            }
+            None => {
+                // Offsets a fetch never returns (transaction markers, compacted away): the
+                // partition is done once the consumer's position reaches its end.
+                let position = consumer.position().map_err(|e| spec.err(e))?;
+                for tp in open.clone() {
+                    if let Some(KafkaOffset::Offset(at)) = position.find_partition(&tp.0, tp.1).map(|e| e.offset())
+                        && at >= wanted[&tp].1
+                    {
+                        open.remove(&tp);
+                    }
+                }
+                drop(position);
+                if !open.is_empty() && last_progress.elapsed() > spec.timeout {
+                    let stuck: Vec<String> = open.iter().map(|tp| format!("{}/{}", tp.0, tp.1)).collect();
+                    return Err(spec.err(format!(
+                        "no message from {} for {:?} while reading offsets the broker listed",
+                        stuck.join(", "),
+                        spec.timeout
+                    )));
+                }
+            }
+        }
+    }
+    Ok(got.into_values().flatten().collect())
+}
+
+/// Opens a [`KafkaSpec`] as a stream or a bounded range of offsets.
+pub struct KafkaSourceProvider {
+    spec: KafkaSpec,
+    /// The bounded view's time range (`--from`/`--to` of `tidewater batch`), epoch milliseconds.
+    times: (Option<i64>, Option<i64>),
+}
+
+impl KafkaSourceProvider {
+    pub fn new(spec: KafkaSpec) -> Self {
+        KafkaSourceProvider { spec, times: (None, None) }
+    }
+
+    /// The bounded view reads the offsets of messages timed in `[from, to)` (milliseconds).
+    pub fn with_times(mut self, from: Option<i64>, to: Option<i64>) -> Self {
+        self.times = (from, to);
+        self
+    }
+}
+
+#[async_trait]
+impl SourceProvider for KafkaSourceProvider {
+    fn describe(&self) -> String {
+        self.spec.describe()
+    }
+
+    async fn open_stream(&self, _state: Checkpoint) -> Result<Box<dyn Source>> {
+        Ok(Box::new(KafkaStream::open(&self.spec)?))
+    }
+
+    async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>> {
+        if version.is_some() {
+            return Err(Error::Unsupported(format!("{}: a topic has no versions (use --from/--to times)", self.describe())));
+        }
+        Ok(Box::new(KafkaBounded { client: Client::open(&self.spec)?, times: self.times }))
+    }
+}
+
+/// The stream view.
+struct KafkaStream {
+    client: Client,
+    /// The group member whose assignment says which partitions are ours (group mode).
+    member: Option<Arc<BaseConsumer>>,
+    /// The partitions this process reads now.
+    owned: BTreeSet<Tp>,
+    /// Where each owned partition's next batch starts, when known.
+    next: BTreeMap<Tp, i64>,
+    /// Owned partitions waiting for what the table records.
+    unplaced: BTreeSet<Tp>,
+    /// The offset of the last batch planned or committed (the engine's start).
+    last_end: Option<Offset>,
+    /// Whether the query has planned a batch yet (`starting_offsets` applies before).
+    started: bool,
+}
+
+impl KafkaStream {
+    fn open(spec: &KafkaSpec) -> Result<Self> {
+        let member = match &spec.assignment {
+            Assignment::Group { member } => {
+                let mut config = spec.config();
+                config.set("client.id", member);
+                let consumer: BaseConsumer =
+                    config.create().map_err(|e| spec.err(format!("cannot join group {}: {e}", spec.group_id)))?;
+                let topics: Vec<String> = match &spec.topics {
+                    Topics::List(list) => list.clone(),
+                    Topics::Pattern(p) => vec![format!("^{p}$")],
+                };
+                let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+                consumer.subscribe(&refs).map_err(|e| spec.err(format!("cannot subscribe: {e}")))?;
+                Some(Arc::new(consumer))
+            }
+            _ => None,
+        };
+        Ok(KafkaStream {
+            client: Client::open(spec)?,
+            member,
+            owned: BTreeSet::new(),
+            next: BTreeMap::new(),
+            unplaced: BTreeSet::new(),
+            last_end: None,
+            started: false,
+        })
+    }
+
+    fn spec(&self) -> &KafkaSpec {
+        &self.client.spec
+    }
+
+    /// The partitions this process reads now: all, its static share, or the group's assignment.
+    async fn assigned(&mut self) -> Result<BTreeSet<Tp>> {
+        let spec = self.client.spec.clone();
+        match (&spec.assignment, &self.member) {
+            (Assignment::Group { .. }, Some(member)) => {
+                let member = member.clone();
+                tidewater_core::compute::blocking("kafka group", move || {
+                    // Serves the group's rebalances; the member reads nothing itself (its
+                    // partitions are paused), the batches read by offset range.
+                    while let Some(polled) = member.poll(Duration::ZERO) {
+                        if let Err(e) = polled {
+                            tracing::warn!(group = %spec.group_id, "consumer group: {e}");
+                        }
+                    }
+                    let assignment = member.assignment().map_err(|e| spec.err(e))?;
+                    let _ = member.pause(&assignment);
+                    let owned =
+                        assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                    drop(assignment);
+                    Ok(owned)
+                })
+                .await
+            }
+            (Assignment::Worker { index, count }, _) => {
+                let all = self.client.partitions().await?;
+                Ok(all.into_iter().filter(|(t, p)| worker_of(t, *p, *count) == *index).collect())
+            }
+            _ => Ok(self.client.partitions().await?.into_iter().collect()),
+        }
+    }
+
+    /// `[from, to)` for each owned partition, `to` within the admission limit and `until`.
+    async fn plan(&mut self, until: Option<&Ranges>, limit: Option<u64>) -> Result<Ranges> {
+        let placed: Vec<Tp> = self.owned.iter().filter(|tp| self.next.contains_key(*tp)).cloned().collect();
+        let marks = self.client.watermarks(placed.clone()).await?;
+        let mut ranges = Ranges::new();
+        for tp in placed {
+            let (low, high) = marks[&tp];
+            let mut from = self.next[&tp];
+            if from < low {
+                let problem = format!(
+                    "{}/{} offsets {from}..{low} are no longer in the topic (deleted by retention?); the earliest is {low}",
+                    tp.0, tp.1
+                );
+                if self.spec().fail_on_data_loss {
+                    return Err(Error::DataLoss {
+                        source_name: self.spec().describe(),
+                        problem: format!("{problem} (fail_on_data_loss = false skips them)"),
+                    });
+                }
+                tracing::warn!(source = %self.spec().describe(), "data loss: {problem}; skipped (fail_on_data_loss = false)");
+                from = low;
+            }
+            let mut to = high.max(from);
+            if let Some(until) = until {
+                to = until.get(&tp).map_or(from, |&(_, end)| end.clamp(from, to));
+            }
+            ranges.insert(tp, (from, to));
+        }
+        if let Some(limit) = limit {
+            limit_ranges(&mut ranges, limit);
+        }
+        Ok(ranges)
+    }
+
+    /// `ranges` as the batch's end, or the last end when no partition has anything new.
+    fn end_of(&mut self, ranges: &Ranges) -> Option<Offset> {
+        if ranges.values().all(|(from, to)| from == to) {
+            return self.last_end.clone();
+        }
+        self.started = true;
+        Some(ranges_offset(ranges))
+    }
+}
+
+/// The worker (of `count`) that reads a partition in a static split: the partitions of a topic
+/// go round the workers, starting at a place the topic's name chooses.
+pub fn worker_of(topic: &str, partition: i32, count: u32) -> u32 {
+    let start = xxhash_rust::xxh3::xxh3_64(topic.as_bytes());
+    ((start.wrapping_add(partition as u64)) % u64::from(count.max(1))) as u32
+}
+
+/// Cuts `ranges` to `limit` offsets in all, shared by the partitions in proportion to what each
+/// has (Spark's `maxOffsetsPerTrigger`), each partition getting at least one.
+fn limit_ranges(ranges: &mut Ranges, limit: u64) {
+    let total: u64 = ranges.values().map(|(f, t)| (t - f) as u64).sum();
+    if total <= limit {
+        return;
+    }
+    for (from, to) in ranges.values_mut() {
+        let have = (*to - *from) as u64;
+        if have == 0 {
+            continue;
+        }
+        let share = ((have as u128 * limit as u128) / total as u128).max(1) as i64;
+        *to = *from + share.min(have as i64);
+    }
+}
+
+#[async_trait]
+impl Source for KafkaStream {
+    async fn latest_offset(&mut self, start: Option<&Offset>, until: Option<&Offset>) -> Result<Option<Offset>> {
+        let until = until.map(|u| ranges_of(self.spec(), u)).transpose()?;
+        let limit = self.spec().max_offsets_per_trigger;
+        let ranges = self.plan(until.as_ref(), limit).await?;
+        if self.last_end.is_none() {
+            self.last_end = start.cloned();
+        }
+        Ok(self.end_of(&ranges))
+    }
+
+    async fn available_end(&mut self) -> Result<Option<Offset>> {
+        let ranges = self.plan(None, None).await?;
+        Ok(self.end_of(&ranges))
+    }
+
+    async fn read(&mut self, range: &OffsetRange) -> Result<SourceBatch> {
+        let ranges = ranges_of(self.spec(), &range.end)?;
+        let messages = self.client.fetch(ranges).await?;
+        let format = self.spec().format.clone();
+        tidewater_core::compute::blocking("decoding kafka messages", move || decode(&messages, &format)).await
+    }
+
+    async fn commit(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()> {
+        let ranges = ranges_of(self.spec(), end)?;
+        if let SinkCommit::Superseded { lane, recorded, expected } = outcome {
+            if !matches!(self.spec().assignment, Assignment::Group { .. }) {
+                return Err(self.spec().err(format!(
+                    "partition {lane}: another writer committed its offsets up to {recorded} while this batch read from {}; is another process of this job running outside a consumer group or with an overlapping --worker split?",
+                    expected.map_or("its start".to_string(), |e| e.to_string())
+                )));
+            }
+            // The group moved a partition: start again from what the table records.
+            tracing::info!(%lane, recorded, "a partition moved to another member; re-reading where the table is");
+            self.next.clear();
+            self.unplaced = self.owned.clone();
+            self.last_end = None;
+            return Ok(());
+        }
+        for (tp, (_, to)) in &ranges {
+            if self.owned.contains(tp) {
+                self.next.insert(tp.clone(), *to);
+            }
+        }
+        self.last_end = Some(end.clone());
+        if let Some(member) = self.member.clone() {
+            // For lag monitors only: the table, not the group's offsets, is where a partition resumes.
+            let mut list = TopicPartitionList::new();
+            for ((topic, p), (_, to)) in &ranges {
+                let _ = list.add_partition_offset(topic, *p, KafkaOffset::Offset(*to));
+            }
+            if let Err(e) = member.commit(&list, rdkafka::consumer::CommitMode::Async) {
+                tracing::debug!("committing the group's offsets (for monitoring): {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn lanes(&self, range: &OffsetRange) -> Vec<Lane> {
+        let Ok(ranges) = ranges_of(self.spec(), &range.end) else { return Vec::new() };
+        ranges
+            .iter()
+            .filter(|(_, (from, to))| to > from)
+            .map(|((topic, p), (from, to))| Lane {
+                app_id: self.spec().lane_id(topic, *p),
+                origin: format!("{topic}/{p}"),
+                from: Some(*from),
+                to: *to,
+            })
+            .collect()
+    }
+
+    async fn unplaced(&mut self, start: Option<&Offset>) -> Result<Vec<String>> {
+        let owned = self.assigned().await?;
+        if owned != self.owned {
+            let (gone, new): (Vec<&Tp>, Vec<&Tp>) =
+                (self.owned.difference(&owned).collect(), owned.difference(&self.owned).collect());
+            if !gone.is_empty() || !new.is_empty() {
+                tracing::info!(source = %self.spec().describe(), revoked = ?gone, assigned = ?new, "partitions changed");
+            }
+            self.next.retain(|tp, _| owned.contains(tp));
+            self.unplaced.retain(|tp| owned.contains(tp));
+            for tp in owned.difference(&self.owned) {
+                self.unplaced.insert(tp.clone());
+            }
+            self.owned = owned;
+        }
+        // A static split resumes from the offset log; the table is asked only for partitions
+        // the log has not seen (a new partition, a first run).
+        if !matches!(self.spec().assignment, Assignment::Group { .. })
+            && let Some(start) = start
+        {
+            let logged = ranges_of(self.spec(), start)?;
+            for (tp, (_, to)) in logged {
+                if self.unplaced.remove(&tp) {
+                    self.next.insert(tp, to);
+                }
+            }
+        }
+        Ok(self.unplaced.iter().map(|(t, p)| self.spec().lane_id(t, *p)).collect())
+    }
+
+    async fn place(&mut self, recorded: Vec<(String, Option<i64>)>) -> Result<()> {
+        let recorded: BTreeMap<String, Option<i64>> = recorded.into_iter().collect();
+        let pending: Vec<Tp> = std::mem::take(&mut self.unplaced).into_iter().collect();
+        let (mut defaults, mut placed) = (Vec::new(), Vec::new());
+        for tp in pending {
+            match recorded.get(&self.spec().lane_id(&tp.0, tp.1)).copied().flatten() {
+                Some(at) => placed.push((tp, at)),
+                None => defaults.push(tp),
+            }
+        }
+        let marks = self.client.watermarks(defaults.clone()).await?;
+        for tp in defaults {
+            let (low, high) = marks[&tp];
+            // `starting_offsets` is where the query starts; a partition found later starts at
+            // its earliest offset (as Spark's).
+            let at = match (&self.spec().starting_offsets, self.started) {
+                (_, true) | (StartingOffsets::Earliest, _) => low,
+                (StartingOffsets::Latest, false) => high,
+                (StartingOffsets::Exact(map), false) => {
+                    map.get(&tp.0).and_then(|m| m.get(&tp.1)).copied().unwrap_or(low)
+                }
+            };
+            placed.push((tp, at));
+        }
+        for (tp, at) in placed {
+            tracing::debug!(partition = %format!("{}/{}", tp.0, tp.1), at, "partition placed");
+            self.next.insert(tp, at);
+        }
+        Ok(())
+    }
+}
+
+/// The bounded view: each partition's offsets from the earliest (or the first at `--from`) to
+/// its end at planning (or the first at `--to`), in chunks.
+struct KafkaBounded {
+    client: Client,
+    times: (Option<i64>, Option<i64>),
+}
+
+/// Offsets per chunk of a bounded read.
+const CHUNK_OFFSETS: i64 = 1_000_000;
+
+#[async_trait]
+impl BoundedSource for KafkaBounded {
+    async fn plan(&mut self) -> Result<Vec<Chunk>> {
+        let tps = self.client.partitions().await?;
+        let marks = self.client.watermarks(tps.clone()).await?;
+        let starts = match self.times.0 {
+            Some(ms) => self.client.offsets_at(tps.clone(), ms).await?,
+            None => marks.iter().map(|(tp, (low, _))| (tp.clone(), *low)).collect(),
+        };
+        let ends = match self.times.1 {
+            Some(ms) => self.client.offsets_at(tps.clone(), ms).await?,
+            None => marks.iter().map(|(tp, (_, high))| (tp.clone(), *high)).collect(),
+        };
+        let mut chunks = Vec::new();
+        for tp in tps {
+            let (mut from, to) = (starts[&tp], ends[&tp]);
+            while from < to {
+                let end = (from + CHUNK_OFFSETS).min(to);
+                chunks.push(Chunk {
+                    describe: format!("{}/{} offsets {from}..{end}", tp.0, tp.1),
+                    spec: ranges_offset(&Ranges::from([(tp.clone(), (from, end))])).value().clone(),
+                });
+                from = end;
+            }
+        }
+        Ok(chunks)
+    }
+
+    async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
+        let ranges = ranges_of(&self.client.spec, &Offset::new(chunk.spec.clone()))?;
+        let messages = self.client.fetch(ranges).await?;
+        let format = self.client.spec.format.clone();
+        tidewater_core::compute::blocking("decoding kafka messages", move || decode(&messages, &format)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip_and_limits_share_by_backlog() {
+        let spec = KafkaSpec::new("x:1", Topics::List(vec!["orders".into()]), "g");
+        let mut ranges = Ranges::from([
+            (("orders".to_string(), 0), (0, 900)),
+            (("orders".to_string(), 1), (50, 150)),
+            (("orders".to_string(), 2), (7, 7)),
+        ]);
+        let offset = ranges_offset(&ranges);
+        assert_eq!(offset.to_string(), r#"{"orders":{"0":[0,900],"1":[50,150],"2":[7,7]}}"#);
+        assert_eq!(ranges_of(&spec, &offset).unwrap(), ranges);
+        limit_ranges(&mut ranges, 100);
+        let sizes: Vec<i64> = ranges.values().map(|(f, t)| t - f).collect();
+        assert_eq!(sizes, [90, 10, 0]);
+        assert!(ranges_of(&spec, &Offset::new(serde_json::json!({"files": 3}))).is_err());
+    }
+
+    #[test]
+    fn a_static_split_gives_each_partition_to_one_worker_and_spreads_a_topic() {
+        for count in 1..5u32 {
+            for p in 0..12 {
+                assert!(worker_of("orders", p, count) < count);
+            }
+        }
+        let mut per = [0; 3];
+        for p in 0..12 {
+            per[worker_of("orders", p, 3) as usize] += 1;
+        }
+        assert_eq!(per, [4, 4, 4]);
+    }
+}
