@@ -49,7 +49,9 @@ pub use backfill::{
 };
 pub use checkpoint::Checkpoint;
 pub use context::{BatchContext, Mode, Tables};
-pub use contract::{BoundedSource, Chunk, Lane, Rejected, Sink, SinkCommit, Source, SourceBatch, SourceProvider, Transform};
+pub use contract::{
+    BoundedSource, Chunk, Lane, Rejected, Sink, SinkCommit, Source, SourceBatch, SourceProvider, Transform,
+};
 pub use crash::{CrashPoint, StepHook};
 pub use engine::{BatchReport, Clock, RunReport, Stop, SystemClock, Trigger};
 pub use error::{Error, Result, Retry};

@@ -133,6 +133,16 @@ pub struct RunArgs {
     /// `once` and `available-now`, which have none).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub interval: Option<std::time::Duration>,
+    /// Kafka: read only this worker's static share of the partitions (I of N processes, such as
+    /// a Kubernetes Indexed Job's $JOB_COMPLETION_INDEX/N). Its offset log is the checkpoint's
+    /// `workers/I-of-N`; each partition's progress is in the table.
+    #[arg(long, value_name = "I/N", conflicts_with = "member")]
+    pub worker: Option<String>,
+    /// Kafka: join the job's consumer group as NAME (such as the pod's name) and read the
+    /// partitions the group assigns. Its offset log is the checkpoint's `members/NAME`; each
+    /// partition's progress is in the table, so a partition that moves resumes where it was.
+    #[arg(long, value_name = "NAME")]
+    pub member: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -4,6 +4,7 @@
 use crate::spec::{JobSpec, SourceSpec, SpecError, TransformSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tidewater_connectors::kafka::{Assignment, KafkaSourceProvider};
 use tidewater_connectors::{DeltaSourceProvider, FileSourceProvider};
 use tidewater_core::aggregate::{AggregateQuery, Aggregation, OutputMode};
 use tidewater_core::{BatchContext, CrashPoint, Pipeline, SqlTransform, StepHook, Transform};
@@ -56,6 +57,24 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             files.schema.as_ref().map(|s| s.polars_schema()),
         ),
         SourceSpec::Delta(delta) => (Pipeline::new(&job.name, DeltaSourceProvider::new(delta.clone())), None),
+        SourceSpec::Kafka(kafka) => {
+            if kafka.assignment != Assignment::All
+                && let Some(key) = [
+                    ("watermark", job.watermark.is_some()),
+                    ("dedup", job.dedup.is_some()),
+                    ("transform.sql", AggregateQuery::parse(job_sql(job), None, &[]).ok().flatten().is_some()),
+                ]
+                .iter()
+                .find_map(|(k, set)| set.then_some(*k))
+            {
+                return Err(err(
+                    key,
+                    "a job scaled out over processes (--worker, --member) is row-wise: each process holds only its partitions, so a watermark, deduplication or aggregation would see a part of the stream; run it as one process".into(),
+                ));
+            }
+            let schema = kafka.format.row_schema().map_err(|e| err("source", e.to_string()))?;
+            (Pipeline::new(&job.name, KafkaSourceProvider::new(kafka.clone())), Some(schema))
+        }
     };
     let watermark = job.watermark.as_ref().map(|(column, _)| column.as_str());
     let statics: Vec<String> = job.tables.iter().map(|(name, _)| name.clone()).collect();
@@ -161,6 +180,13 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         pipeline = pipeline.with_hook(hook);
     }
     Ok(pipeline)
+}
+
+fn job_sql(job: &JobSpec) -> &str {
+    match &job.transform {
+        TransformSpec::Sql(sql) => sql,
+        _ => "",
+    }
 }
 
 /// Refuses an output (`what`'s, planned on an empty input) that Delta cannot hold, or that

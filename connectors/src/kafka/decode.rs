@@ -3,8 +3,8 @@
 
 use crate::files::InputSchema;
 use deltalake::arrow::array::{
-    Array as _, ArrayRef, BinaryBuilder, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder, StructBuilder,
-    TimestampMicrosecondArray,
+    Array as _, ArrayRef, BinaryBuilder, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder,
+    StructBuilder, TimestampMicrosecondArray,
 };
 use deltalake::arrow::datatypes::{DataType as ArrowType, Field, Fields, Schema, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -24,6 +24,14 @@ pub enum KafkaFormat {
     Json(InputSchema),
     /// No decoding: `key` and `value` as bytes (`kafka_key` and `value`, binary).
     Raw,
+}
+
+impl KafkaFormat {
+    /// The schema of the rows a batch gives the transform: the value's columns, then the
+    /// `kafka_*` columns.
+    pub fn row_schema(&self) -> Result<polars::prelude::Schema> {
+        Ok(decode(&[], self)?.rows.schema().as_ref().clone())
+    }
 }
 
 /// One message as read, owned.
@@ -176,8 +184,9 @@ fn with_value_column(meta: DataFrame, messages: &[Message]) -> Result<DataFrame>
         b.append_option(m.value.as_deref());
     }
     let value: ArrayRef = Arc::new(b.finish());
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("value", ArrowType::Binary, true)])), vec![value])
-        .map_err(|source| Error::Arrow { what: "the value column".into(), source })?;
+    let batch =
+        RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("value", ArrowType::Binary, true)])), vec![value])
+            .map_err(|source| Error::Arrow { what: "the value column".into(), source })?;
     let mut rows = tidewater_core::bridge::to_polars(&batch)?;
     rows.hstack_mut(meta.columns()).map_err(Error::polars("adding the kafka columns"))?;
     Ok(rows)
@@ -228,10 +237,10 @@ mod tests {
         assert!(read.rejected[2].reason.contains("total"), "{:?}", read.rejected[2]);
         let ids: Vec<&str> = read.rows.column("order_id").unwrap().str().unwrap().iter().map(Option::unwrap).collect();
         assert_eq!(ids, ["a", "b", "d"]);
-        let offsets: Vec<i64> =
-            read.rows.column("kafka_offset").unwrap().i64().unwrap().into_no_null_iter().collect();
+        let offsets: Vec<i64> = read.rows.column("kafka_offset").unwrap().i64().unwrap().into_no_null_iter().collect();
         assert_eq!(offsets, [5, 7, 9]);
-        let keys: Vec<&str> = read.rows.column("kafka_key").unwrap().str().unwrap().iter().map(Option::unwrap).collect();
+        let keys: Vec<&str> =
+            read.rows.column("kafka_key").unwrap().str().unwrap().iter().map(Option::unwrap).collect();
         assert_eq!(keys, ["k5", "k7", "k9"]);
         for name in KAFKA_COLUMNS {
             assert!(read.rows.schema().contains(name), "{name}");

@@ -126,6 +126,12 @@ impl KafkaSpec {
         config
     }
 
+    /// Whether librdkafka accepts the options (a consumer is created and dropped; no broker is
+    /// contacted).
+    pub fn check_options(&self) -> std::result::Result<(), String> {
+        self.config().create::<BaseConsumer>().map(drop).map_err(|e| e.to_string())
+    }
+
     fn consumer(&self) -> Result<BaseConsumer> {
         self.config().create().map_err(|e| self.err(format!("cannot create a consumer: {e}")))
     }
@@ -165,11 +171,41 @@ fn ranges_of(spec: &KafkaSpec, offset: &Offset) -> Result<Ranges> {
 struct Client {
     spec: Arc<KafkaSpec>,
     consumer: Arc<BaseConsumer>,
+    /// Per partition, the offset after the last message any fetch has seen (a fetch returns
+    /// whole record batches, so it sees past the range it reads): an end known to exist.
+    seen: Arc<std::sync::Mutex<BTreeMap<Tp, i64>>>,
 }
 
 impl Client {
     fn open(spec: &KafkaSpec) -> Result<Self> {
-        Ok(Client { spec: Arc::new(spec.clone()), consumer: Arc::new(spec.consumer()?) })
+        Ok(Client { spec: Arc::new(spec.clone()), consumer: Arc::new(spec.consumer()?), seen: Default::default() })
+    }
+
+    /// The earliest offset and the end of each partition: the broker's high watermark, or a
+    /// later end a fetch has seen. (Some Kafka-protocol brokers, tansu 0.6 among them, answer
+    /// the last record batch's first offset + 1 as the high watermark: the rest of that batch
+    /// is then found by the fetches, and by [`Client::probe`].)
+    async fn ends(&self, tps: Vec<Tp>) -> Result<BTreeMap<Tp, (i64, i64)>> {
+        let mut marks = self.watermarks(tps).await?;
+        let seen = self.seen.lock().map_err(|_| Error::Internal("kafka seen offsets poisoned".into()))?;
+        for (tp, (_, high)) in marks.iter_mut() {
+            if let Some(&end) = seen.get(tp) {
+                *high = (*high).max(end);
+            }
+        }
+        Ok(marks)
+    }
+
+    /// [`Client::ends`], after reading the record batch that holds each partition's last offset
+    /// by its high watermark: the end of everything in the topic now.
+    async fn probe(&self, tps: Vec<Tp>) -> Result<BTreeMap<Tp, (i64, i64)>> {
+        let marks = self.ends(tps).await?;
+        let last: Ranges =
+            marks.iter().filter(|(_, (l, h))| h > l).map(|(tp, (_, h))| (tp.clone(), (h - 1, *h))).collect();
+        if !last.is_empty() {
+            self.fetch(last).await?;
+        }
+        self.ends(marks.into_keys().collect()).await
     }
 
     async fn run<T: Send + 'static>(
@@ -207,7 +243,11 @@ impl Client {
                     continue;
                 }
                 if let Some(e) = topic.error() {
-                    return Err(spec.err(format!("topic {}: {:?}", topic.name(), rdkafka::types::RDKafkaRespErr::from(e))));
+                    return Err(spec.err(format!(
+                        "topic {}: {:?}",
+                        topic.name(),
+                        rdkafka::types::RDKafkaRespErr::from(e)
+                    )));
                 }
                 out.extend(topic.partitions().iter().map(|p| (topic.name().to_string(), p.id())));
             }
@@ -239,7 +279,8 @@ impl Client {
 
     /// The messages of `ranges`, partition by partition, each by offset.
     async fn fetch(&self, ranges: Ranges) -> Result<Vec<Message>> {
-        self.run("kafka fetch", move |spec, consumer| fetch(spec, consumer, &ranges)).await
+        let seen = self.seen.clone();
+        self.run("kafka fetch", move |spec, consumer| fetch(spec, consumer, &ranges, &seen)).await
     }
 
     /// The first offset of each partition whose message time is at or after `ms` (its next
@@ -257,10 +298,12 @@ impl Client {
             for (topic, p) in tps {
                 let at = match found.find_partition(&topic, p).map(|e| e.offset()) {
                     Some(KafkaOffset::Offset(n)) => n,
-                    _ => consumer
-                        .fetch_watermarks(&topic, p, spec.timeout)
-                        .map_err(|e| spec.err(format!("cannot read the offsets of {topic}/{p}: {e}")))?
-                        .1,
+                    _ => {
+                        consumer
+                            .fetch_watermarks(&topic, p, spec.timeout)
+                            .map_err(|e| spec.err(format!("cannot read the offsets of {topic}/{p}: {e}")))?
+                            .1
+                    }
                 };
                 out.insert((topic, p), at);
             }
@@ -272,7 +315,12 @@ impl Client {
 }
 
 /// Reads `[from, to)` of each partition of `ranges` with a plain assignment (no group).
-fn fetch(spec: &KafkaSpec, consumer: &BaseConsumer, ranges: &Ranges) -> Result<Vec<Message>> {
+fn fetch(
+    spec: &KafkaSpec,
+    consumer: &BaseConsumer,
+    ranges: &Ranges,
+    seen: &std::sync::Mutex<BTreeMap<Tp, i64>>,
+) -> Result<Vec<Message>> {
     let wanted: BTreeMap<&Tp, (i64, i64)> = ranges.iter().filter(|(_, (f, t))| t > f).map(|(k, v)| (k, *v)).collect();
     if wanted.is_empty() {
         return Ok(Vec::new());
@@ -287,10 +335,20 @@ fn fetch(spec: &KafkaSpec, consumer: &BaseConsumer, ranges: &Ranges) -> Result<V
     let mut open: BTreeSet<Tp> = wanted.keys().map(|k| (*k).clone()).collect();
     let mut topics: BTreeMap<String, Arc<str>> = BTreeMap::new();
     let mut last_progress = Instant::now();
-    while !open.is_empty() {
-        match consumer.poll(Duration::from_millis(100)) {
+    let mut ends: BTreeMap<Tp, i64> = BTreeMap::new();
+    let mut draining = false;
+    loop {
+        if open.is_empty() && !draining {
+            // What the fetched record batches hold past the ranges: ends known to exist.
+            draining = true;
+        }
+        let wait = if draining { Duration::ZERO } else { Duration::from_millis(100) };
+        match consumer.poll(wait) {
+            None if draining => break,
             Some(Ok(m)) => {
                 let tp = (m.topic().to_string(), m.partition());
+                let end = ends.entry(tp.clone()).or_insert(0);
+                *end = (*end).max(m.offset() + 1);
                 let Some(&(_, to)) = wanted.get(&tp) else { continue };
                 if !open.contains(&tp) || m.offset() >= to {
                     continue;
@@ -314,6 +372,7 @@ fn fetch(spec: &KafkaSpec, consumer: &BaseConsumer, ranges: &Ranges) -> Result<V
                     open.remove(&tp);
                 }
             }
+            Some(Err(_)) if draining => break,
             Some(Err(e)) => {
                 let text = e.to_string();
                 if text.contains("OffsetOutOfRange") || text.contains("out of range") {
@@ -323,7 +382,10 @@ fn fetch(spec: &KafkaSpec, consumer: &BaseConsumer, ranges: &Ranges) -> Result<V
                         .collect();
                     return Err(Error::DataLoss {
                         source_name: spec.describe(),
-                        problem: format!("{} are no longer in the topic (deleted by retention?): {e}", ranges.join(", ")),
+                        problem: format!(
+                            "{} are no longer in the topic (deleted by retention?): {e}",
+                            ranges.join(", ")
+                        ),
                     });
                 }
                 return Err(spec.err(format!("fetch failed: {e}")));
@@ -349,6 +411,12 @@ fn fetch(spec: &KafkaSpec, consumer: &BaseConsumer, ranges: &Ranges) -> Result<V
                     )));
                 }
             }
+        }
+    }
+    if let Ok(mut seen) = seen.lock() {
+        for (tp, end) in ends {
+            let known = seen.entry(tp).or_insert(end);
+            *known = (*known).max(end);
         }
     }
     Ok(got.into_values().flatten().collect())
@@ -385,7 +453,10 @@ impl SourceProvider for KafkaSourceProvider {
 
     async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>> {
         if version.is_some() {
-            return Err(Error::Unsupported(format!("{}: a topic has no versions (use --from/--to times)", self.describe())));
+            return Err(Error::Unsupported(format!(
+                "{}: a topic has no versions (use --from/--to times)",
+                self.describe()
+            )));
         }
         Ok(Box::new(KafkaBounded { client: Client::open(&self.spec)?, times: self.times }))
     }
@@ -457,8 +528,7 @@ impl KafkaStream {
                     }
                     let assignment = member.assignment().map_err(|e| spec.err(e))?;
                     let _ = member.pause(&assignment);
-                    let owned =
-                        assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                    let owned = assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
                     drop(assignment);
                     Ok(owned)
                 })
@@ -473,9 +543,12 @@ impl KafkaStream {
     }
 
     /// `[from, to)` for each owned partition, `to` within the admission limit and `until`.
-    async fn plan(&mut self, until: Option<&Ranges>, limit: Option<u64>) -> Result<Ranges> {
+    async fn plan(&mut self, until: Option<&Ranges>, limit: Option<u64>, probe: bool) -> Result<Ranges> {
         let placed: Vec<Tp> = self.owned.iter().filter(|tp| self.next.contains_key(*tp)).cloned().collect();
-        let marks = self.client.watermarks(placed.clone()).await?;
+        let marks = match probe {
+            true => self.client.probe(placed.clone()).await?,
+            false => self.client.ends(placed.clone()).await?,
+        };
         let mut ranges = Ranges::new();
         for tp in placed {
             let (low, high) = marks[&tp];
@@ -545,7 +618,7 @@ impl Source for KafkaStream {
     async fn latest_offset(&mut self, start: Option<&Offset>, until: Option<&Offset>) -> Result<Option<Offset>> {
         let until = until.map(|u| ranges_of(self.spec(), u)).transpose()?;
         let limit = self.spec().max_offsets_per_trigger;
-        let ranges = self.plan(until.as_ref(), limit).await?;
+        let ranges = self.plan(until.as_ref(), limit, false).await?;
         if self.last_end.is_none() {
             self.last_end = start.cloned();
         }
@@ -553,7 +626,7 @@ impl Source for KafkaStream {
     }
 
     async fn available_end(&mut self) -> Result<Option<Offset>> {
-        let ranges = self.plan(None, None).await?;
+        let ranges = self.plan(None, None, true).await?;
         Ok(self.end_of(&ranges))
     }
 
@@ -653,7 +726,7 @@ impl Source for KafkaStream {
                 None => defaults.push(tp),
             }
         }
-        let marks = self.client.watermarks(defaults.clone()).await?;
+        let marks = self.client.ends(defaults.clone()).await?;
         for tp in defaults {
             let (low, high) = marks[&tp];
             // `starting_offsets` is where the query starts; a partition found later starts at
@@ -689,7 +762,7 @@ const CHUNK_OFFSETS: i64 = 1_000_000;
 impl BoundedSource for KafkaBounded {
     async fn plan(&mut self) -> Result<Vec<Chunk>> {
         let tps = self.client.partitions().await?;
-        let marks = self.client.watermarks(tps.clone()).await?;
+        let marks = self.client.probe(tps.clone()).await?;
         let starts = match self.times.0 {
             Some(ms) => self.client.offsets_at(tps.clone(), ms).await?,
             None => marks.iter().map(|(tp, (low, _))| (tp.clone(), *low)).collect(),

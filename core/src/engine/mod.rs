@@ -239,11 +239,8 @@ impl BatchWriter {
         if !lanes.is_empty() {
             let ids: Vec<String> = lanes.iter().map(|l| l.app_id.clone()).collect();
             let recorded = self.quarantine.recorded_versions(&ids).await?.unwrap_or_else(|| vec![None; lanes.len()]);
-            let done: std::collections::HashMap<&str, i64> = lanes
-                .iter()
-                .zip(&recorded)
-                .filter_map(|(lane, at)| at.map(|at| (lane.origin.as_str(), at)))
-                .collect();
+            let done: std::collections::HashMap<&str, i64> =
+                lanes.iter().zip(&recorded).filter_map(|(lane, at)| at.map(|at| (lane.origin.as_str(), at))).collect();
             rejected.retain(|r| done.get(r.origin.as_str()).is_none_or(|&at| r.position as i64 >= at));
             for (lane, at) in lanes.iter().zip(recorded) {
                 if at.is_none_or(|at| lane.to > at) {
@@ -530,10 +527,8 @@ impl StreamQuery {
             None => None,
         };
         let lanes = self.source.lanes(&entry.range);
-        let Written { mut report, max_event_ms, state, seen, commit: outcome } = self
-            .writer
-            .write(read, &entry.context, &range, crate::sink::Change::Append, state, seen, &lanes)
-            .await?;
+        let Written { mut report, max_event_ms, state, seen, commit: outcome } =
+            self.writer.write(read, &entry.context, &range, crate::sink::Change::Append, state, seen, &lanes).await?;
         let state_rows = match state {
             Some(state) => {
                 let rows = state.height() as u64;

@@ -77,7 +77,6 @@ pub struct DeltaSink {
     lanes: std::collections::HashMap<String, i64>,
 }
 
-
 impl DeltaSink {
     pub fn new(url: Url, app_id: impl Into<String>, kind: WriteKind) -> Self {
         DeltaSink {
@@ -811,9 +810,10 @@ impl DeltaSink {
         pass(&self.hook, CrashPoint::AfterDataFiles, id);
 
         let now = Some(chrono::Utc::now().timestamp_millis());
-        let txns: Vec<Transaction> = std::iter::once(Transaction::new_with_last_update(&self.app_id, id.txn_version(), now))
-            .chain(lanes.iter().map(|lane| Transaction::new_with_last_update(&lane.app_id, lane.to, now)))
-            .collect();
+        let txns: Vec<Transaction> =
+            std::iter::once(Transaction::new_with_last_update(&self.app_id, id.txn_version(), now))
+                .chain(lanes.iter().map(|lane| Transaction::new_with_last_update(&lane.app_id, lane.to, now)))
+                .collect();
         let actions: Vec<Action> =
             adds.into_iter().map(Action::Add).chain(removes.into_iter().map(Action::Remove)).collect();
         let mut version = None;

@@ -113,19 +113,11 @@ async fn plan(pipeline: &Pipeline, args: &BackfillPlanArgs) -> Result<i32, CliEr
     Ok(EXIT_OK)
 }
 
-fn worker(text: &str) -> Result<(usize, usize), CliError> {
-    let bad = || CliError::Usage(format!("--worker {text}: expected I/N with 0 <= I < N, such as 0/3"));
-    let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
 async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliError> {
-    let options =
-        RunOptions { parallel: usize::from(args.parallel), worker: args.worker.as_deref().map(worker).transpose()? };
+    let options = RunOptions {
+        parallel: usize::from(args.parallel),
+        worker: args.worker.as_deref().map(super::worker).transpose()?,
+    };
     let backfill = pipeline.backfill(args.id.as_deref()).await?;
     let plan = backfill.plan();
     if args.dry_run {

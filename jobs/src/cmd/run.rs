@@ -11,11 +11,42 @@ use tidewater_core::{BatchReport, RunReport, Trigger};
 pub async fn run(args: RunArgs, registry: &Registry) -> Result<i32, CliError> {
     let mut job = load(&args.job)?;
     job.trigger = override_trigger(job.trigger, args.trigger, args.interval).map_err(CliError::Usage)?;
+    scale_out(&mut job, args.worker.as_deref(), args.member.as_deref())?;
     let pipeline = pipeline_for(&job, registry)?;
     stop_on_signals(pipeline.stop_handle());
     let report = pipeline.run(job.trigger).await?;
     emit(&args.output, &report, || summary(&job.name, &report) + "\n")?;
     Ok(EXIT_OK)
+}
+
+/// `--worker I/N` or `--member NAME`: this process's share of a Kafka job's partitions, and its
+/// own offset log under the job's checkpoint.
+fn scale_out(job: &mut crate::spec::JobSpec, worker: Option<&str>, member: Option<&str>) -> Result<(), CliError> {
+    use tidewater_connectors::kafka::Assignment;
+    let (assignment, lane) = match (worker, member) {
+        (None, None) => return Ok(()),
+        (Some(text), _) => {
+            let (i, n) = super::worker(text)?;
+            (Assignment::Worker { index: i as u32, count: n as u32 }, format!("workers/{i}-of-{n}"))
+        }
+        (None, Some(name)) => {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(CliError::Usage(format!(
+                    "--member {name}: a member's name is letters, digits, '-', '_' and '.' (it names its offset log)"
+                )));
+            }
+            (Assignment::Group { member: name.to_string() }, format!("members/{name}"))
+        }
+    };
+    let crate::spec::SourceSpec::Kafka(kafka) = &mut job.source else {
+        return Err(CliError::Usage(format!(
+            "--worker and --member split a Kafka source's partitions; {}'s source is not Kafka",
+            job.file.display()
+        )));
+    };
+    kafka.assignment = assignment;
+    job.checkpoint = format!("{}/{lane}", job.checkpoint.trim_end_matches('/'));
+    Ok(())
 }
 
 /// The job's trigger with `--trigger` and `--interval` applied. Each flag changes only what it

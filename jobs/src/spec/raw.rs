@@ -50,6 +50,14 @@ pub struct RawSource {
     pub skip_change_commits: Option<bool>,
     pub ignore_deletes: Option<bool>,
     pub schema: Option<BTreeMap<String, toml::Value>>,
+    pub bootstrap_servers: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub topic_pattern: Option<String>,
+    pub starting_offsets: Option<toml::Value>,
+    pub max_offsets_per_trigger: Option<i64>,
+    pub fail_on_data_loss: Option<bool>,
+    pub group_id: Option<String>,
+    pub options: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@ use super::raw::{RawJob, RawSource};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
+use tidewater_connectors::kafka::{KafkaFormat, KafkaSpec, StartingOffsets, Topics};
 use tidewater_connectors::{DeltaSpec, StartingVersion};
 use tidewater_core::Trigger;
 use tidewater_core::aggregate::OutputMode;
@@ -22,6 +23,7 @@ pub struct SpecError {
 pub enum SourceSpec {
     Files(FileSpec),
     Delta(DeltaSpec),
+    Kafka(KafkaSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -95,7 +97,7 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
         .as_deref()
         .ok_or_else(|| err("checkpoint", "missing: say where the job keeps its offsets and commits".into()))
         .and_then(|c| location("checkpoint", c))?;
-    let source = source(&raw.source, &location, err)?;
+    let source = source(&raw.source, &raw.name, &location, err)?;
     let transform = match (&raw.transform.sql, &raw.transform.rust) {
         (Some(_), Some(_)) => {
             return Err(err("transform", "give either `sql` or `rust`, not both".into()));
@@ -199,6 +201,7 @@ fn resolve(base: &Path, value: &str) -> String {
 
 fn source(
     raw: &RawSource,
+    name: &str,
     location: &dyn Fn(&str, &str) -> Result<String, SpecError>,
     err: &dyn Fn(&str, String) -> SpecError,
 ) -> Result<SourceSpec, SpecError> {
@@ -222,6 +225,14 @@ fn source(
                     ("starting_version", raw.starting_version.is_some()),
                     ("skip_change_commits", raw.skip_change_commits.is_some()),
                     ("ignore_deletes", raw.ignore_deletes.is_some()),
+                    ("bootstrap_servers", raw.bootstrap_servers.is_some()),
+                    ("topics", raw.topics.is_some()),
+                    ("topic_pattern", raw.topic_pattern.is_some()),
+                    ("starting_offsets", raw.starting_offsets.is_some()),
+                    ("max_offsets_per_trigger", raw.max_offsets_per_trigger.is_some()),
+                    ("fail_on_data_loss", raw.fail_on_data_loss.is_some()),
+                    ("group_id", raw.group_id.is_some()),
+                    ("options", raw.options.is_some()),
                 ],
             )?;
             let path =
@@ -236,21 +247,27 @@ fn source(
             if let Some(n) = raw.max_files_per_trigger {
                 spec = spec.with_max_files_per_trigger(positive("source.max_files_per_trigger", n)?);
             }
-            if let Some(columns) = &raw.schema {
-                let mut parsed = Vec::new();
-                for (name, ty) in columns {
-                    let key = format!("source.schema.{name}");
-                    let text = ty
-                        .as_str()
-                        .ok_or_else(|| err(&key, format!("expected a type name such as \"int64\", found {ty}")))?;
-                    parsed.push(InputSchema::parse_column(name, text).map_err(|e| err(&key, e))?);
-                }
-                spec = spec.with_schema(InputSchema::new(parsed));
+            if let Some(schema) = input_schema(raw, err)? {
+                spec = spec.with_schema(schema);
             }
             Ok(SourceSpec::Files(spec))
         }
         "delta" => {
-            foreign("delta", &[("format", raw.format.is_some()), ("schema", raw.schema.is_some())])?;
+            foreign(
+                "delta",
+                &[
+                    ("format", raw.format.is_some()),
+                    ("schema", raw.schema.is_some()),
+                    ("bootstrap_servers", raw.bootstrap_servers.is_some()),
+                    ("topics", raw.topics.is_some()),
+                    ("topic_pattern", raw.topic_pattern.is_some()),
+                    ("starting_offsets", raw.starting_offsets.is_some()),
+                    ("max_offsets_per_trigger", raw.max_offsets_per_trigger.is_some()),
+                    ("fail_on_data_loss", raw.fail_on_data_loss.is_some()),
+                    ("group_id", raw.group_id.is_some()),
+                    ("options", raw.options.is_some()),
+                ],
+            )?;
             let table = raw
                 .table
                 .as_deref()
@@ -293,8 +310,139 @@ fn source(
             stream.ignore_deletes = raw.ignore_deletes.unwrap_or(false);
             Ok(SourceSpec::Delta(spec))
         }
-        other => Err(err("source.kind", format!("unknown kind `{other}`; expected `files` or `delta`"))),
+        "kafka" => kafka(raw, name, err).map(SourceSpec::Kafka),
+        other => Err(err("source.kind", format!("unknown kind `{other}`; expected `files`, `delta` or `kafka`"))),
     }
+}
+
+/// `[source.schema]`, if given.
+fn input_schema(raw: &RawSource, err: &dyn Fn(&str, String) -> SpecError) -> Result<Option<InputSchema>, SpecError> {
+    let Some(columns) = &raw.schema else { return Ok(None) };
+    let mut parsed = Vec::new();
+    for (name, ty) in columns {
+        let key = format!("source.schema.{name}");
+        let text =
+            ty.as_str().ok_or_else(|| err(&key, format!("expected a type name such as \"int64\", found {ty}")))?;
+        parsed.push(InputSchema::parse_column(name, text).map_err(|e| err(&key, e))?);
+    }
+    Ok(Some(InputSchema::new(parsed)))
+}
+
+fn kafka(raw: &RawSource, name: &str, err: &dyn Fn(&str, String) -> SpecError) -> Result<KafkaSpec, SpecError> {
+    for (key, set) in [
+        ("path", raw.path.is_some()),
+        ("table", raw.table.is_some()),
+        ("max_files_per_trigger", raw.max_files_per_trigger.is_some()),
+        ("files_per_chunk", raw.files_per_chunk.is_some()),
+        ("max_bytes_per_trigger", raw.max_bytes_per_trigger.is_some()),
+        ("starting_version", raw.starting_version.is_some()),
+        ("skip_change_commits", raw.skip_change_commits.is_some()),
+        ("ignore_deletes", raw.ignore_deletes.is_some()),
+    ] {
+        if set {
+            return Err(err(&format!("source.{key}"), "is not a key of a `kafka` source".into()));
+        }
+    }
+    let servers =
+        raw.bootstrap_servers.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+            err("source.bootstrap_servers", "missing: the brokers, such as \"127.0.0.1:9092\"".into())
+        })?;
+    let topics = match (&raw.topics, &raw.topic_pattern) {
+        (Some(_), Some(_)) => {
+            return Err(err("source.topic_pattern", "give either `topics` or `topic_pattern`, not both".into()));
+        }
+        (Some(list), None) if list.is_empty() || list.iter().any(|t| t.trim().is_empty()) => {
+            return Err(err("source.topics", "name at least one topic, none empty".into()));
+        }
+        (Some(list), None) => Topics::List(list.clone()),
+        (None, Some(p)) => {
+            regex::Regex::new(p).map_err(|e| err("source.topic_pattern", format!("`{p}`: {e}")))?;
+            Topics::Pattern(p.clone())
+        }
+        (None, None) => {
+            return Err(err("source.topics", "missing: the topics to read, or a topic_pattern".into()));
+        }
+    };
+    let group = raw.group_id.clone().unwrap_or_else(|| format!("tidewater-{name}"));
+    let mut spec = KafkaSpec::new(servers, topics, group);
+    spec.format = match raw.format.as_deref().unwrap_or("json") {
+        "json" => KafkaFormat::Json(input_schema(raw, err)?.ok_or_else(|| {
+            err("source.schema", "missing: a JSON source decodes by its schema ([source.schema] column = \"type\"); or use format = \"raw\"".into())
+        })?),
+        "raw" if raw.schema.is_some() => {
+            return Err(err("source.schema", "a raw source does not decode its values: remove the schema, or use format = \"json\"".into()));
+        }
+        "raw" => KafkaFormat::Raw,
+        other => return Err(err("source.format", format!("unknown format `{other}`; expected json or raw"))),
+    };
+    if let Some(value) = &raw.starting_offsets {
+        let bad = |why: &str| {
+            err(
+                "source.starting_offsets",
+                format!("{why}; expected \"earliest\", \"latest\" or {{ topic = {{ \"0\" = 42 }} }}, found {value}"),
+            )
+        };
+        spec.starting_offsets = match value {
+            toml::Value::String(s) if s == "earliest" => StartingOffsets::Earliest,
+            toml::Value::String(s) if s == "latest" => StartingOffsets::Latest,
+            toml::Value::Table(topics) => {
+                let mut exact = std::collections::BTreeMap::new();
+                for (topic, partitions) in topics {
+                    let partitions =
+                        partitions.as_table().ok_or_else(|| bad(&format!("`{topic}` is not a table of partitions")))?;
+                    let mut per = std::collections::BTreeMap::new();
+                    for (p, at) in partitions {
+                        let p: i32 = p
+                            .parse()
+                            .ok()
+                            .filter(|p| *p >= 0)
+                            .ok_or_else(|| bad(&format!("`{p}` is not a partition number")))?;
+                        let at = at
+                            .as_integer()
+                            .filter(|n| *n >= 0)
+                            .ok_or_else(|| bad(&format!("{topic}/{p}: not an offset")))?;
+                        per.insert(p, at);
+                    }
+                    exact.insert(topic.clone(), per);
+                }
+                StartingOffsets::Exact(exact)
+            }
+            _ => return Err(bad("not a starting point")),
+        };
+    }
+    if let Some(n) = raw.max_offsets_per_trigger {
+        spec.max_offsets_per_trigger = Some(
+            u64::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| err("source.max_offsets_per_trigger", format!("{n} is not a positive number")))?,
+        );
+    }
+    spec.fail_on_data_loss = raw.fail_on_data_loss.unwrap_or(true);
+    for (key, value) in raw.options.iter().flatten() {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(err(
+                    &format!("source.options.{key}"),
+                    format!("expected a string, number or boolean, found {other}"),
+                ));
+            }
+        };
+        if matches!(key.as_str(), "enable.auto.commit" | "group.id" | "bootstrap.servers" | "auto.offset.reset") {
+            return Err(err(
+                &format!("source.options.{key}"),
+                "is set by Tidewater (offsets live in the table; group_id and bootstrap_servers are source keys)"
+                    .into(),
+            ));
+        }
+        spec.options.insert(key.clone(), text);
+    }
+    // A client that the options make unusable is refused now, with librdkafka's words.
+    spec.check_options().map_err(|e| err("source.options", e))?;
+    Ok(spec)
 }
 
 /// Parses a trigger kind and interval; errors name the sub-key (`kind`, `interval`).
