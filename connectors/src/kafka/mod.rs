@@ -786,6 +786,23 @@ impl BoundedSource for KafkaBounded {
         Ok(chunks)
     }
 
+    async fn plan_files(&mut self) -> Result<tidewater_core::backfill::SlicePlan> {
+        let chunks = self
+            .plan()
+            .await?
+            .into_iter()
+            .map(|read| tidewater_core::backfill::SliceChunk {
+                range: read.describe.clone(),
+                span: None,
+                files: 0,
+                estimated_rows: 0,
+                estimated_bytes: 0,
+                read,
+            })
+            .collect();
+        Ok(tidewater_core::backfill::SlicePlan { version: None, column: None, chunks })
+    }
+
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
         let ranges = ranges_of(&self.client.spec, &Offset::new(chunk.spec.clone()))?;
         let messages = self.client.fetch(ranges).await?;
