@@ -12,6 +12,7 @@ mod common;
 mod crash;
 mod data_files;
 mod delta_stream;
+mod kafka;
 mod property;
 mod reconcile;
 mod s3;
