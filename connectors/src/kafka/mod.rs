@@ -119,7 +119,10 @@ impl KafkaSpec {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // A batch reads offsets known to exist: a fetch need not wait for more to arrive
+            // (librdkafka's default waits up to 500 ms for fetch.min.bytes, on every fetch).
+            .set("fetch.wait.max.ms", "10");
         for (k, v) in &self.options {
             config.set(k, v);
         }
