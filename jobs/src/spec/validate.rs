@@ -613,4 +613,68 @@ key = ["event_id"]
             assert!(e.contains(expected), "expected `{expected}` in: {e}");
         }
     }
+
+    const KAFKA_JOB: &str = r#"
+name = "orders"
+checkpoint = "/data/checkpoints/orders"
+
+[source]
+kind = "kafka"
+bootstrap_servers = "127.0.0.1:9092"
+topics = ["orders"]
+max_offsets_per_trigger = 100000
+
+[source.schema]
+order_id = "string"
+
+[sink]
+table = "/data/tables/orders"
+"#;
+
+    #[test]
+    fn a_kafka_job_loads_and_its_mistakes_are_named() {
+        let job = load_text(KAFKA_JOB).unwrap();
+        let SourceSpec::Kafka(kafka) = &job.source else { panic!("kafka source") };
+        assert_eq!(kafka.group_id, "tidewater-orders");
+        assert_eq!(kafka.max_offsets_per_trigger, Some(100_000));
+        assert!(kafka.fail_on_data_loss);
+        let exact = KAFKA_JOB.replace(
+            "max_offsets_per_trigger = 100000",
+            "starting_offsets = { orders = { \"0\" = 42, \"2\" = 7 } }\n[source.options]\n\"session.timeout.ms\" = 6000",
+        );
+        let job = load_text(&exact).unwrap();
+        let SourceSpec::Kafka(kafka) = &job.source else { panic!("kafka source") };
+        assert_eq!(
+            kafka.starting_offsets,
+            StartingOffsets::Exact([("orders".to_string(), [(0, 42), (2, 7)].into())].into())
+        );
+        assert_eq!(kafka.options["session.timeout.ms"], "6000");
+        let cases = [
+            (KAFKA_JOB.replace("bootstrap_servers = \"127.0.0.1:9092\"\n", ""), "source.bootstrap_servers: missing"),
+            (KAFKA_JOB.replace("topics = [\"orders\"]", "topics = []"), "source.topics: name at least one topic"),
+            (
+                KAFKA_JOB.replace("topics = [\"orders\"]", "topics = [\"orders\"]\ntopic_pattern = \"o.*\""),
+                "give either `topics` or `topic_pattern`",
+            ),
+            (KAFKA_JOB.replace("topics = [\"orders\"]", "topic_pattern = \"(\""), "source.topic_pattern: `(`"),
+            (KAFKA_JOB.replace("[source.schema]\norder_id = \"string\"\n", ""), "source.schema: missing"),
+            (
+                KAFKA_JOB.replace("max_offsets_per_trigger = 100000", "starting_offsets = \"soon\""),
+                "source.starting_offsets: not a starting point",
+            ),
+            (KAFKA_JOB.replace("= 100000", "= 0"), "source.max_offsets_per_trigger: 0 is not a positive number"),
+            (
+                format!("{KAFKA_JOB}\n[source.options]\n\"no.such.option\" = \"1\"\n").replace("\n[sink]", "\n[sink]"),
+                "source.options",
+            ),
+            (
+                KAFKA_JOB.replace("max_offsets_per_trigger = 100000", "max_files_per_trigger = 3"),
+                "source.max_files_per_trigger: is not a key of a `kafka` source",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = load_text(&text).unwrap_err().to_string();
+            assert!(e.contains(expected), "expected `{expected}` in: {e}");
+        }
+    }
 }
