@@ -102,7 +102,7 @@ placed_at = "timestamp"
 total = "float64"
 
 [transform]
-sql = "SELECT order_id, customer_id, placed_at, total, CAST(placed_at AS DATE) AS date, kafka_partition, kafka_offset FROM input"
+sql = "SELECT order_id, customer_id, placed_at, total, CAST(placed_at AS DATE) AS date, kafka_topic, kafka_partition, kafka_offset FROM input"
 
 [sink]
 table = "{table}"
@@ -125,9 +125,11 @@ interval = "0s"
 /// order id) and the quarantine each malformed one once, with its partition and offset.
 fn assert_each_message_once(dir: &Path, n: u64) {
     let rows = read_rows(&dir.join("orders"));
-    let places: BTreeSet<(String, String)> =
-        rows.iter().map(|r| (r["kafka_partition"].clone(), r["kafka_offset"].clone())).collect();
-    assert_eq!(places.len(), rows.len(), "a (partition, offset) is in the table twice");
+    let places: BTreeSet<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r["kafka_topic"].as_str(), r["kafka_partition"].as_str(), r["kafka_offset"].as_str()))
+        .collect();
+    assert_eq!(places.len(), rows.len(), "a (topic, partition, offset) is in the table twice");
     let ids: BTreeSet<String> = rows.iter().map(|r| r["order_id"].clone()).collect();
     let want: BTreeSet<String> = (0..n).filter(|&i| is_good(i)).map(|i| format!("o{i}")).collect();
     assert_eq!(ids.len(), rows.len(), "an order is in the table twice");
@@ -218,4 +220,46 @@ fn three_members_of_a_group_share_the_partitions_and_a_killed_ones_partitions_re
     for name in ["m1", "m2", "m3"] {
         assert!(dir.path().join("cp/members").join(name).join("offsets").exists(), "{name} planned no batch");
     }
+}
+
+/// The test broker (tansu 0.6) has no CreatePartitions, so new partitions arrive here as a new
+/// topic matching the job's `topic_pattern`: the same discovery, at every batch, of partitions the
+/// job has not seen, read from their earliest offset.
+#[test]
+fn partitions_that_appear_while_the_job_runs_are_read_from_their_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("orders-{}", uuid::Uuid::new_v4().simple());
+    let (first, second) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    create_topic(&first, 3);
+    produce(&first, 0..300, 0);
+    let file = job(dir.path(), &first, "");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(&format!("topics = [\"{first}\"]"), &format!("topic_pattern = \"{prefix}-.*\"")),
+    )
+    .unwrap();
+    let mut stream = tidewater(&["run", path(&file)]).spawn().unwrap();
+    let table = dir.path().join("orders");
+    let wait_for = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            // A commit being written is read on the next turn.
+            let have = std::panic::catch_unwind(|| read_rows(&table).len()).unwrap_or(0);
+            if have >= want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for((0..300).filter(|&i| is_good(i)).count());
+    create_topic(&second, 2);
+    produce(&second, 300..900, 0);
+    wait_for((0..900).filter(|&i| is_good(i)).count());
+    stream.kill().unwrap();
+    stream.wait().unwrap();
+    assert_each_message_once(dir.path(), 900);
+    let partitions: BTreeSet<(String, String)> =
+        read_rows(&table).iter().map(|r| (r["kafka_topic"].clone(), r["kafka_partition"].clone())).collect();
+    assert_eq!(partitions.len(), 5, "rows from every partition of both topics: {partitions:?}");
 }
