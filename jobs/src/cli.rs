@@ -48,7 +48,9 @@ pub enum Command {
   tidewater run events.toml                            # stream with the job's trigger until Ctrl-C
   tidewater run events.toml --trigger available-now    # what is there now, in batches, then exit
   tidewater run events.toml --interval 10s             # the job's processing-time trigger, every 10s
-  tidewater run events.toml --json > report.json       # the run report as JSON")]
+  tidewater run events.toml --json > report.json       # the run report as JSON
+  tidewater run orders.toml --member \"$POD_NAME\"       # Kafka: one member of the job's consumer group
+  tidewater run orders.toml --worker 1/3               # Kafka: a static third of the partitions")]
     Run(RunArgs),
     /// Run the job's transform over its source as a bounded input (reprocessing, backfill).
     ///
