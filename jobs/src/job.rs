@@ -58,20 +58,6 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         ),
         SourceSpec::Delta(delta) => (Pipeline::new(&job.name, DeltaSourceProvider::new(delta.clone())), None),
         SourceSpec::Kafka(kafka) => {
-            if kafka.assignment != Assignment::All
-                && let Some(key) = [
-                    ("watermark", job.watermark.is_some()),
-                    ("dedup", job.dedup.is_some()),
-                    ("transform.sql", AggregateQuery::parse(job_sql(job), None, &[]).ok().flatten().is_some()),
-                ]
-                .iter()
-                .find_map(|(k, set)| set.then_some(*k))
-            {
-                return Err(err(
-                    key,
-                    "a job scaled out over processes (--worker, --member) is row-wise: each process holds only its partitions, so a watermark, deduplication or aggregation would see a part of the stream; run it as one process".into(),
-                ));
-            }
             let schema = kafka.format.row_schema().map_err(|e| err("source", e.to_string()))?;
             (Pipeline::new(&job.name, KafkaSourceProvider::new(kafka.clone())), Some(schema))
         }
@@ -87,6 +73,21 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         }
         _ => None,
     };
+    if let SourceSpec::Kafka(kafka) = &job.source
+        && kafka.assignment != Assignment::All
+        && let Some(key) = [
+            ("watermark", job.watermark.is_some()),
+            ("dedup", job.dedup.is_some()),
+            ("transform.sql", aggregation.is_some()),
+        ]
+        .iter()
+        .find_map(|(k, set)| set.then_some(*k))
+    {
+        return Err(err(
+            key,
+            "a job scaled out over processes (--worker, --member) is row-wise: each process holds only its partitions, so a watermark, deduplication or aggregation would see a part of the stream; run it as one process".into(),
+        ));
+    }
     let mut key = job.sink.key.clone();
     let pipeline = match (&job.transform, aggregation) {
         (_, Some(query)) => {
@@ -180,13 +181,6 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
         pipeline = pipeline.with_hook(hook);
     }
     Ok(pipeline)
-}
-
-fn job_sql(job: &JobSpec) -> &str {
-    match &job.transform {
-        TransformSpec::Sql(sql) => sql,
-        _ => "",
-    }
 }
 
 /// Refuses an output (`what`'s, planned on an empty input) that Delta cannot hold, or that

@@ -205,8 +205,19 @@ fn source(
     location: &dyn Fn(&str, &str) -> Result<String, SpecError>,
     err: &dyn Fn(&str, String) -> SpecError,
 ) -> Result<SourceSpec, SpecError> {
+    // A Kafka source's keys, which no other kind has.
+    let kafka_keys = [
+        ("bootstrap_servers", raw.bootstrap_servers.is_some()),
+        ("topics", raw.topics.is_some()),
+        ("topic_pattern", raw.topic_pattern.is_some()),
+        ("starting_offsets", raw.starting_offsets.is_some()),
+        ("max_offsets_per_trigger", raw.max_offsets_per_trigger.is_some()),
+        ("fail_on_data_loss", raw.fail_on_data_loss.is_some()),
+        ("group_id", raw.group_id.is_some()),
+        ("options", raw.options.is_some()),
+    ];
     let foreign = |kind: &str, keys: &[(&str, bool)]| -> Result<(), SpecError> {
-        match keys.iter().find(|(_, set)| *set) {
+        match keys.iter().chain(&kafka_keys).find(|(_, set)| *set) {
             Some((key, _)) => Err(err(&format!("source.{key}"), format!("is not a key of a `{kind}` source"))),
             None => Ok(()),
         }
@@ -225,14 +236,6 @@ fn source(
                     ("starting_version", raw.starting_version.is_some()),
                     ("skip_change_commits", raw.skip_change_commits.is_some()),
                     ("ignore_deletes", raw.ignore_deletes.is_some()),
-                    ("bootstrap_servers", raw.bootstrap_servers.is_some()),
-                    ("topics", raw.topics.is_some()),
-                    ("topic_pattern", raw.topic_pattern.is_some()),
-                    ("starting_offsets", raw.starting_offsets.is_some()),
-                    ("max_offsets_per_trigger", raw.max_offsets_per_trigger.is_some()),
-                    ("fail_on_data_loss", raw.fail_on_data_loss.is_some()),
-                    ("group_id", raw.group_id.is_some()),
-                    ("options", raw.options.is_some()),
                 ],
             )?;
             let path =
@@ -253,21 +256,7 @@ fn source(
             Ok(SourceSpec::Files(spec))
         }
         "delta" => {
-            foreign(
-                "delta",
-                &[
-                    ("format", raw.format.is_some()),
-                    ("schema", raw.schema.is_some()),
-                    ("bootstrap_servers", raw.bootstrap_servers.is_some()),
-                    ("topics", raw.topics.is_some()),
-                    ("topic_pattern", raw.topic_pattern.is_some()),
-                    ("starting_offsets", raw.starting_offsets.is_some()),
-                    ("max_offsets_per_trigger", raw.max_offsets_per_trigger.is_some()),
-                    ("fail_on_data_loss", raw.fail_on_data_loss.is_some()),
-                    ("group_id", raw.group_id.is_some()),
-                    ("options", raw.options.is_some()),
-                ],
-            )?;
+            foreign("delta", &[("format", raw.format.is_some()), ("schema", raw.schema.is_some())])?;
             let table = raw
                 .table
                 .as_deref()

@@ -121,6 +121,19 @@ interval = "0s"
     file
 }
 
+/// Waits until `table` holds `want` rows or a minute has passed (the caller's assertions then
+/// say what is missing).
+fn wait_for_rows(table: &Path, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        // A commit being written is read on the next turn.
+        if std::panic::catch_unwind(|| read_rows(table).len()).unwrap_or(0) >= want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Asserts the table holds each good message of `0..n` once (by partition and offset, and by
 /// order id) and the quarantine each malformed one once, with its partition and offset.
 fn assert_each_message_once(dir: &Path, n: u64) {
@@ -202,15 +215,7 @@ fn three_members_of_a_group_share_the_partitions_and_a_killed_ones_partitions_re
     members[1] = member("m2");
     producer.join().unwrap();
     let table = dir.path().join("orders");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let want = (0..n).filter(|&i| is_good(i)).count();
-    loop {
-        let have = if table.join("_delta_log").exists() { read_rows(&table).len() } else { 0 };
-        if have >= want || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_for_rows(&table, (0..n).filter(|&i| is_good(i)).count());
     for m in &mut members {
         m.kill().unwrap();
         m.wait().unwrap();
@@ -241,21 +246,10 @@ fn partitions_that_appear_while_the_job_runs_are_read_from_their_start() {
     .unwrap();
     let mut stream = tidewater(&["run", path(&file)]).spawn().unwrap();
     let table = dir.path().join("orders");
-    let wait_for = |want: usize| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            // A commit being written is read on the next turn.
-            let have = std::panic::catch_unwind(|| read_rows(&table).len()).unwrap_or(0);
-            if have >= want {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    wait_for((0..300).filter(|&i| is_good(i)).count());
+    wait_for_rows(&table, (0..300).filter(|&i| is_good(i)).count());
     create_topic(&second, 2);
     produce(&second, 300..900, 0);
-    wait_for((0..900).filter(|&i| is_good(i)).count());
+    wait_for_rows(&table, (0..900).filter(|&i| is_good(i)).count());
     stream.kill().unwrap();
     stream.wait().unwrap();
     assert_each_message_once(dir.path(), 900);
