@@ -19,14 +19,8 @@ mkdir -p "$CACHE"
 TARGET_DIR=$(cargo metadata --no-deps --format-version 1 --offline 2>/dev/null || cargo metadata --no-deps --format-version 1)
 TARGET_DIR=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' <<<"$TARGET_DIR")
 
-if ! command -v cmake >/dev/null; then
-  echo "== cmake (librdkafka, the Kafka client, builds with it), from Debian's packages"
-  if [[ $(id -u) -eq 0 ]]; then
-    apt-get update -qq && apt-get install -y -qq cmake >/dev/null
-  else
-    sudo apt-get update -qq && sudo apt-get install -y -qq cmake >/dev/null
-  fi
-fi
+source scripts/build-prerequisites.sh
+build_prerequisites
 
 echo "== build (first build on a fresh machine: ~30 minutes on 2 cores)"
 cargo build --workspace --all-targets --locked
