@@ -1,5 +1,5 @@
 //! The contracts users and connectors implement: [`Transform`], [`Source`], [`BoundedSource`],
-//! [`SourceProvider`] and [`Sink`], with what callers may rely on.
+//! [`SourceProvider`], [`Sink`] and [`SinkProvider`], with what callers may rely on.
 
 use crate::context::BatchContext;
 use crate::error::Result;
@@ -230,6 +230,8 @@ pub struct Lane {
 pub enum SinkCommit {
     /// Committed as this table version.
     Committed { version: u64, rows: u64, files: u64 },
+    /// Delivered by a sink that is not a table (console, memory, Kafka).
+    Delivered { rows: u64 },
     /// The table already records this batch for this app id: nothing written.
     Skipped { recorded: i64 },
     /// Another writer recorded progress on one of the batch's lanes (a Kafka partition) since the
@@ -241,20 +243,37 @@ impl SinkCommit {
     pub fn version(&self) -> Option<u64> {
         match self {
             SinkCommit::Committed { version, .. } => Some(*version),
-            SinkCommit::Skipped { .. } | SinkCommit::Superseded { .. } => None,
+            SinkCommit::Delivered { .. } | SinkCommit::Skipped { .. } | SinkCommit::Superseded { .. } => None,
         }
     }
 }
 
-/// A batch sink, Spark's `foreachBatch` with idempotence built in.
+/// A batch sink, Spark's `foreachBatch`: where a query's result rows go. The engine's own sink is
+/// a Delta table ([`crate::sink::DeltaSink`]: a txn per batch, exactly once, every output mode,
+/// lanes, bounded runs); a [`Sink`] given by [`SinkProvider`] (console, memory, Kafka) gets each
+/// batch's result rows and nothing else.
 ///
 /// # Contract
-/// - `add_batch(id, …)` is idempotent per (app id, `id`): once a batch is committed, calling it again
-///   with the same id writes nothing and returns [`SinkCommit::Skipped`].
-/// - A batch is all or nothing: its rows become visible in one atomic commit.
-/// - Ids for one app id are committed in increasing order; an id at or below the recorded one is
-///   skipped.
+/// - `add_batch(id, …)` is called once per batch, in increasing ids, after the batch's offsets are
+///   logged and before its commit-log entry: when it returns, the rows are delivered. A crash in
+///   between replays the batch with the same id and the same rows.
+/// - A sink that can tell a replayed id writes nothing and returns [`SinkCommit::Skipped`]
+///   (exactly once); one that cannot writes the rows again (at least once). Its documentation
+///   says which.
+/// - In an aggregation's update mode `rows` are the groups the batch changed; in complete mode
+///   every group; in append mode the groups the watermark closed (Spark's output modes).
 #[async_trait]
 pub trait Sink: Send {
+    /// What the sink writes to, for messages and reports (`console`, `kafka host:port topic t`).
+    fn describe(&self) -> String;
+
     async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit>;
+}
+
+/// Opens a [`Sink`] for one run of a query.
+#[async_trait]
+pub trait SinkProvider: Send + Sync {
+    fn describe(&self) -> String;
+
+    async fn open(&self) -> Result<Box<dyn Sink>>;
 }

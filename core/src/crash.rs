@@ -16,6 +16,9 @@ pub enum CrashPoint {
     AfterDataFiles,
     /// The Delta commit (with its txn) is made, `commits/N` is not written.
     AfterDeltaCommit,
+    /// A sink that is not a table (console, Kafka) has delivered batch N, `commits/N` is not
+    /// written.
+    AfterSinkDelivery,
     /// An aggregation's state after batch N is written, `commits/N` is not.
     AfterStateWrite,
     /// `commits/N` is written.
@@ -23,10 +26,11 @@ pub enum CrashPoint {
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 5] = [
+    pub const ALL: [CrashPoint; 6] = [
         CrashPoint::AfterOffsetLog,
         CrashPoint::AfterDataFiles,
         CrashPoint::AfterDeltaCommit,
+        CrashPoint::AfterSinkDelivery,
         CrashPoint::AfterStateWrite,
         CrashPoint::AfterCommitLog,
     ];
@@ -36,6 +40,7 @@ impl CrashPoint {
             CrashPoint::AfterOffsetLog => "after-offset-log",
             CrashPoint::AfterDataFiles => "after-data-files",
             CrashPoint::AfterDeltaCommit => "after-delta-commit",
+            CrashPoint::AfterSinkDelivery => "after-sink-delivery",
             CrashPoint::AfterStateWrite => "after-state-write",
             CrashPoint::AfterCommitLog => "after-commit-log",
         }

@@ -50,7 +50,8 @@ pub use backfill::{
 pub use checkpoint::Checkpoint;
 pub use context::{BatchContext, Mode, Tables};
 pub use contract::{
-    BoundedSource, Chunk, Lane, Rejected, Sink, SinkCommit, Source, SourceBatch, SourceProvider, Transform,
+    BoundedSource, Chunk, Lane, Rejected, Sink, SinkCommit, SinkProvider, Source, SourceBatch, SourceProvider,
+    Transform,
 };
 pub use crash::{CrashPoint, StepHook};
 pub use engine::{BatchReport, Clock, RunReport, Stop, SystemClock, Trigger};

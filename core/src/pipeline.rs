@@ -38,6 +38,8 @@ pub struct Pipeline {
     pub(crate) source: Arc<dyn SourceProvider>,
     transform: Arc<dyn Transform>,
     table: Option<String>,
+    /// A sink of another kind than a Delta table (console, memory, Kafka), instead of `table`.
+    rows_sink: Option<Arc<dyn crate::contract::SinkProvider>>,
     partition_by: Vec<String>,
     key: Vec<String>,
     quarantine: Option<String>,
@@ -122,6 +124,7 @@ impl Pipeline {
             source: Arc::new(source),
             transform: Arc::new(|input, _: &crate::BatchContext| Ok(input)),
             table: None,
+            rows_sink: None,
             partition_by: Vec::new(),
             key: Vec::new(),
             quarantine: None,
@@ -145,6 +148,15 @@ impl Pipeline {
     /// The sink table (local path or URL); created on first write.
     pub fn with_table(mut self, table: impl Into<String>) -> Self {
         self.table = Some(table.into());
+        self
+    }
+
+    /// Writes each batch's result rows to `sink` (console, memory, Kafka) instead of a Delta
+    /// table. Its guarantee is the sink's own (see [`crate::Sink`]); the quarantine table is then
+    /// `<checkpoint>/quarantine` unless set, and bounded runs, backfills and `verify`, which need
+    /// a table, are refused.
+    pub fn with_sink(mut self, sink: impl crate::contract::SinkProvider + 'static) -> Self {
+        self.rows_sink = Some(Arc::new(sink));
         self
     }
 
@@ -189,7 +201,16 @@ impl Pipeline {
     }
 
     fn table(&self) -> Result<&str> {
-        self.table.as_deref().ok_or_else(|| Error::Unsupported(format!("pipeline {}: no sink table set", self.name)))
+        self.table.as_deref().ok_or_else(|| {
+            Error::Unsupported(match &self.rows_sink {
+                Some(sink) => format!(
+                    "pipeline {} writes to {}: bounded runs, backfills and verify need a Delta table sink",
+                    self.name,
+                    sink.describe()
+                ),
+                None => format!("pipeline {}: no sink table set", self.name),
+            })
+        })
     }
 
     fn checkpoint(&self) -> Result<Checkpoint> {
@@ -259,10 +280,12 @@ impl Pipeline {
         if self.watermark.is_none() {
             return Ok(None);
         }
-        Ok(Some(match &self.late {
-            Some(late) => late.clone(),
-            None => default_late(self.table()?),
-        }))
+        Ok(match (&self.late, &self.rows_sink) {
+            (Some(late), _) => Some(late.clone()),
+            // Beside no table, late rows are only counted unless a late table is set.
+            (None, Some(_)) => None,
+            (None, None) => Some(default_late(self.table()?)),
+        })
     }
 
     fn writer(
@@ -273,7 +296,13 @@ impl Pipeline {
         app_id: &str,
         kind: WriteKind,
     ) -> Result<BatchWriter> {
-        self.writer_into(self.sink(table, app_id, kind), quarantine, late)
+        self.writer_into(
+            crate::sink::Output::Table(Box::new(self.sink(table, app_id, kind))),
+            app_id,
+            kind,
+            quarantine,
+            late,
+        )
     }
 
     /// The job's sink into `table`, with its partitioning, key and crash hook.
@@ -284,10 +313,16 @@ impl Pipeline {
             .with_hook(self.hook.clone())
     }
 
-    fn writer_into(&self, sink: DeltaSink, quarantine: Url, late: (LateRule, Option<Url>)) -> Result<BatchWriter> {
-        let (app_id, kind) = (sink.app_id().to_string(), sink.kind());
-        let quarantine = DeltaSink::new(quarantine, &app_id, kind);
-        let late = (late.0, late.1.map(|url| DeltaSink::new(url, &app_id, kind)));
+    fn writer_into(
+        &self,
+        sink: crate::sink::Output,
+        app_id: &str,
+        kind: WriteKind,
+        quarantine: Url,
+        late: (LateRule, Option<Url>),
+    ) -> Result<BatchWriter> {
+        let quarantine = DeltaSink::new(quarantine, app_id, kind);
+        let late = (late.0, late.1.map(|url| DeltaSink::new(url, app_id, kind)));
         Ok(BatchWriter {
             transform: self.transform.clone(),
             sink,
@@ -303,23 +338,37 @@ impl Pipeline {
     pub async fn run(&self, trigger: Trigger) -> Result<RunReport> {
         let checkpoint = self.checkpoint()?;
         let meta = checkpoint.query_metadata(&self.name).await?;
-        let table = table_url(self.table()?)?;
-        tracing::info!(%meta.id, table = %table, checkpoint = %checkpoint.url(), %trigger, source = %self.source.describe(), "starting stream");
+        let app_id = meta.id.app_id();
+        let (output, quarantine) = match &self.rows_sink {
+            Some(sink) if self.table.is_some() => {
+                return Err(Error::Unsupported(format!(
+                    "pipeline {}: it has a sink table and a {} sink; give it one",
+                    self.name,
+                    sink.describe()
+                )));
+            }
+            Some(sink) => {
+                let quarantine = match self.quarantine.as_deref() {
+                    Some(q) => table_url(q)?,
+                    None => table_url(checkpoint.child("quarantine").url())?,
+                };
+                (crate::sink::Output::Rows(sink.open().await?), quarantine)
+            }
+            None => {
+                let table = table_url(self.table()?)?;
+                let quarantine = Self::quarantine_url(self.quarantine.as_deref(), &table)?;
+                (crate::sink::Output::Table(Box::new(self.sink(table, &app_id, WriteKind::Stream))), quarantine)
+            }
+        };
+        tracing::info!(%meta.id, sink = %output.describe(), checkpoint = %checkpoint.url(), %trigger, source = %self.source.describe(), "starting stream");
+        let late = match &self.watermark {
+            Some(wm) => (LateRule::Watermark(wm.clone()), self.late_table()?.as_deref().map(table_url).transpose()?),
+            None => (LateRule::None, None),
+        };
         let mut query = StreamQuery {
             query: meta.id,
             source: self.source.open_stream(checkpoint.child("sources/0")).await?,
-            writer: self.writer(
-                table.clone(),
-                Self::quarantine_url(self.quarantine.as_deref(), &table)?,
-                match &self.watermark {
-                    Some(wm) => {
-                        (LateRule::Watermark(wm.clone()), self.late_table()?.as_deref().map(table_url).transpose()?)
-                    }
-                    None => (LateRule::None, None),
-                },
-                &meta.id.app_id(),
-                WriteKind::Stream,
-            )?,
+            writer: self.writer_into(output, &app_id, WriteKind::Stream, quarantine, late)?,
             checkpoint,
             hook: self.hook.clone(),
             stop: self.stop.clone(),
@@ -508,7 +557,8 @@ impl Pipeline {
     /// The writer of one backfill chunk, committing through `sink` (the job's [`Pipeline::sink`]
     /// that read the chunk's slice, so the commit is built on the snapshot it holds).
     pub(crate) fn backfill_writer(&self, sink: DeltaSink, quarantine: Url, late: LateRule) -> Result<BatchWriter> {
-        self.writer_into(sink, quarantine, (late, None))
+        let (app_id, kind) = (sink.app_id().to_string(), sink.kind());
+        self.writer_into(crate::sink::Output::Table(Box::new(sink)), &app_id, kind, quarantine, (late, None))
     }
 
     /// Whether `target` (a table URL) is the job's sink table.
@@ -621,7 +671,7 @@ impl Pipeline {
         };
         let mut writer =
             self.writer(target.clone(), quarantine.clone(), (late.clone(), None), &app_id, WriteKind::Batch)?;
-        let recorded = writer.sink.committed_version().await?;
+        let recorded = writer.sink.table()?.committed_version().await?;
         if !replacing && recorded.is_some() {
             tracing::info!(table = %target, app_id, "this batch run is in the table already");
             return Ok(finished(1, 1, Vec::new()));
@@ -672,7 +722,7 @@ impl Pipeline {
         let change = match replacing {
             false => crate::sink::Change::Append,
             true => {
-                let (read_version, removes) = writer.sink.all_files().await?;
+                let (read_version, removes) = writer.sink.table()?.all_files().await?;
                 crate::sink::Change::Replace {
                     removes,
                     predicate: "true".into(),

@@ -119,7 +119,8 @@ Exit status: 0 identical, 1 different, 2 error.")]
   tidewater bench ingest --rows 1000000 --files 10
   tidewater bench reconcile --rows 10000000 --memory 256MiB
   tidewater bench delta-stream --commits 10000
-  tidewater bench backfill --rows 10000000"
+  tidewater bench backfill --rows 10000000
+  tidewater bench kafka --bootstrap-servers 127.0.0.1:9092"
     )]
     Bench(BenchCommand),
 }
@@ -196,8 +197,28 @@ pub struct BatchArgs {
     /// Plan again with a new app id, even if a plan is recorded (its rows are appended again).
     #[arg(long)]
     pub replan: bool,
+    /// A Kafka source: read the messages timed at or after TIME (RFC 3339, or a date for its
+    /// midnight UTC) instead of from the earliest offset.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+    pub from: Option<i64>,
+    /// A Kafka source: read up to the first message timed at or after TIME, instead of to the
+    /// end at start.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_ms)]
+    pub to: Option<i64>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// An RFC 3339 time, or a date (its midnight UTC), as epoch milliseconds.
+fn parse_time_ms(text: &str) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| format!("`{text}` is not a time: give one as 2024-03-02T10:00:00Z or a date, 2024-03-02"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,6 +508,45 @@ pub enum BenchCommand {
   tidewater bench windowed                              # 10,000,000 events in 100 batches
   tidewater bench windowed --rows 1000000 --batches 20 --dir /tmp/bench")]
     Windowed(BenchWindowedArgs),
+    /// Produce JSON messages into a new topic of 3 partitions and ingest them into Delta with
+    /// the Kafka job (in this process, available-now), beside a plain librdkafka consumer that
+    /// only decodes the same messages into Polars (the ceiling); rows/s, rows per CPU-second,
+    /// peak RSS. Then the end-to-end latency (produce time in each message -> the
+    /// commitInfo.timestamp of the commit that added its row) at a steady produce rate with
+    /// interval 0s. Needs a broker: scripts/bench-kafka.sh starts the test broker and runs this.
+    #[command(after_help = "Examples:
+  scripts/bench-kafka.sh                                # starts a broker, then the defaults:
+  tidewater bench kafka --bootstrap-servers HOST:PORT   #   5M messages of 200 bytes; 30 s at 10,000/s
+  tidewater bench kafka --bootstrap-servers HOST:PORT --messages 500000 --latency-seconds 10")]
+    Kafka(BenchKafkaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchKafkaArgs {
+    /// The broker (a topic is created for each part of the run).
+    #[arg(long, value_name = "HOST:PORT", env = "TIDEWATER_TEST_KAFKA")]
+    pub bootstrap_servers: String,
+    /// Messages produced for the throughput run.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub messages: u64,
+    /// Bytes of each message's JSON value.
+    #[arg(long, default_value_t = 200)]
+    pub bytes: usize,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// max_offsets_per_trigger of the job (and the decode-only consumer's chunk).
+    #[arg(long, default_value_t = 500_000)]
+    pub per_batch: u64,
+    /// Messages per second of the latency run.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// Seconds of the latency run (0: skip it).
+    #[arg(long, default_value_t = 30)]
+    pub latency_seconds: u64,
+    /// Where to work: a fresh directory made inside DIR, removed afterwards.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

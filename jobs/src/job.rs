@@ -1,10 +1,12 @@
 //! From a validated job file to a [`Pipeline`]: the source provider, the transform (SQL or a
 //! registered Rust one), the sink, and the fault-injection hook.
 
-use crate::spec::{JobSpec, SourceSpec, SpecError, TransformSpec};
+use crate::spec::{JobSpec, SinkKind, SourceSpec, SpecError, TransformSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tidewater_connectors::kafka::{Assignment, KafkaSourceProvider};
+use tidewater_connectors::kafka::{Assignment, KafkaSinkProvider, KafkaSourceProvider};
+use tidewater_connectors::rate::{RATE_COLUMNS, RateSourceProvider};
+use tidewater_connectors::socket::SocketSourceProvider;
 use tidewater_connectors::{DeltaSourceProvider, FileSourceProvider};
 use tidewater_core::aggregate::{AggregateQuery, Aggregation, OutputMode};
 use tidewater_core::{BatchContext, CrashPoint, Pipeline, SqlTransform, StepHook, Transform};
@@ -61,6 +63,12 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             let schema = kafka.format.row_schema().map_err(|e| err("source", e.to_string()))?;
             (Pipeline::new(&job.name, KafkaSourceProvider::new(kafka.clone())), Some(schema))
         }
+        SourceSpec::Rate(rate) => {
+            let schema = rate.rows(0, 0, 0).map_err(|e| err("source", e.to_string()))?.schema().as_ref().clone();
+            debug_assert!(RATE_COLUMNS.iter().all(|c| schema.contains(c)));
+            (Pipeline::new(&job.name, RateSourceProvider::new(rate.clone())), Some(schema))
+        }
+        SourceSpec::Socket(socket) => (Pipeline::new(&job.name, SocketSourceProvider::new(socket.clone())), None),
     };
     let watermark = job.watermark.as_ref().map(|(column, _)| column.as_str());
     let statics: Vec<String> = job.tables.iter().map(|(name, _)| name.clone()).collect();
@@ -88,7 +96,24 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             "a job scaled out over processes (--worker, --member) is row-wise: each process holds only its partitions, so a watermark, deduplication or aggregation would see a part of the stream; run it as one process".into(),
         ));
     }
+    if let SourceSpec::Kafka(kafka) = &job.source
+        && matches!(kafka.assignment, Assignment::Group { .. })
+        && !matches!(job.sink.kind, SinkKind::Delta)
+    {
+        return Err(err(
+            "sink.kind",
+            "a consumer-group member (--member) resumes each partition it is given where the sink table records it: that needs a Delta table sink (--worker I/N splits the partitions statically, with progress in each worker's checkpoint)".into(),
+        ));
+    }
     let mut key = job.sink.key.clone();
+    // The columns the sink names: they must be in the output.
+    let (key_column, headers_column) = match &job.sink.kind {
+        SinkKind::Kafka(kafka) => (
+            kafka.key_column.iter().cloned().collect::<Vec<_>>(),
+            kafka.headers_column.iter().cloned().collect::<Vec<_>>(),
+        ),
+        _ => (Vec::new(), Vec::new()),
+    };
     let pipeline = match (&job.transform, aggregation) {
         (_, Some(query)) => {
             let groups = query.group_columns();
@@ -119,7 +144,12 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
                     .output;
                 check_output(
                     &out,
-                    &[("sink.partition_by", &job.sink.partition_by), ("sink.key", &key)],
+                    &[
+                        ("sink.partition_by", &job.sink.partition_by),
+                        ("sink.key", &key),
+                        ("sink.key_column", &key_column),
+                        ("sink.headers_column", &headers_column),
+                    ],
                     "aggregation",
                     &err,
                 )?;
@@ -142,7 +172,12 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             if let Some(schema) = &schema {
                 let out = transform.check(schema).map_err(|e| err("transform.sql", e.to_string()))?;
                 let empty = polars::prelude::DataFrame::empty_with_schema(&out);
-                let roles = [("sink.partition_by", &job.sink.partition_by), ("sink.key", &job.sink.key)];
+                let roles = [
+                    ("sink.partition_by", &job.sink.partition_by),
+                    ("sink.key", &job.sink.key),
+                    ("sink.key_column", &key_column),
+                    ("sink.headers_column", &headers_column),
+                ];
                 check_output(&empty, &roles, "transform", &err)?;
             }
             pipeline.with_transform(transform)
@@ -157,11 +192,14 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             pipeline.with_transform(Shared(transform))
         }
     };
-    let mut pipeline = pipeline
-        .with_table(&job.sink.table)
-        .with_partition_by(job.sink.partition_by.clone())
-        .with_key(key)
-        .with_checkpoint(&job.checkpoint);
+    let pipeline = match (&job.sink.kind, &job.sink.table) {
+        (SinkKind::Delta, Some(table)) => pipeline.with_table(table),
+        (SinkKind::Delta, None) => return Err(err("sink.table", "missing: the Delta table to write".into())),
+        (SinkKind::Console { num_rows }, _) => pipeline.with_sink(tidewater_core::sink::ConsoleSink::new(*num_rows)),
+        (SinkKind::Kafka(kafka), _) => pipeline.with_sink(KafkaSinkProvider::new(kafka.clone())),
+    };
+    let mut pipeline =
+        pipeline.with_partition_by(job.sink.partition_by.clone()).with_key(key).with_checkpoint(&job.checkpoint);
     if let Some((column, delay)) = &job.watermark {
         pipeline = pipeline.with_watermark(column, *delay);
     }
@@ -202,7 +240,8 @@ fn check_output(
 
 /// `TIDEWATER_CRASH_AT=<point>:<batch>` kills this process with SIGKILL when batch `<batch>`
 /// passes `<point>` (after-offset-log, after-data-files, after-delta-commit,
-/// after-state-write (jobs with state), after-commit-log).
+/// after-sink-delivery (console and Kafka sinks), after-state-write (jobs with state),
+/// after-commit-log).
 /// For crash tests; never set it in production.
 fn crash_hook_from_env() -> Result<Option<StepHook>, String> {
     let Ok(setting) = std::env::var("TIDEWATER_CRASH_AT") else {

@@ -31,6 +31,10 @@ pub fn main_with(registry: Registry) -> i32 {
         // Before any other thread starts: it sets Polars' pool size in the environment.
         tidewater_core::compute::share_cores(usize::from(args.parallel));
     }
+    if let cli::Command::Run(_) = &cli.command {
+        // Before any other thread starts: a console sink prints its batches' rows whole.
+        tidewater_core::sink::show_whole_batches();
+    }
     telemetry::init(cli.verbose, cli.quiet);
     let compares = matches!(
         cli.command,

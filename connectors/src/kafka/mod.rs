@@ -15,8 +15,10 @@
 //! that lost a partition mid-batch commits nothing of it.
 
 mod decode;
+mod sink;
 
 pub use decode::{KAFKA_COLUMNS, KafkaFormat, Message, decode};
+pub use sink::{KafkaSinkProvider, KafkaSinkSpec};
 
 use async_trait::async_trait;
 use rdkafka::config::ClientConfig;
@@ -77,6 +79,9 @@ pub struct KafkaSpec {
     pub assignment: Assignment,
     /// How long a metadata or fetch call may wait for the broker.
     pub timeout: Duration,
+    /// The bounded view reads the messages timed in `[from, to)` (epoch milliseconds; `tidewater
+    /// batch --from/--to`), each end open when `None`.
+    pub bounded_ms: (Option<i64>, Option<i64>),
 }
 
 impl KafkaSpec {
@@ -92,6 +97,7 @@ impl KafkaSpec {
             group_id: group_id.into(),
             assignment: Assignment::All,
             timeout: Duration::from_secs(30),
+            bounded_ms: (None, None),
         }
     }
 
@@ -129,10 +135,9 @@ impl KafkaSpec {
         config
     }
 
-    /// Whether librdkafka accepts the options (a consumer is created and dropped; no broker is
-    /// contacted).
+    /// Whether librdkafka accepts the options (no client is created, no broker contacted).
     pub fn check_options(&self) -> std::result::Result<(), String> {
-        self.config().create::<BaseConsumer>().map(drop).map_err(|e| e.to_string())
+        self.config().create_native_config().map(drop).map_err(|e| e.to_string())
     }
 
     fn consumer(&self) -> Result<BaseConsumer> {
@@ -428,19 +433,11 @@ fn fetch(
 /// Opens a [`KafkaSpec`] as a stream or a bounded range of offsets.
 pub struct KafkaSourceProvider {
     spec: KafkaSpec,
-    /// The bounded view's time range (`--from`/`--to` of `tidewater batch`), epoch milliseconds.
-    times: (Option<i64>, Option<i64>),
 }
 
 impl KafkaSourceProvider {
     pub fn new(spec: KafkaSpec) -> Self {
-        KafkaSourceProvider { spec, times: (None, None) }
-    }
-
-    /// The bounded view reads the offsets of messages timed in `[from, to)` (milliseconds).
-    pub fn with_times(mut self, from: Option<i64>, to: Option<i64>) -> Self {
-        self.times = (from, to);
-        self
+        KafkaSourceProvider { spec }
     }
 }
 
@@ -461,7 +458,7 @@ impl SourceProvider for KafkaSourceProvider {
                 self.describe()
             )));
         }
-        Ok(Box::new(KafkaBounded { client: Client::open(&self.spec)?, times: self.times }))
+        Ok(Box::new(KafkaBounded { client: Client::open(&self.spec)?, times: self.spec.bounded_ms }))
     }
 }
 
@@ -548,28 +545,20 @@ impl KafkaStream {
     /// `[from, to)` for each owned partition, `to` within the admission limit and `until`.
     async fn plan(&mut self, until: Option<&Ranges>, limit: Option<u64>, probe: bool) -> Result<Ranges> {
         let placed: Vec<Tp> = self.owned.iter().filter(|tp| self.next.contains_key(*tp)).cloned().collect();
-        let marks = match probe {
+        let mut marks = match probe {
             true => self.client.probe(placed.clone()).await?,
             false => self.client.ends(placed.clone()).await?,
         };
+        // A partition that seems to end before where its progress is: read its last record
+        // batch first (a broker's high watermark can lag, see `Client::ends`).
+        let behind: Vec<Tp> = placed.iter().filter(|tp| self.next[*tp] > marks[*tp].1).cloned().collect();
+        if !probe && !behind.is_empty() {
+            marks.extend(self.client.probe(behind).await?);
+        }
         let mut ranges = Ranges::new();
         for tp in placed {
             let (low, high) = marks[&tp];
-            let mut from = self.next[&tp];
-            if from < low {
-                let problem = format!(
-                    "{}/{} offsets {from}..{low} are no longer in the topic (deleted by retention?); the earliest is {low}",
-                    tp.0, tp.1
-                );
-                if self.spec().fail_on_data_loss {
-                    return Err(Error::DataLoss {
-                        source_name: self.spec().describe(),
-                        problem: format!("{problem} (fail_on_data_loss = false skips them)"),
-                    });
-                }
-                tracing::warn!(source = %self.spec().describe(), "data loss: {problem}; skipped (fail_on_data_loss = false)");
-                from = low;
-            }
+            let from = lost(self.spec(), &tp, self.next[&tp], low, high)?;
             let mut to = high.max(from);
             if let Some(until) = until {
                 to = until.get(&tp).map_or(from, |&(_, end)| end.clamp(from, to));
@@ -590,6 +579,37 @@ impl KafkaStream {
         self.started = true;
         Some(ranges_offset(ranges))
     }
+}
+
+/// Where partition `tp` is read from when its progress says `from` and the topic holds
+/// `[low, high)`: `from`, or (offsets deleted by retention, `fail_on_data_loss = false`) `low`.
+/// Offsets deleted before they were read stop the query with a data-loss error (Spark's
+/// `failOnDataLoss`); so does a partition that now ends before `from` (the topic was deleted and
+/// made again: its offsets restart, and the progress recorded is the old topic's), whatever
+/// `fail_on_data_loss` says, since no offset of the new topic follows from it.
+fn lost(spec: &KafkaSpec, tp: &Tp, from: i64, low: i64, high: i64) -> Result<i64> {
+    let (topic, p) = tp;
+    if from > high {
+        return Err(Error::DataLoss {
+            source_name: spec.describe(),
+            problem: format!(
+                "{topic}/{p} was read up to offset {from}, and the partition now ends at {high} (was the topic deleted and made again?); its recorded progress is for offsets that no longer exist: run the job with a new group_id and a new checkpoint, whose partitions start at starting_offsets"
+            ),
+        });
+    }
+    if from >= low {
+        return Ok(from);
+    }
+    let problem =
+        format!("{topic}/{p} offsets {from}..{low} are no longer in the topic (deleted by retention?); the earliest is {low}");
+    if spec.fail_on_data_loss {
+        return Err(Error::DataLoss {
+            source_name: spec.describe(),
+            problem: format!("{problem} (fail_on_data_loss = false skips them)"),
+        });
+    }
+    tracing::warn!(source = %spec.describe(), "data loss: {problem}; skipped (fail_on_data_loss = false)");
+    Ok(low)
 }
 
 /// The worker (of `count`) that reads a partition in a static split: the partitions of a topic
@@ -833,6 +853,21 @@ mod tests {
         let sizes: Vec<i64> = ranges.values().map(|(f, t)| t - f).collect();
         assert_eq!(sizes, [90, 10, 0]);
         assert!(ranges_of(&spec, &Offset::new(serde_json::json!({"files": 3}))).is_err());
+    }
+
+    #[test]
+    fn offsets_gone_before_they_were_read_are_a_data_loss_or_skipped_when_allowed() {
+        let mut spec = KafkaSpec::new("x:1", Topics::List(vec!["orders".into()]), "g");
+        let tp = ("orders".to_string(), 2);
+        assert_eq!(lost(&spec, &tp, 40, 10, 90).unwrap(), 40, "nothing lost");
+        assert_eq!(lost(&spec, &tp, 90, 10, 90).unwrap(), 90, "at the end");
+        let e = lost(&spec, &tp, 5, 10, 90).unwrap_err().to_string();
+        assert!(e.contains("data loss: orders/2 offsets 5..10 are no longer in the topic"), "{e}");
+        let e = lost(&spec, &tp, 120, 0, 7).unwrap_err().to_string();
+        assert!(e.contains("orders/2 was read up to offset 120, and the partition now ends at 7"), "{e}");
+        spec.fail_on_data_loss = false;
+        assert_eq!(lost(&spec, &tp, 5, 10, 90).unwrap(), 10, "skipped to the earliest");
+        assert!(lost(&spec, &tp, 120, 0, 7).is_err(), "a made-again topic is refused whatever the setting");
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl RunReport {
 /// The pieces that turn one batch's input into commits; shared by the stream and the batch runner.
 pub(crate) struct BatchWriter {
     pub transform: Arc<dyn Transform>,
-    pub sink: DeltaSink,
+    /// The query's sink: its table, or rows to a sink of another kind.
+    pub sink: crate::sink::Output,
     pub quarantine: DeltaSink,
     /// What is late, and the table late rows go to (`None`: they are only counted).
     pub late: (LateRule, Option<DeltaSink>),
@@ -269,6 +270,10 @@ impl BatchWriter {
         changed: DataFrame,
     ) -> Result<crate::sink::Change> {
         use crate::sink::{Change, Within};
+        let crate::sink::Output::Table(sink) = &mut self.sink else {
+            // Another kind of sink gets the batch's output rows, whatever the mode.
+            return Ok(Change::Append);
+        };
         let groups: Vec<String> = changed.get_column_names().iter().map(|c| c.to_string()).collect();
         Ok(match mode {
             OutputMode::Append => Change::Append,
@@ -279,7 +284,7 @@ impl BatchWriter {
                 within: Within::Keys { columns: groups, keys: changed },
             },
             OutputMode::Complete => {
-                let (read_version, removes) = self.sink.all_files().await?;
+                let (read_version, removes) = sink.all_files().await?;
                 Change::Replace { removes, predicate: "true".into(), read_version, within: Within::Anything }
             }
         })
@@ -314,7 +319,7 @@ impl StreamQuery {
     async fn run_batches(&mut self, trigger: Trigger) -> Result<RunReport> {
         let mut report = RunReport {
             query: self.query,
-            table: self.writer.sink.url().to_string(),
+            table: self.writer.sink.describe(),
             quarantine: self.writer.quarantine.url().to_string(),
             late: self.writer.late.1.as_ref().map(|s| s.url().to_string()),
             batches: Vec::new(),
@@ -529,6 +534,9 @@ impl StreamQuery {
         let lanes = self.source.lanes(&entry.range);
         let Written { mut report, max_event_ms, state, seen, commit: outcome } =
             self.writer.write(read, &entry.context, &range, crate::sink::Change::Append, state, seen, &lanes).await?;
+        if matches!(outcome, SinkCommit::Delivered { .. }) {
+            pass(&self.hook, CrashPoint::AfterSinkDelivery, id);
+        }
         let state_rows = match state {
             Some(state) => {
                 let rows = state.height() as u64;

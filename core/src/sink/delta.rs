@@ -288,6 +288,10 @@ const VERSION_RETRIES: usize = 200;
 
 #[async_trait]
 impl Sink for DeltaSink {
+    fn describe(&self) -> String {
+        self.url().to_string()
+    }
+
     async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
         self.commit(id, rows, range, Change::Append, &[]).await
     }

@@ -14,7 +14,16 @@ pub async fn batch(args: BatchArgs, registry: &Registry) -> Result<i32, CliError
              `tidewater --version` prints the program's)"
         )));
     }
-    let job = load(&args.job)?;
+    let mut job = load(&args.job)?;
+    if args.from.is_some() || args.to.is_some() {
+        let crate::spec::SourceSpec::Kafka(kafka) = &mut job.source else {
+            return Err(CliError::Usage(format!(
+                "--from/--to select a Kafka source's messages by time; {}'s source is not Kafka (a backfill selects by date: `tidewater backfill plan --from --to`)",
+                job.file.display()
+            )));
+        };
+        kafka.bounded_ms = (args.from, args.to);
+    }
     let pipeline = pipeline_for(&job, registry)?;
     let options = BatchOptions {
         into: args.into,

@@ -5,6 +5,7 @@ mod batch;
 mod bench;
 mod bench_backfill;
 mod bench_delta_stream;
+mod bench_kafka;
 mod bench_reconcile;
 mod bench_windowed;
 mod demo;
@@ -53,6 +54,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
         Command::Bench(BenchCommand::DeltaStream(args)) => bench_delta_stream::delta_stream(args).await,
         Command::Bench(BenchCommand::Backfill(args)) => bench_backfill::backfill(args).await,
         Command::Bench(BenchCommand::Windowed(args)) => bench_windowed::windowed(args).await,
+        Command::Bench(BenchCommand::Kafka(args)) => bench_kafka::kafka(args).await,
     }
 }
 

@@ -10,6 +10,12 @@ use tidewater_core::{BatchReport, RunReport, Trigger};
 
 pub async fn run(args: RunArgs, registry: &Registry) -> Result<i32, CliError> {
     let mut job = load(&args.job)?;
+    if args.output.json && matches!(job.sink.kind, crate::spec::SinkKind::Console { .. }) {
+        return Err(CliError::Usage(format!(
+            "{}: a console sink prints its batches to stdout, where --json writes the report: run without --json",
+            job.file.display()
+        )));
+    }
     job.trigger = override_trigger(job.trigger, args.trigger, args.interval).map_err(CliError::Usage)?;
     scale_out(&mut job, args.worker.as_deref(), args.member.as_deref())?;
     let pipeline = pipeline_for(&job, registry)?;

@@ -24,6 +24,12 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     refuse_stray(args.stray.as_deref(), &args.output)?;
     let job = load(&args.job)?;
     let pipeline = pipeline_for(&job, registry)?;
+    let Some(sink_table) = job.sink.table.clone() else {
+        return Err(CliError::Usage(format!(
+            "{}: verify compares the job's Delta table with a recomputation, and this job's sink is not a table",
+            job.file.display()
+        )));
+    };
     let scratch =
         format!("{}/verify/{}", job.checkpoint.trim_end_matches('/'), chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
     let table = format!("{scratch}/table");
@@ -61,17 +67,17 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     }
     if args.repair {
         // The recomputation is the truth; the sink table is repaired.
-        let reconciler = compare.apply(Reconciler::new(table.clone(), job.sink.table.clone()));
+        let reconciler = compare.apply(Reconciler::new(table.clone(), sink_table.clone()));
         let code = super::reconcile::repair(reconciler, args.dry_run, &args.output).await?;
         if !args.output.json {
             out(format_args!("recomputed table kept at {table}"));
         }
         return Ok(code);
     }
-    let report = compare.apply(Reconciler::new(job.sink.table.clone(), table.clone())).run().await?;
+    let report = compare.apply(Reconciler::new(sink_table.clone(), table.clone())).run().await?;
 
     // What the stream set aside: its quarantine table and its late table.
-    let stream_quarantine = job.sink.quarantine.clone().unwrap_or_else(|| default_quarantine(&job.sink.table));
+    let stream_quarantine = job.sink.quarantine.clone().unwrap_or_else(|| default_quarantine(&sink_table));
     let stream_quarantined = table_rows(&stream_quarantine).await?.map_or(0, |rows| rows.height() as u64);
     emit(&args.output, &report, || {
         let mut text = report.to_string();

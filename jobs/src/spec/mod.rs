@@ -5,4 +5,4 @@
 pub mod raw;
 mod validate;
 
-pub use validate::{JobSpec, SinkSpec, SourceSpec, SpecError, TransformSpec, load};
+pub use validate::{JobSpec, SinkKind, SinkSpec, SourceSpec, SpecError, TransformSpec, load};

@@ -58,6 +58,9 @@ pub struct RawSource {
     pub fail_on_data_loss: Option<bool>,
     pub group_id: Option<String>,
     pub options: Option<BTreeMap<String, toml::Value>>,
+    pub rows_per_second: Option<i64>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,7 +73,8 @@ pub struct RawTransform {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
-    pub table: String,
+    pub kind: Option<String>,
+    pub table: Option<String>,
     pub mode: Option<String>,
     #[serde(default)]
     pub partition_by: Vec<String>,
@@ -78,6 +82,12 @@ pub struct RawSink {
     pub key: Vec<String>,
     pub quarantine: Option<String>,
     pub late: Option<String>,
+    pub num_rows: Option<i64>,
+    pub bootstrap_servers: Option<String>,
+    pub topic: Option<String>,
+    pub key_column: Option<String>,
+    pub headers_column: Option<String>,
+    pub options: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

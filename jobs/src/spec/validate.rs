@@ -4,7 +4,9 @@ use super::raw::{RawJob, RawSource};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
-use tidewater_connectors::kafka::{KafkaFormat, KafkaSpec, StartingOffsets, Topics};
+use tidewater_connectors::kafka::{KafkaFormat, KafkaSinkSpec, KafkaSpec, StartingOffsets, Topics};
+use tidewater_connectors::rate::RateSpec;
+use tidewater_connectors::socket::SocketSpec;
 use tidewater_connectors::{DeltaSpec, StartingVersion};
 use tidewater_core::Trigger;
 use tidewater_core::aggregate::OutputMode;
@@ -24,6 +26,20 @@ pub enum SourceSpec {
     Files(FileSpec),
     Delta(DeltaSpec),
     Kafka(KafkaSpec),
+    Rate(RateSpec),
+    Socket(SocketSpec),
+}
+
+/// Where the job's rows go.
+#[derive(Clone, Debug)]
+pub enum SinkKind {
+    /// The Delta table `SinkSpec::table`.
+    Delta,
+    /// Each batch printed, its first `num_rows` rows.
+    Console {
+        num_rows: usize,
+    },
+    Kafka(KafkaSinkSpec),
 }
 
 #[derive(Clone, Debug)]
@@ -36,7 +52,9 @@ pub enum TransformSpec {
 
 #[derive(Clone, Debug)]
 pub struct SinkSpec {
-    pub table: String,
+    pub kind: SinkKind,
+    /// The Delta table (a `delta` sink's; none for the others).
+    pub table: Option<String>,
     /// How an aggregation's results are written (append for a row-wise query).
     pub mode: OutputMode,
     pub partition_by: Vec<String>,
@@ -117,8 +135,10 @@ fn validate(raw: RawJob, file: &Path, err: &dyn Fn(&str, String) -> SpecError) -
             return Err(err("sink.mode", format!("unknown mode `{other}`; expected append, update or complete")));
         }
     };
+    let (kind, table) = sink_kind(&raw.sink, &location, err)?;
     let sink = SinkSpec {
-        table: location("sink.table", &raw.sink.table)?,
+        kind,
+        table,
         mode,
         partition_by: raw.sink.partition_by.clone(),
         key: raw.sink.key.clone(),
@@ -199,14 +219,58 @@ fn resolve(base: &Path, value: &str) -> String {
     }
 }
 
+/// The keys each kind of source takes.
+const SOURCE_KEYS: [(&str, &[&str]); 5] = [
+    ("files", &["path", "format", "schema", "max_files_per_trigger"]),
+    (
+        "delta",
+        &[
+            "table",
+            "path",
+            "files_per_chunk",
+            "max_files_per_trigger",
+            "max_bytes_per_trigger",
+            "starting_version",
+            "skip_change_commits",
+            "ignore_deletes",
+        ],
+    ),
+    (
+        "kafka",
+        &[
+            "bootstrap_servers",
+            "topics",
+            "topic_pattern",
+            "starting_offsets",
+            "max_offsets_per_trigger",
+            "format",
+            "schema",
+            "fail_on_data_loss",
+            "group_id",
+            "options",
+        ],
+    ),
+    ("rate", &["rows_per_second"]),
+    ("socket", &["host", "port"]),
+];
+
 fn source(
     raw: &RawSource,
     name: &str,
     location: &dyn Fn(&str, &str) -> Result<String, SpecError>,
     err: &dyn Fn(&str, String) -> SpecError,
 ) -> Result<SourceSpec, SpecError> {
-    // A Kafka source's keys, which no other kind has.
-    let kafka_keys = [
+    let set = [
+        ("path", raw.path.is_some()),
+        ("table", raw.table.is_some()),
+        ("format", raw.format.is_some()),
+        ("schema", raw.schema.is_some()),
+        ("max_files_per_trigger", raw.max_files_per_trigger.is_some()),
+        ("files_per_chunk", raw.files_per_chunk.is_some()),
+        ("max_bytes_per_trigger", raw.max_bytes_per_trigger.is_some()),
+        ("starting_version", raw.starting_version.is_some()),
+        ("skip_change_commits", raw.skip_change_commits.is_some()),
+        ("ignore_deletes", raw.ignore_deletes.is_some()),
         ("bootstrap_servers", raw.bootstrap_servers.is_some()),
         ("topics", raw.topics.is_some()),
         ("topic_pattern", raw.topic_pattern.is_some()),
@@ -215,29 +279,21 @@ fn source(
         ("fail_on_data_loss", raw.fail_on_data_loss.is_some()),
         ("group_id", raw.group_id.is_some()),
         ("options", raw.options.is_some()),
+        ("rows_per_second", raw.rows_per_second.is_some()),
+        ("host", raw.host.is_some()),
+        ("port", raw.port.is_some()),
     ];
-    let foreign = |kind: &str, keys: &[(&str, bool)]| -> Result<(), SpecError> {
-        match keys.iter().chain(&kafka_keys).find(|(_, set)| *set) {
-            Some((key, _)) => Err(err(&format!("source.{key}"), format!("is not a key of a `{kind}` source"))),
-            None => Ok(()),
-        }
-    };
+    let kind = raw.kind.as_str();
+    if let Some((_, keys)) = SOURCE_KEYS.iter().find(|(k, _)| *k == kind)
+        && let Some((key, _)) = set.iter().find(|(key, set)| *set && !keys.contains(key))
+    {
+        return Err(err(&format!("source.{key}"), format!("is not a key of a `{kind}` source")));
+    }
     let positive = |key: &str, n: i64| -> Result<usize, SpecError> {
         usize::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| err(key, format!("{n} is not a positive number")))
     };
     match raw.kind.as_str() {
         "files" => {
-            foreign(
-                "files",
-                &[
-                    ("table", raw.table.is_some()),
-                    ("files_per_chunk", raw.files_per_chunk.is_some()),
-                    ("max_bytes_per_trigger", raw.max_bytes_per_trigger.is_some()),
-                    ("starting_version", raw.starting_version.is_some()),
-                    ("skip_change_commits", raw.skip_change_commits.is_some()),
-                    ("ignore_deletes", raw.ignore_deletes.is_some()),
-                ],
-            )?;
             let path =
                 raw.path.as_deref().ok_or_else(|| err("source.path", "missing: the landing directory".into()))?;
             let format: FileFormat = raw
@@ -256,7 +312,6 @@ fn source(
             Ok(SourceSpec::Files(spec))
         }
         "delta" => {
-            foreign("delta", &[("format", raw.format.is_some()), ("schema", raw.schema.is_some())])?;
             let table = raw
                 .table
                 .as_deref()
@@ -300,7 +355,28 @@ fn source(
             Ok(SourceSpec::Delta(spec))
         }
         "kafka" => kafka(raw, name, err).map(SourceSpec::Kafka),
-        other => Err(err("source.kind", format!("unknown kind `{other}`; expected `files`, `delta` or `kafka`"))),
+        "rate" => {
+            let n = raw.rows_per_second.ok_or_else(|| err("source.rows_per_second", "missing: such as 100".into()))?;
+            Ok(SourceSpec::Rate(RateSpec::new(positive("source.rows_per_second", n)? as u64)))
+        }
+        "socket" => {
+            let host = raw.host.clone().unwrap_or_else(|| "localhost".into());
+            let port = raw
+                .port
+                .ok_or_else(|| err("source.port", "missing: the port of the server to read lines from".into()))?;
+            let port = u16::try_from(port)
+                .ok()
+                .filter(|&p| p > 0)
+                .ok_or_else(|| err("source.port", format!("{port} is not a TCP port")))?;
+            Ok(SourceSpec::Socket(SocketSpec { host, port }))
+        }
+        other => Err(err(
+            "source.kind",
+            format!(
+                "unknown kind `{other}`; expected {}",
+                SOURCE_KEYS.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ),
+        )),
     }
 }
 
@@ -318,20 +394,6 @@ fn input_schema(raw: &RawSource, err: &dyn Fn(&str, String) -> SpecError) -> Res
 }
 
 fn kafka(raw: &RawSource, name: &str, err: &dyn Fn(&str, String) -> SpecError) -> Result<KafkaSpec, SpecError> {
-    for (key, set) in [
-        ("path", raw.path.is_some()),
-        ("table", raw.table.is_some()),
-        ("max_files_per_trigger", raw.max_files_per_trigger.is_some()),
-        ("files_per_chunk", raw.files_per_chunk.is_some()),
-        ("max_bytes_per_trigger", raw.max_bytes_per_trigger.is_some()),
-        ("starting_version", raw.starting_version.is_some()),
-        ("skip_change_commits", raw.skip_change_commits.is_some()),
-        ("ignore_deletes", raw.ignore_deletes.is_some()),
-    ] {
-        if set {
-            return Err(err(&format!("source.{key}"), "is not a key of a `kafka` source".into()));
-        }
-    }
     let servers =
         raw.bootstrap_servers.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
             err("source.bootstrap_servers", "missing: the brokers, such as \"127.0.0.1:9092\"".into())
@@ -409,17 +471,7 @@ fn kafka(raw: &RawSource, name: &str, err: &dyn Fn(&str, String) -> SpecError) -
     }
     spec.fail_on_data_loss = raw.fail_on_data_loss.unwrap_or(true);
     for (key, value) in raw.options.iter().flatten() {
-        let text = match value {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(n) => n.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            other => {
-                return Err(err(
-                    &format!("source.options.{key}"),
-                    format!("expected a string, number or boolean, found {other}"),
-                ));
-            }
-        };
+        let text = option_text(&format!("source.options.{key}"), value, err)?;
         if matches!(key.as_str(), "enable.auto.commit" | "group.id" | "bootstrap.servers" | "auto.offset.reset") {
             return Err(err(
                 &format!("source.options.{key}"),
@@ -432,6 +484,87 @@ fn kafka(raw: &RawSource, name: &str, err: &dyn Fn(&str, String) -> SpecError) -
     // A client that the options make unusable is refused now, with librdkafka's words.
     spec.check_options().map_err(|e| err("source.options", e))?;
     Ok(spec)
+}
+
+/// A librdkafka property's value as text.
+fn option_text(key: &str, value: &toml::Value, err: &dyn Fn(&str, String) -> SpecError) -> Result<String, SpecError> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(n) => Ok(n.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(err(key, format!("expected a string, number or boolean, found {other}"))),
+    }
+}
+
+/// The keys each kind of sink takes.
+const SINK_KEYS: [(&str, &[&str]); 3] = [
+    ("delta", &["table", "mode", "partition_by", "key", "quarantine", "late"]),
+    ("console", &["mode", "quarantine", "late", "num_rows"]),
+    ("kafka", &["mode", "quarantine", "late", "bootstrap_servers", "topic", "key_column", "headers_column", "options"]),
+];
+
+/// `[sink] kind` (default `delta`) and its keys.
+fn sink_kind(
+    raw: &super::raw::RawSink,
+    location: &dyn Fn(&str, &str) -> Result<String, SpecError>,
+    err: &dyn Fn(&str, String) -> SpecError,
+) -> Result<(SinkKind, Option<String>), SpecError> {
+    let kind = raw.kind.as_deref().unwrap_or("delta");
+    let set = [
+        ("table", raw.table.is_some()),
+        ("partition_by", !raw.partition_by.is_empty()),
+        ("key", !raw.key.is_empty()),
+        ("num_rows", raw.num_rows.is_some()),
+        ("bootstrap_servers", raw.bootstrap_servers.is_some()),
+        ("topic", raw.topic.is_some()),
+        ("key_column", raw.key_column.is_some()),
+        ("headers_column", raw.headers_column.is_some()),
+        ("options", raw.options.is_some()),
+    ];
+    let Some((_, keys)) = SINK_KEYS.iter().find(|(k, _)| *k == kind) else {
+        return Err(err("sink.kind", format!("unknown kind `{kind}`; expected `delta`, `console` or `kafka`")));
+    };
+    if let Some((key, _)) = set.iter().find(|(key, set)| *set && !keys.contains(key)) {
+        return Err(err(&format!("sink.{key}"), format!("is not a key of a `{kind}` sink")));
+    }
+    Ok(match kind {
+        "delta" => {
+            let table =
+                raw.table.as_deref().ok_or_else(|| err("sink.table", "missing: the Delta table to write".into()))?;
+            (SinkKind::Delta, Some(location("sink.table", table)?))
+        }
+        "console" => {
+            let num_rows = match raw.num_rows {
+                None => tidewater_core::sink::ConsoleSink::DEFAULT_ROWS,
+                Some(n) => {
+                    usize::try_from(n).map_err(|_| err("sink.num_rows", format!("{n} is not a number of rows")))?
+                }
+            };
+            (SinkKind::Console { num_rows }, None)
+        }
+        _ => {
+            let servers = raw.bootstrap_servers.clone().filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+                err("sink.bootstrap_servers", "missing: the brokers, such as \"127.0.0.1:9092\"".into())
+            })?;
+            let topic = raw
+                .topic
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .ok_or_else(|| err("sink.topic", "missing: the topic to write".into()))?;
+            let mut spec = KafkaSinkSpec::new(servers, topic);
+            spec.key_column = raw.key_column.clone();
+            spec.headers_column = raw.headers_column.clone();
+            for (key, value) in raw.options.iter().flatten() {
+                let at = format!("sink.options.{key}");
+                if KafkaSinkSpec::FIXED_OPTIONS.contains(&key.as_str()) {
+                    return Err(err(&at, "is set by Tidewater: the sink's guarantee rests on an idempotent producer (bootstrap_servers is a sink key)".into()));
+                }
+                spec.options.insert(key.clone(), option_text(&at, value, err)?);
+            }
+            spec.check_options().map_err(|e| err("sink.options", e))?;
+            (SinkKind::Kafka(spec), None)
+        }
+    })
 }
 
 /// Parses a trigger kind and interval; errors name the sub-key (`kind`, `interval`).
@@ -619,6 +752,64 @@ order_id = "string"
 [sink]
 table = "/data/tables/orders"
 "#;
+
+    #[test]
+    fn development_sources_and_other_sinks_load_and_their_mistakes_are_named() {
+        const DEV: &str = "name = \"dev\"\ncheckpoint = \"/cp\"\n[source]\nkind = \"rate\"\nrows_per_second = 10\n[sink]\nkind = \"console\"\n";
+        let job = load_text(DEV).unwrap();
+        assert!(matches!(job.source, SourceSpec::Rate(RateSpec { rows_per_second: 10 })));
+        assert!(matches!(job.sink.kind, SinkKind::Console { num_rows: 20 }));
+        assert_eq!(job.sink.table, None);
+        let socket = DEV.replace("kind = \"rate\"\nrows_per_second = 10", "kind = \"socket\"\nport = 9999");
+        let job = load_text(&socket).unwrap();
+        let SourceSpec::Socket(spec) = &job.source else { panic!("socket source") };
+        assert_eq!((spec.host.as_str(), spec.port), ("localhost", 9999));
+        let kafka_sink = DEV.replace(
+            "kind = \"console\"\n",
+            "kind = \"kafka\"\nbootstrap_servers = \"b:9092\"\ntopic = \"alerts\"\nkey_column = \"value\"\n",
+        );
+        let job = load_text(&kafka_sink).unwrap();
+        let SinkKind::Kafka(kafka) = &job.sink.kind else { panic!("kafka sink") };
+        assert_eq!((kafka.topic.as_str(), kafka.key_column.as_deref()), ("alerts", Some("value")));
+        let cases = [
+            (
+                DEV.replace("rows_per_second = 10", "rows_per_second = 0"),
+                "source.rows_per_second: 0 is not a positive number",
+            ),
+            (DEV.replace("rows_per_second = 10", ""), "source.rows_per_second: missing"),
+            (
+                DEV.replace("rows_per_second = 10", "rows_per_second = 10\npath = \"x\""),
+                "source.path: is not a key of a `rate` source",
+            ),
+            (socket.replace("port = 9999", "port = 70000"), "source.port: 70000 is not a TCP port"),
+            (socket.replace("port = 9999", ""), "source.port: missing"),
+            (
+                DEV.replace("kind = \"rate\"", "kind = \"tcp\""),
+                "unknown kind `tcp`; expected `files`, `delta`, `kafka`, `rate`, `socket`",
+            ),
+            (
+                DEV.replace("kind = \"console\"", "kind = \"console\"\ntable = \"/t\""),
+                "sink.table: is not a key of a `console` sink",
+            ),
+            (
+                DEV.replace("kind = \"console\"", "kind = \"console\"\ntopic = \"t\""),
+                "sink.topic: is not a key of a `console` sink",
+            ),
+            (DEV.replace("kind = \"console\"", "kind = \"parquet\""), "sink.kind: unknown kind `parquet`"),
+            (DEV.replace("kind = \"console\"\n", ""), "sink.table: missing"),
+            (kafka_sink.replace("topic = \"alerts\"\n", ""), "sink.topic: missing"),
+            (
+                kafka_sink.replace("key_column", "partition_by = [\"x\"]\nheaders_column"),
+                "sink.partition_by: is not a key of a `kafka` sink",
+            ),
+            (format!("{kafka_sink}[sink.options]\n\"no.such\" = 1\n"), "sink.options"),
+            (format!("{kafka_sink}[sink.options]\nacks = \"1\"\n"), "sink.options.acks: is set by Tidewater"),
+        ];
+        for (text, expected) in cases {
+            let e = load_text(&text).unwrap_err().to_string();
+            assert!(e.contains(expected), "expected `{expected}` in: {e}");
+        }
+    }
 
     #[test]
     fn a_kafka_job_loads_and_its_mistakes_are_named() {

@@ -257,3 +257,179 @@ fn partitions_that_appear_while_the_job_runs_are_read_from_their_start() {
         read_rows(&table).iter().map(|r| (r["kafka_topic"].clone(), r["kafka_partition"].clone())).collect();
     assert_eq!(partitions.len(), 5, "rows from every partition of both topics: {partitions:?}");
 }
+
+/// Produces messages `range` of `value`, each with a `trace` header `t<i>`.
+fn produce_with_headers(topic: &str, range: std::ops::Range<u64>) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", broker()).create().unwrap();
+    for i in range {
+        let (key, value, trace) = (format!("k{i}"), value(i), format!("t{i}"));
+        let headers = OwnedHeaders::new().insert(Header { key: "trace", value: Some(&trace) });
+        let mut record = BaseRecord::to(topic).key(&key).payload(&value).headers(headers);
+        while let Err((_, r)) = producer.send(record) {
+            record = r;
+            producer.poll(Duration::from_millis(10));
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// A message as read back: key, value, headers.
+type Read = (String, String, Vec<(String, String)>);
+
+/// Every message of `topic` (partitions `0..partitions`) until `want` have come or 30 s passed.
+fn consume_all(topic: &str, partitions: i32, want: usize) -> Vec<Read> {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers as _;
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", broker()).set("group.id", "test-reader").create().unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let (mut got, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(30));
+    // Past `want`, a little longer: a duplicate would show.
+    let mut settle = None;
+    while Instant::now() < deadline && settle.is_none_or(|s: Instant| Instant::now() < s) {
+        if got.len() >= want {
+            settle.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let m = m.unwrap();
+        let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+        let headers =
+            m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), text(h.value))).collect()).unwrap_or_default();
+        got.push((text(m.key()), text(m.payload()), headers));
+    }
+    got
+}
+
+#[test]
+fn the_kafka_sink_delivers_each_row_with_its_key_and_headers_at_least_once_through_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = uuid::Uuid::new_v4().simple();
+    let (input, output) = (format!("in-{id}"), format!("out-{id}"));
+    create_topic(&input, 3);
+    create_topic(&output, 2);
+    let n = 600;
+    produce_with_headers(&input, 0..n);
+    let file = job(dir.path(), &input, "");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let sink = format!(
+        "[sink]\nkind = \"kafka\"\nbootstrap_servers = \"{}\"\ntopic = \"{output}\"\nkey_column = \"kafka_key\"\nheaders_column = \"kafka_headers\"\n",
+        broker()
+    );
+    let text = text
+        .replace(
+            "CAST(placed_at AS DATE) AS date, kafka_topic, kafka_partition, kafka_offset FROM input",
+            "kafka_key, kafka_headers, kafka_partition, kafka_offset FROM input",
+        )
+        .replace(
+            &format!("[sink]\ntable = \"{}\"\npartition_by = [\"date\"]\n", dir.path().join("orders").display()),
+            &sink,
+        );
+    std::fs::write(&file, text).unwrap();
+    let run = || tidewater(&["run", path(&file), "--trigger", "available-now"]);
+    // Killed before batch 1's rows are sent: the restart sends them, once. Killed after batch
+    // 3's are delivered and before its commit-log entry: the restart sends them again (at
+    // least once).
+    expect_killed(run(), "after-offset-log:1");
+    expect_killed(run(), "after-sink-delivery:3");
+    expect_exit(run(), 0);
+
+    let good: Vec<u64> = (0..n).filter(|&i| is_good(i)).collect();
+    let got = consume_all(&output, 2, good.len());
+    let mut orders = std::collections::BTreeMap::<String, usize>::new();
+    for (key, value, headers) in &got {
+        let row: serde_json::Value = serde_json::from_str(value).unwrap_or_else(|e| panic!("`{value}`: {e}"));
+        let order = row["order_id"].as_str().unwrap().to_string();
+        let i: u64 = order[1..].parse().unwrap();
+        assert_eq!(key, &format!("k{i}"), "the key column keys the message");
+        assert_eq!(headers, &[("trace".to_string(), format!("t{i}"))], "the headers column's entries");
+        assert!(row.get("kafka_headers").is_none(), "the headers are not in the value: {value}");
+        assert_eq!(row["total"].as_f64(), Some(i as f64 + 0.5));
+        *orders.entry(order).or_default() += 1;
+    }
+    let sent: BTreeSet<String> = orders.keys().cloned().collect();
+    assert_eq!(sent, good.iter().map(|i| format!("o{i}")).collect(), "every good message's row");
+    assert!(orders.values().all(|&n| n <= 2), "no row sent more than twice");
+    // The rows sent twice are batch 3's: one batch of at most 100 offsets.
+    let twice = orders.values().filter(|&&n| n == 2).count();
+    assert!(twice > 0 && twice <= 100, "{twice} rows sent twice; batch 3's rows, once more, expected");
+    assert_eq!(got.len(), good.len() + twice);
+    let quarantined = read_rows(&dir.path().join("cp/quarantine"));
+    assert_eq!(quarantined.len() as u64, n - good.len() as u64, "the bad messages are in <checkpoint>/quarantine");
+}
+
+fn delete_topic(topic: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", broker()).create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in rt.block_on(admin.delete_topics(&[topic], &AdminOptions::new())).unwrap() {
+        r.unwrap();
+    }
+}
+
+/// Offsets deleted by retention are the data-loss rule's other half, unit-tested in the
+/// connector (`lost`): the test broker (tansu 0.6, in-memory storage) does not implement
+/// DeleteRecords. Here the topic is deleted and made again, so the offsets the table recorded no
+/// longer exist; the job stops with the data-loss error, naming the partition and offsets,
+/// instead of waiting silently for offsets that will never come.
+#[test]
+fn a_topic_made_again_under_the_job_stops_it_with_a_data_loss_error_naming_the_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("orders-{}", uuid::Uuid::new_v4().simple());
+    create_topic(&topic, 2);
+    produce(&topic, 0..200, 0);
+    let file = job(dir.path(), &topic, "");
+    let run = || tidewater(&["run", path(&file), "--trigger", "available-now"]);
+    expect_exit(run(), 0);
+    let table = dir.path().join("orders");
+    let written = read_rows(&table).len();
+    assert!(written > 0);
+    delete_topic(&topic);
+    std::thread::sleep(Duration::from_millis(500));
+    create_topic(&topic, 2);
+    produce(&topic, 0..30, 0);
+    let out = expect_exit(run(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("data loss") && stderr.contains(&format!("{topic}/")), "{stderr}");
+    assert!(stderr.contains("was read up to offset") && stderr.contains("the partition now ends at"), "{stderr}");
+    // fail_on_data_loss = false cannot skip to offsets that do not follow: still refused.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("format = \"json\"", "format = \"json\"\nfail_on_data_loss = false")).unwrap();
+    expect_exit(run(), 2);
+    assert_eq!(read_rows(&table).len(), written, "nothing written past the loss");
+    // A new group id and checkpoint are a new progress: the new topic is read from its start.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let again = text
+        .replace("format = \"json\"", "format = \"json\"\ngroup_id = \"orders-again\"")
+        .replace(&format!("checkpoint = \"{}\"", dir.path().join("cp").display()), &format!("checkpoint = \"{}\"", dir.path().join("cp-again").display()));
+    assert_ne!(again, text);
+    std::fs::write(&file, again).unwrap();
+    expect_exit(run(), 0);
+    let good_again = (0..30).filter(|&i| is_good(i)).count();
+    assert_eq!(read_rows(&table).len(), written + good_again, "the new topic's messages, once");
+}
+
+#[test]
+fn a_batch_run_with_from_reads_the_messages_timed_since() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("orders-{}", uuid::Uuid::new_v4().simple());
+    create_topic(&topic, 3);
+    produce(&topic, 0..150, 0);
+    std::thread::sleep(Duration::from_millis(1200));
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(Duration::from_millis(200));
+    produce(&topic, 150..300, 0);
+    let file = job(dir.path(), &topic, "");
+    let into = dir.path().join("since");
+    expect_exit(tidewater(&["batch", path(&file), "--into", path(&into), "--from", &since]), 0);
+    let ids: BTreeSet<String> = read_rows(&into).iter().map(|r| r["order_id"].clone()).collect();
+    let want: BTreeSet<String> = (150..300).filter(|&i| is_good(i)).map(|i| format!("o{i}")).collect();
+    assert_eq!(ids, want, "the messages produced after {since}");
+    let out = expect_exit(tidewater(&["batch", path(&file), "--into", path(&into), "--from", "yesterday"]), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`yesterday` is not a time"));
+}

@@ -12,6 +12,7 @@ mod common;
 mod crash;
 mod data_files;
 mod delta_stream;
+mod dev_io;
 mod kafka;
 mod property;
 mod reconcile;
