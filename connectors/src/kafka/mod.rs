@@ -273,14 +273,45 @@ impl Client {
     /// The earliest and the next offset of each partition.
     async fn watermarks(&self, tps: Vec<Tp>) -> Result<BTreeMap<Tp, (i64, i64)>> {
         self.run("kafka watermarks", move |spec, consumer| {
-            let mut out = BTreeMap::new();
-            for (topic, p) in tps {
-                let marks = consumer
-                    .fetch_watermarks(&topic, p, spec.timeout)
-                    .map_err(|e| spec.err(format!("cannot read the offsets of {topic}/{p}: {e}")))?;
-                out.insert((topic, p), marks);
+            // Two ListOffsets requests for every partition (earliest, latest), where
+            // `fetch_watermarks` makes two per partition: the round trips were most of a small
+            // batch's time against a busy broker.
+            let ask = |at: KafkaOffset| -> Result<BTreeMap<Tp, i64>> {
+                let mut list = TopicPartitionList::new();
+                for (topic, p) in &tps {
+                    list.add_partition_offset(topic, *p, at).map_err(|e| spec.err(e))?;
+                }
+                let found = consumer
+                    .offsets_for_times(list, spec.timeout)
+                    .map_err(|e| spec.err(format!("cannot read the partitions' offsets: {e}")))?;
+                let mut out = BTreeMap::new();
+                for e in found.elements() {
+                    let tp = (e.topic().to_string(), e.partition());
+                    match (e.error(), e.offset()) {
+                        (Err(err), _) => {
+                            return Err(spec.err(format!("cannot read the offsets of {}/{}: {err}", tp.0, tp.1)));
+                        }
+                        (Ok(()), KafkaOffset::Offset(n)) => {
+                            out.insert(tp, n);
+                        }
+                        (Ok(()), other) => {
+                            return Err(spec.err(format!("{}/{}: the broker answered offset {other:?}", tp.0, tp.1)));
+                        }
+                    }
+                }
+                Ok(out)
+            };
+            if tps.is_empty() {
+                // librdkafka refuses an empty list (a member with no partitions yet).
+                return Ok(BTreeMap::new());
             }
-            Ok(out)
+            let (low, high) = (ask(KafkaOffset::Beginning)?, ask(KafkaOffset::End)?);
+            tps.into_iter()
+                .map(|tp| match (low.get(&tp), high.get(&tp)) {
+                    (Some(&l), Some(&h)) => Ok((tp, (l, h))),
+                    _ => Err(spec.err(format!("{}/{}: the broker did not say its offsets", tp.0, tp.1))),
+                })
+                .collect()
         })
         .await
     }
@@ -600,8 +631,9 @@ fn lost(spec: &KafkaSpec, tp: &Tp, from: i64, low: i64, high: i64) -> Result<i64
     if from >= low {
         return Ok(from);
     }
-    let problem =
-        format!("{topic}/{p} offsets {from}..{low} are no longer in the topic (deleted by retention?); the earliest is {low}");
+    let problem = format!(
+        "{topic}/{p} offsets {from}..{low} are no longer in the topic (deleted by retention?); the earliest is {low}"
+    );
     if spec.fail_on_data_loss {
         return Err(Error::DataLoss {
             source_name: spec.describe(),

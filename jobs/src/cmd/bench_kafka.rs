@@ -77,6 +77,15 @@ async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<(
     Ok(())
 }
 
+async fn delete_topic(bootstrap: &str, topic: &str) -> Result<(), CliError> {
+    let admin: AdminClient<DefaultClientContext> = client(bootstrap).create().map_err(kafka_err("admin client"))?;
+    let results = admin.delete_topics(&[topic], &AdminOptions::new()).await.map_err(kafka_err("deleting the topic"))?;
+    for result in results {
+        result.map_err(|(t, e)| CliError::Usage(format!("bench kafka: deleting topic {t}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn producer(bootstrap: &str, linger_ms: u32) -> Result<BaseProducer, CliError> {
     client(bootstrap)
         .set("linger.ms", linger_ms.to_string())
@@ -125,7 +134,8 @@ fn produce_steady(
     rate: u64,
     bytes: usize,
 ) -> Result<(), CliError> {
-    let producer = producer(bootstrap, 1)?;
+    // librdkafka's default linger (5 ms): a produce request per 5 ms, not one per message.
+    let producer = producer(bootstrap, 5)?;
     let started = Instant::now();
     for i in 0..n {
         let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
@@ -314,7 +324,7 @@ pub async fn kafka(args: BenchKafkaArgs) -> Result<i32, CliError> {
     let suffix = std::process::id();
     let partitions = args.partitions;
     out(format_args!(
-        "bench kafka: {} JSON messages of {} bytes in {partitions} partitions ({:.0} MB) on {bootstrap}, {} per batch; then {} s at {} messages/s with interval 0s; in {}",
+        "bench kafka: {} JSON messages of {} bytes in {partitions} partitions ({:.0} MB) on {bootstrap}, {} per batch; then {} s at {} messages/s with interval 0s (produced from 2 s after the job starts); in {}",
         thousands(args.messages),
         args.bytes,
         (args.messages as f64 * args.bytes as f64) / 1e6,
@@ -365,10 +375,15 @@ pub async fn kafka(args: BenchKafkaArgs) -> Result<i32, CliError> {
     ));
 
     if args.latency_seconds > 0 {
+        // The throughput topic goes first: the latency is of a broker holding only its own.
+        delete_topic(bootstrap, &topic).await?;
         latency(work, bootstrap, &format!("latency-{suffix}"), &args).await?;
     }
     Ok(EXIT_OK)
 }
+
+/// How long the latency run's job runs before the producer starts.
+const STARTUP: Duration = Duration::from_secs(2);
 
 /// The steady-rate stream: the job runs with `interval = 0s` while a producer writes `rate`
 /// messages a second; every row's latency from its produce time to its commit.
@@ -379,7 +394,11 @@ async fn latency(work: &Path, bootstrap: &str, topic: &str, args: &BenchKafkaArg
     let stop = job.stop_handle();
     let (b, t, partitions, rate, bytes) =
         (bootstrap.to_string(), topic.to_string(), args.partitions, args.rate, args.bytes);
-    let producer = tokio::task::spawn_blocking(move || produce_steady(&b, &t, partitions, n, rate, bytes));
+    // The job starts first: the figures are of the running stream, not of its start.
+    let producer = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(STARTUP);
+        produce_steady(&b, &t, partitions, n, rate, bytes)
+    });
     let table = work.join(format!("{topic}-table"));
     let watch = async {
         // Until every message is in the table (or a minute past the produce time), then stop.
@@ -413,14 +432,17 @@ async fn latency(work: &Path, bootstrap: &str, topic: &str, args: &BenchKafkaArg
             latency.len()
         )));
     }
+    let batches: Vec<Duration> = report.batches.iter().map(|b| Duration::from_micros(b.duration_us)).collect();
     out(format_args!(
-        "latency, produce -> delta commit, {} messages at {}/s in {} batches: median {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "latency, produce -> delta commit, {} messages at {}/s in {} batches: median {:.0} ms, p99 {:.0} ms, max {:.0} ms; a batch's plan to commit: median {:.0} ms, p99 {:.0} ms",
         thousands(n),
         thousands(args.rate),
         report.batches.len(),
         ms(quantile(latency.clone(), 0.5)),
         ms(quantile(latency.clone(), 0.99)),
         ms(quantile(latency, 1.0)),
+        ms(quantile(batches.clone(), 0.5)),
+        ms(quantile(batches, 0.99)),
     ));
     Ok(())
 }

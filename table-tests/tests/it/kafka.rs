@@ -404,9 +404,10 @@ fn a_topic_made_again_under_the_job_stops_it_with_a_data_loss_error_naming_the_o
     assert_eq!(read_rows(&table).len(), written, "nothing written past the loss");
     // A new group id and checkpoint are a new progress: the new topic is read from its start.
     let text = std::fs::read_to_string(&file).unwrap();
-    let again = text
-        .replace("format = \"json\"", "format = \"json\"\ngroup_id = \"orders-again\"")
-        .replace(&format!("checkpoint = \"{}\"", dir.path().join("cp").display()), &format!("checkpoint = \"{}\"", dir.path().join("cp-again").display()));
+    let again = text.replace("format = \"json\"", "format = \"json\"\ngroup_id = \"orders-again\"").replace(
+        &format!("checkpoint = \"{}\"", dir.path().join("cp").display()),
+        &format!("checkpoint = \"{}\"", dir.path().join("cp-again").display()),
+    );
     assert_ne!(again, text);
     std::fs::write(&file, again).unwrap();
     expect_exit(run(), 0);
