@@ -85,7 +85,11 @@ fn decode_json(messages: &[Message], schema: &InputSchema) -> Result<SourceBatch
             None => rejected.push(message.rejected("no value (a tombstone)")),
             Some(v) if v.iter().all(u8::is_ascii_whitespace) => rejected.push(message.rejected("an empty value")),
             Some(v) => {
-                text.extend(v.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+                if v.iter().any(|&b| b == b'\n' || b == b'\r') {
+                    text.extend(v.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+                } else {
+                    text.extend_from_slice(v);
+                }
                 text.push(b'\n');
                 lines.push(message);
             }

@@ -376,6 +376,7 @@ fn fetch(
     let mut last_progress = Instant::now();
     let mut ends: BTreeMap<Tp, i64> = BTreeMap::new();
     let mut draining = false;
+    let mut current: Option<(Tp, Arc<str>)> = None;
     loop {
         if open.is_empty() && !draining {
             // What the fetched record batches hold past the ranges: ends known to exist.
@@ -385,30 +386,44 @@ fn fetch(
         match consumer.poll(wait) {
             None if draining => break,
             Some(Ok(m)) => {
-                let tp = (m.topic().to_string(), m.partition());
-                let end = ends.entry(tp.clone()).or_insert(0);
-                *end = (*end).max(m.offset() + 1);
-                let Some(&(_, to)) = wanted.get(&tp) else { continue };
-                if !open.contains(&tp) || m.offset() >= to {
+                // Messages come in runs of one partition: its key is made once per run.
+                if current.as_ref().is_none_or(|((t, p), _)| *p != m.partition() || t != m.topic()) {
+                    let topic = topics.entry(m.topic().to_string()).or_insert_with(|| Arc::from(m.topic())).clone();
+                    current = Some(((m.topic().to_string(), m.partition()), topic));
+                }
+                let Some((tp, topic)) = current.as_ref() else { continue };
+                match ends.get_mut(tp) {
+                    Some(end) => *end = (*end).max(m.offset() + 1),
+                    None => {
+                        ends.insert(tp.clone(), m.offset() + 1);
+                    }
+                }
+                let Some(&(_, to)) = wanted.get(tp) else { continue };
+                if !open.contains(tp) || m.offset() >= to {
                     continue;
                 }
                 last_progress = Instant::now();
-                let topic = topics.entry(tp.0.clone()).or_insert_with(|| Arc::from(tp.0.as_str())).clone();
                 let headers = m
                     .headers()
                     .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
                     .unwrap_or_default();
-                got.entry(tp.clone()).or_default().push(Message {
-                    topic,
+                let message = Message {
+                    topic: topic.clone(),
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
                     value: m.payload().map(<[u8]>::to_vec),
                     timestamp_ms: m.timestamp().to_millis(),
                     headers,
-                });
+                };
+                match got.get_mut(tp) {
+                    Some(messages) => messages.push(message),
+                    None => {
+                        got.insert(tp.clone(), vec![message]);
+                    }
+                }
                 if m.offset() + 1 >= to {
-                    open.remove(&tp);
+                    open.remove(tp);
                 }
             }
             Some(Err(_)) if draining => break,
