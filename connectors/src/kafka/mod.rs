@@ -523,7 +523,12 @@ struct KafkaStream {
     last_end: Option<Offset>,
     /// Whether the query has planned a batch yet (`starting_offsets` applies before).
     started: bool,
+    /// The topics' partitions and when the broker said so.
+    metadata: Option<(Instant, BTreeSet<Tp>)>,
 }
+
+/// How long the topics' partitions are taken as known before the metadata is asked again.
+const METADATA_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl KafkaStream {
     fn open(spec: &KafkaSpec) -> Result<Self> {
@@ -551,6 +556,7 @@ impl KafkaStream {
             unplaced: BTreeSet::new(),
             last_end: None,
             started: false,
+            metadata: None,
         })
     }
 
@@ -581,11 +587,25 @@ impl KafkaStream {
                 .await
             }
             (Assignment::Worker { index, count }, _) => {
-                let all = self.client.partitions().await?;
+                let all = self.topic_partitions().await?;
                 Ok(all.into_iter().filter(|(t, p)| worker_of(t, *p, *count) == *index).collect())
             }
-            _ => Ok(self.client.partitions().await?.into_iter().collect()),
+            _ => self.topic_partitions().await,
         }
+    }
+
+    /// Every partition of the source's topics, from the broker's metadata at most once a
+    /// second (a batch loop with nothing new asks again at once; partitions added are found
+    /// within the second).
+    async fn topic_partitions(&mut self) -> Result<BTreeSet<Tp>> {
+        if let Some((at, known)) = &self.metadata
+            && at.elapsed() < METADATA_MAX_AGE
+        {
+            return Ok(known.clone());
+        }
+        let known: BTreeSet<Tp> = self.client.partitions().await?.into_iter().collect();
+        self.metadata = Some((Instant::now(), known.clone()));
+        Ok(known)
     }
 
     /// `[from, to)` for each owned partition, `to` within the admission limit and `until`.
