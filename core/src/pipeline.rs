@@ -475,6 +475,14 @@ impl Pipeline {
                     show(options.source_version),
                 )));
             }
+            if plan.source != self.source.describe() {
+                return Err(Error::Unsupported(format!(
+                    "batch run {} into {target} was planned over {}, and this run reads {}; run it again as planned, or plan anew with --replan (into a new target: its rows are appended again)",
+                    plan.id,
+                    plan.source,
+                    self.source.describe(),
+                )));
+            }
             let dir = self.backfills()?.child(&plan.id);
             return Ok(Backfill { pipeline: self, dir, plan, late: LateRule::None });
         }

@@ -102,9 +102,21 @@ impl KafkaSpec {
     }
 
     pub fn describe(&self) -> String {
-        match &self.topics {
+        let topics = match &self.topics {
             Topics::List(topics) => format!("kafka {} topics {}", self.bootstrap_servers, topics.join(",")),
             Topics::Pattern(p) => format!("kafka {} topics matching {p}", self.bootstrap_servers),
+        };
+        let time = |ms: Option<i64>| {
+            ms.and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        match (time(self.bounded_ms.0), time(self.bounded_ms.1)) {
+            (None, None) => topics,
+            (from, to) => format!(
+                "{topics}, messages timed from {} to {}",
+                from.as_deref().unwrap_or("the earliest"),
+                to.as_deref().unwrap_or("the end")
+            ),
         }
     }
 

@@ -431,6 +431,12 @@ fn a_batch_run_with_from_reads_the_messages_timed_since() {
     let ids: BTreeSet<String> = read_rows(&into).iter().map(|r| r["order_id"].clone()).collect();
     let want: BTreeSet<String> = (150..300).filter(|&i| is_good(i)).map(|i| format!("o{i}")).collect();
     assert_eq!(ids, want, "the messages produced after {since}");
+    // The same run again is done; another time range into the same table is refused, naming both.
+    expect_exit(tidewater(&["batch", path(&file), "--into", path(&into), "--from", &since]), 0);
+    let out = expect_exit(tidewater(&["batch", path(&file), "--into", path(&into), "--from", "2024-01-01"]), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("was planned over") && stderr.contains("2024-01-01T00:00:00.000Z"), "{stderr}");
+    assert_eq!(read_rows(&into).len(), want.len(), "nothing appended");
     let out = expect_exit(tidewater(&["batch", path(&file), "--into", path(&into), "--from", "yesterday"]), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("`yesterday` is not a time"));
 }
