@@ -17,15 +17,16 @@
 mod decode;
 mod sink;
 
-pub use decode::{KAFKA_COLUMNS, KafkaFormat, Message, decode};
+pub use decode::{KAFKA_COLUMNS, KafkaFormat, Message, Messages, Run, RunBuilder, decode};
 pub use sink::{KafkaSinkProvider, KafkaSinkSpec};
 
 use async_trait::async_trait;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message as _};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidewater_core::checkpoint::Checkpoint;
@@ -191,26 +192,25 @@ fn ranges_of(spec: &KafkaSpec, offset: &Offset) -> Result<Ranges> {
 struct Client {
     spec: Arc<KafkaSpec>,
     consumer: Arc<BaseConsumer>,
-    /// Per partition, the offset after the last message any fetch has seen (a fetch returns
-    /// whole record batches, so it sees past the range it reads): an end known to exist.
-    seen: Arc<std::sync::Mutex<BTreeMap<Tp, i64>>>,
+    /// What the consumer has read ahead (see [`Reader`]).
+    reader: Arc<std::sync::Mutex<Reader>>,
 }
 
 impl Client {
     fn open(spec: &KafkaSpec) -> Result<Self> {
-        Ok(Client { spec: Arc::new(spec.clone()), consumer: Arc::new(spec.consumer()?), seen: Default::default() })
+        Ok(Client { spec: Arc::new(spec.clone()), consumer: Arc::new(spec.consumer()?), reader: Default::default() })
     }
 
     /// The earliest offset and the end of each partition: the broker's high watermark, or a
-    /// later end a fetch has seen. (Some Kafka-protocol brokers, tansu 0.6 among them, answer
+    /// later end the reader has read up to. (Some Kafka-protocol brokers, tansu 0.6 among them, answer
     /// the last record batch's first offset + 1 as the high watermark: the rest of that batch
     /// is then found by the fetches, and by [`Client::probe`].)
     async fn ends(&self, tps: Vec<Tp>) -> Result<BTreeMap<Tp, (i64, i64)>> {
         let mut marks = self.watermarks(tps).await?;
-        let seen = self.seen.lock().map_err(|_| Error::Internal("kafka seen offsets poisoned".into()))?;
+        let reader = self.reader.lock().map_err(|_| Error::Internal("kafka reader poisoned".into()))?;
         for (tp, (_, high)) in marks.iter_mut() {
-            if let Some(&end) = seen.get(tp) {
-                *high = (*high).max(end);
+            if let Some(lane) = reader.lanes.get(tp) {
+                *high = (*high).max(lane.next);
             }
         }
         Ok(marks)
@@ -220,18 +220,27 @@ impl Client {
     /// by its high watermark: the end of everything in the topic now.
     async fn probe(&self, tps: Vec<Tp>) -> Result<BTreeMap<Tp, (i64, i64)>> {
         let marks = self.ends(tps).await?;
-        let last: Ranges =
-            marks.iter().filter(|(_, (l, h))| h > l).map(|(tp, (_, h))| (tp.clone(), (h - 1, *h))).collect();
+        // (A partition the reader has read past its high watermark already ends there.)
+        let last: Ranges = marks
+            .iter()
+            .filter(|(tp, (l, h))| h > l && self.read_up_to(tp) < *h)
+            .map(|(tp, (_, h))| (tp.clone(), (h - 1, *h)))
+            .collect();
         if !last.is_empty() {
             self.fetch(last).await?;
         }
         self.ends(marks.into_keys().collect()).await
     }
 
+    /// Where the reader's queue for `tp` goes on (`i64::MIN` when it reads none).
+    fn read_up_to(&self, tp: &Tp) -> i64 {
+        self.reader.lock().ok().and_then(|r| r.lanes.get(tp).map(|l| l.next)).unwrap_or(i64::MIN)
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         what: &'static str,
-        work: impl FnOnce(&KafkaSpec, &BaseConsumer) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&KafkaSpec, &Arc<BaseConsumer>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (spec, consumer) = (self.spec.clone(), self.consumer.clone());
         tidewater_core::compute::blocking(what, move || work(&spec, &consumer)).await
@@ -329,9 +338,13 @@ impl Client {
     }
 
     /// The messages of `ranges`, partition by partition, each by offset.
-    async fn fetch(&self, ranges: Ranges) -> Result<Vec<Message>> {
-        let seen = self.seen.clone();
-        self.run("kafka fetch", move |spec, consumer| fetch(spec, consumer, &ranges, &seen)).await
+    async fn fetch(&self, ranges: Ranges) -> Result<Messages> {
+        let reader = self.reader.clone();
+        self.run("kafka fetch", move |spec, consumer| {
+            let mut reader = reader.lock().map_err(|_| Error::Internal("kafka reader poisoned".into()))?;
+            reader.fetch(spec, consumer, &ranges)
+        })
+        .await
     }
 
     /// The first offset of each partition whose message time is at or after `ms` (its next
@@ -365,127 +378,226 @@ impl Client {
     }
 }
 
-/// Reads `[from, to)` of each partition of `ranges` with a plain assignment (no group).
-fn fetch(
-    spec: &KafkaSpec,
-    consumer: &BaseConsumer,
-    ranges: &Ranges,
-    seen: &std::sync::Mutex<BTreeMap<Tp, i64>>,
-) -> Result<Vec<Message>> {
-    let wanted: BTreeMap<&Tp, (i64, i64)> = ranges.iter().filter(|(_, (f, t))| t > f).map(|(k, v)| (k, *v)).collect();
-    if wanted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut list = TopicPartitionList::new();
-    for ((topic, p), (from, _)) in &wanted {
-        list.add_partition_offset(topic, *p, KafkaOffset::Offset(*from)).map_err(|e| spec.err(e))?;
-    }
-    consumer.assign(&list).map_err(|e| spec.err(format!("cannot assign the partitions: {e}")))?;
-    drop(list);
-    let mut got: BTreeMap<Tp, Vec<Message>> = BTreeMap::new();
-    let mut open: BTreeSet<Tp> = wanted.keys().map(|k| (*k).clone()).collect();
-    let mut topics: BTreeMap<String, Arc<str>> = BTreeMap::new();
-    let mut last_progress = Instant::now();
-    let mut ends: BTreeMap<Tp, i64> = BTreeMap::new();
-    let mut draining = false;
-    let mut current: Option<(Tp, Arc<str>)> = None;
-    loop {
-        if open.is_empty() && !draining {
-            // What the fetched record batches hold past the ranges: ends known to exist.
-            draining = true;
+/// The source's consumer, assigned the partitions it reads (no group) and left assigned between
+/// batches: librdkafka fetches ahead into a queue per partition, and a batch takes `[from, to)`
+/// from what was read of it. What a batch's reading ran past stays for the next batch, so no
+/// message is fetched twice while batches follow each other; a partition is assigned again (and
+/// its queue starts over) only when a batch starts elsewhere (a replay, a first batch, a
+/// partition that comes back to this process).
+#[derive(Default)]
+struct Reader {
+    lanes: BTreeMap<Tp, ReadLane>,
+}
+
+struct ReadLane {
+    queue: PartitionQueue<DefaultConsumerContext>,
+    /// Every message of `[base, next)` read from the queue, by offset (`building`, then `runs`).
+    runs: VecDeque<Run>,
+    building: Option<RunBuilder>,
+    base: i64,
+    /// The offset after the last message read from the queue: where the queue goes on, and an
+    /// end known to exist.
+    next: i64,
+}
+
+/// Messages read past a batch's end are kept up to this many per partition (or the batch's
+/// length, if larger); what is beyond stays in librdkafka's queue, which has its own bound.
+const READ_AHEAD: i64 = 10_000;
+
+impl Reader {
+    /// The messages of `ranges`, partition by partition, each by offset.
+    fn fetch(&mut self, spec: &KafkaSpec, consumer: &Arc<BaseConsumer>, ranges: &Ranges) -> Result<Messages> {
+        let wanted: BTreeMap<&Tp, (i64, i64)> =
+            ranges.iter().filter(|(_, (f, t))| t > f).map(|(k, v)| (k, *v)).collect();
+        if wanted.is_empty() {
+            return Ok(Messages::default());
         }
-        let wait = if draining { Duration::ZERO } else { Duration::from_millis(100) };
-        match consumer.poll(wait) {
-            None if draining => break,
-            Some(Ok(m)) => {
-                // Messages come in runs of one partition: its key is made once per run.
-                if current.as_ref().is_none_or(|((t, p), _)| *p != m.partition() || t != m.topic()) {
-                    let topic = topics.entry(m.topic().to_string()).or_insert_with(|| Arc::from(m.topic())).clone();
-                    current = Some(((m.topic().to_string(), m.partition()), topic));
+        let restart: Vec<(&Tp, i64)> = wanted
+            .iter()
+            .filter(|(tp, (from, _))| !self.lanes.get(**tp).is_some_and(|l| l.base <= *from && *from <= l.next))
+            .map(|(tp, (from, _))| (*tp, *from))
+            .collect();
+        if !restart.is_empty() {
+            self.assign(spec, consumer, &restart)?;
+        }
+        let result = self.read(spec, consumer, &wanted);
+        if let Err(Failed { tp, .. }) = &result {
+            // Its queue is in an unknown state: assigned again when next read.
+            self.lanes.remove(tp);
+        }
+        result.map_err(|f| f.error)?;
+        let mut messages = Messages::default();
+        for (tp, (from, to)) in wanted {
+            if let Some(lane) = self.lanes.get_mut(tp) {
+                for run in lane.take(from, to) {
+                    messages.push(run);
                 }
-                let Some((tp, topic)) = current.as_ref() else { continue };
-                match ends.get_mut(tp) {
-                    Some(end) => *end = (*end).max(m.offset() + 1),
-                    None => {
-                        ends.insert(tp.clone(), m.offset() + 1);
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Starts each partition of `restart` at its offset, and every other lane where its queue
+    /// goes on (`assign` starts every partition's queue over).
+    fn assign(&mut self, spec: &KafkaSpec, consumer: &Arc<BaseConsumer>, restart: &[(&Tp, i64)]) -> Result<()> {
+        for &((topic, p), from) in restart {
+            self.lanes.remove(&(topic.clone(), *p));
+            let queue = consumer
+                .split_partition_queue(topic, *p)
+                .ok_or_else(|| spec.err(format!("cannot read {topic}/{p}: no queue for it")))?;
+            let lane = ReadLane { queue, runs: VecDeque::new(), building: None, base: from, next: from };
+            self.lanes.insert((topic.clone(), *p), lane);
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, p), lane) in &self.lanes {
+            list.add_partition_offset(topic, *p, KafkaOffset::Offset(lane.next)).map_err(|e| spec.err(e))?;
+        }
+        consumer.assign(&list).map_err(|e| spec.err(format!("cannot assign the partitions: {e}")))
+    }
+
+    /// Reads each partition's queue up to `to` (and what more it holds, up to [`READ_AHEAD`]).
+    fn read(
+        &mut self,
+        spec: &KafkaSpec,
+        consumer: &Arc<BaseConsumer>,
+        wanted: &BTreeMap<&Tp, (i64, i64)>,
+    ) -> std::result::Result<(), Failed> {
+        let mut last_progress = Instant::now();
+        loop {
+            let mut progressed = false;
+            let mut open = Vec::new();
+            for (&tp, &(from, to)) in wanted {
+                let Some(lane) = self.lanes.get_mut(tp) else { continue };
+                let ahead = to + READ_AHEAD.max(to - from);
+                let ReadLane { queue, building, next, .. } = lane;
+                while *next < ahead {
+                    match queue.poll(Duration::ZERO) {
+                        None => break,
+                        Some(Ok(m)) => progressed |= take_message(tp, building, next, &m),
+                        Some(Err(e)) => return Err(Failed::of(spec, tp, from, to, e)),
                     }
                 }
-                let Some(&(_, to)) = wanted.get(tp) else { continue };
-                if !open.contains(tp) || m.offset() >= to {
-                    continue;
+                if *next < to {
+                    open.push(tp);
                 }
+            }
+            let Some(&first) = open.first() else { return Ok(()) };
+            if progressed {
                 last_progress = Instant::now();
-                let headers = m
-                    .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-                    .unwrap_or_default();
-                let message = Message {
-                    topic: topic.clone(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    timestamp_ms: m.timestamp().to_millis(),
-                    headers,
-                };
-                match got.get_mut(tp) {
-                    Some(messages) => messages.push(message),
-                    None => {
-                        got.insert(tp.clone(), vec![message]);
+                continue;
+            }
+            // Nothing queued for a partition not read to its end yet: serve the consumer's own
+            // queue (events; a message of a partition whose queue was not split in time),
+            // see whether a partition's position passed offsets a fetch never returns
+            // (transaction markers, compacted away), then wait on one of them.
+            while let Some(polled) = consumer.poll(Duration::ZERO) {
+                match polled {
+                    Ok(m) => {
+                        let tp = (m.topic().to_string(), m.partition());
+                        if let Some(lane) = self.lanes.get_mut(&tp) {
+                            take_message(&tp, &mut lane.building, &mut lane.next, &m);
+                        }
                     }
-                }
-                if m.offset() + 1 >= to {
-                    open.remove(tp);
+                    Err(e) => tracing::warn!(source = %spec.describe(), "kafka consumer: {e}"),
                 }
             }
-            Some(Err(_)) if draining => break,
-            Some(Err(e)) => {
-                let text = e.to_string();
-                if text.contains("OffsetOutOfRange") || text.contains("out of range") {
-                    let ranges: Vec<String> = open
-                        .iter()
-                        .map(|tp| format!("{}/{} offsets {}..{}", tp.0, tp.1, wanted[tp].0, wanted[tp].1))
-                        .collect();
-                    return Err(Error::DataLoss {
-                        source_name: spec.describe(),
-                        problem: format!(
-                            "{} are no longer in the topic (deleted by retention?): {e}",
-                            ranges.join(", ")
-                        ),
-                    });
+            let position = consumer.position().map_err(|e| Failed { tp: first.clone(), error: spec.err(e) })?;
+            for &tp in &open {
+                if let (Some(KafkaOffset::Offset(at)), Some(lane)) =
+                    (position.find_partition(&tp.0, tp.1).map(|e| e.offset()), self.lanes.get_mut(tp))
+                    && at > lane.next
+                    && at >= wanted[tp].1
+                {
+                    lane.next = at;
                 }
-                return Err(spec.err(format!("fetch failed: {e}")));
             }
-            None => {
-                // Offsets a fetch never returns (transaction markers, compacted away): the
-                // partition is done once the consumer's position reaches its end.
-                let position = consumer.position().map_err(|e| spec.err(e))?;
-                for tp in open.clone() {
-                    if let Some(KafkaOffset::Offset(at)) = position.find_partition(&tp.0, tp.1).map(|e| e.offset())
-                        && at >= wanted[&tp].1
-                    {
-                        open.remove(&tp);
+            drop(position);
+            if last_progress.elapsed() > spec.timeout {
+                let stuck: Vec<String> = open.iter().map(|tp| format!("{}/{}", tp.0, tp.1)).collect();
+                let error = spec.err(format!(
+                    "no message from {} for {:?} while reading offsets the broker listed",
+                    stuck.join(", "),
+                    spec.timeout
+                ));
+                return Err(Failed { tp: first.clone(), error });
+            }
+            let (from, to) = wanted[first];
+            if let Some(lane) = self.lanes.get_mut(first) {
+                let ReadLane { queue, building, next, .. } = lane;
+                match queue.poll(Duration::from_millis(10)) {
+                    Some(Ok(m)) => {
+                        if take_message(first, building, next, &m) {
+                            last_progress = Instant::now();
+                        }
                     }
-                }
-                drop(position);
-                if !open.is_empty() && last_progress.elapsed() > spec.timeout {
-                    let stuck: Vec<String> = open.iter().map(|tp| format!("{}/{}", tp.0, tp.1)).collect();
-                    return Err(spec.err(format!(
-                        "no message from {} for {:?} while reading offsets the broker listed",
-                        stuck.join(", "),
-                        spec.timeout
-                    )));
+                    Some(Err(e)) => return Err(Failed::of(spec, first, from, to, e)),
+                    None => {}
                 }
             }
         }
     }
-    if let Ok(mut seen) = seen.lock() {
-        for (tp, end) in ends {
-            let known = seen.entry(tp).or_insert(end);
-            *known = (*known).max(end);
+}
+
+impl ReadLane {
+    /// The messages of `[from, to)` (`base <= from`, `to <= next`); those after stay.
+    fn take(&mut self, from: i64, to: i64) -> Vec<Run> {
+        if let Some(built) = self.building.take().filter(|b| !b.is_empty()) {
+            self.runs.push_back(built.finish());
         }
+        let mut out = Vec::new();
+        while let Some(run) = self.runs.pop_front() {
+            let offsets = run.offsets();
+            let (lo, hi) = (offsets.partition_point(|&o| o < from), offsets.partition_point(|&o| o < to));
+            if lo < hi {
+                out.push(run.slice(lo, hi - lo));
+            }
+            if hi < run.len() {
+                self.runs.push_front(run.slice(hi, run.len() - hi));
+                break;
+            }
+        }
+        self.base = to;
+        out
     }
-    Ok(got.into_values().flatten().collect())
+}
+
+/// Appends message `m` of `tp` to what its lane read, unless it was read already (`next`
+/// passed it). Returns whether it was new.
+fn take_message(tp: &Tp, building: &mut Option<RunBuilder>, next: &mut i64, m: &BorrowedMessage<'_>) -> bool {
+    if m.offset() < *next {
+        return false;
+    }
+    let message =
+        Message { offset: m.offset(), key: m.key(), value: m.payload(), timestamp_ms: m.timestamp().to_millis() };
+    let headers = m.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value));
+    building.get_or_insert_with(|| RunBuilder::new(&tp.0, tp.1)).push(message, headers);
+    *next = m.offset() + 1;
+    true
+}
+
+/// A read that failed, and the partition whose queue failed it.
+struct Failed {
+    tp: Tp,
+    error: Error,
+}
+
+impl Failed {
+    /// An error from `tp`'s queue while reading `[from, to)`: offsets gone are a data loss.
+    fn of(spec: &KafkaSpec, tp: &Tp, from: i64, to: i64, e: rdkafka::error::KafkaError) -> Failed {
+        let text = e.to_string();
+        let error = if text.contains("OffsetOutOfRange") || text.contains("out of range") {
+            Error::DataLoss {
+                source_name: spec.describe(),
+                problem: format!(
+                    "{}/{} offsets {from}..{to} are no longer in the topic (deleted by retention?): {e}",
+                    tp.0, tp.1
+                ),
+            }
+        } else {
+            spec.err(format!("fetch of {}/{} failed: {e}", tp.0, tp.1))
+        };
+        Failed { tp: tp.clone(), error }
+    }
 }
 
 /// Opens a [`KafkaSpec`] as a stream or a bounded range of offsets.
@@ -736,7 +848,7 @@ impl Source for KafkaStream {
         let ranges = ranges_of(self.spec(), &range.end)?;
         let messages = self.client.fetch(ranges).await?;
         let format = self.spec().format.clone();
-        tidewater_core::compute::blocking("decoding kafka messages", move || decode(&messages, &format)).await
+        tidewater_core::compute::blocking("decoding kafka messages", move || decode(messages, &format)).await
     }
 
     async fn commit(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()> {
@@ -909,7 +1021,7 @@ impl BoundedSource for KafkaBounded {
         let ranges = ranges_of(&self.client.spec, &Offset::new(chunk.spec.clone()))?;
         let messages = self.client.fetch(ranges).await?;
         let format = self.client.spec.format.clone();
-        tidewater_core::compute::blocking("decoding kafka messages", move || decode(&messages, &format)).await
+        tidewater_core::compute::blocking("decoding kafka messages", move || decode(messages, &format)).await
     }
 }
 
