@@ -232,6 +232,34 @@ impl Client {
         self.ends(marks.into_keys().collect()).await
     }
 
+    /// For each of `starts` (partition, where its next batch starts), the end of what the
+    /// reader has read of it, when the reader has every one of them read to the end of its queue
+    /// (not behind: nothing to ask the broker) and one of them has something new. `None`: ask the
+    /// broker.
+    async fn read_ahead(&self, starts: Vec<(Tp, i64)>) -> Result<Option<Ranges>> {
+        let reader = self.reader.clone();
+        self.run("kafka read ahead", move |spec, consumer| {
+            let mut reader = reader.lock().map_err(|_| Error::Internal("kafka reader poisoned".into()))?;
+            let refs: Vec<(&Tp, i64)> = starts.iter().map(|(tp, from)| (tp, *from)).collect();
+            reader.prepare(spec, consumer, &refs, true)?;
+            let tps: Vec<&Tp> = refs.iter().map(|(tp, _)| *tp).collect();
+            let Some(ends) = reader.drain(&tps) else { return Ok(None) };
+            let end = |tp: &Tp, from: i64| ends.get(tp).map_or(from, |&end| end.max(from));
+            let ranges: Ranges = starts.iter().map(|(tp, from)| (tp.clone(), (*from, end(tp, *from)))).collect();
+            Ok(ranges.values().any(|(f, t)| t > f).then_some(ranges))
+        })
+        .await
+    }
+
+    /// Waits up to `wait` for a message to reach one of the reader's queues.
+    async fn arrival(&self, wait: Duration) {
+        let arrived = match self.reader.lock() {
+            Ok(reader) if !reader.lanes.is_empty() => reader.arrived.clone(),
+            _ => return,
+        };
+        let _ = tokio::time::timeout(wait, arrived.notified()).await;
+    }
+
     /// Where the reader's queue for `tp` goes on (`i64::MIN` when it reads none).
     fn read_up_to(&self, tp: &Tp) -> i64 {
         self.reader.lock().ok().and_then(|r| r.lanes.get(tp).map(|l| l.next)).unwrap_or(i64::MIN)
@@ -387,6 +415,8 @@ impl Client {
 #[derive(Default)]
 struct Reader {
     lanes: BTreeMap<Tp, ReadLane>,
+    /// Told when a lane's queue, empty, gets a message.
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 struct ReadLane {
@@ -400,8 +430,8 @@ struct ReadLane {
     next: i64,
 }
 
-/// Messages read past a batch's end are kept up to this many per partition (or the batch's
-/// length, if larger); what is beyond stays in librdkafka's queue, which has its own bound.
+/// Messages read past where a batch ends are kept up to this many per partition; what is
+/// beyond stays in librdkafka's queue, which has its own bound.
 const READ_AHEAD: i64 = 10_000;
 
 impl Reader {
@@ -412,14 +442,8 @@ impl Reader {
         if wanted.is_empty() {
             return Ok(Messages::default());
         }
-        let restart: Vec<(&Tp, i64)> = wanted
-            .iter()
-            .filter(|(tp, (from, _))| !self.lanes.get(**tp).is_some_and(|l| l.base <= *from && *from <= l.next))
-            .map(|(tp, (from, _))| (*tp, *from))
-            .collect();
-        if !restart.is_empty() {
-            self.assign(spec, consumer, &restart)?;
-        }
+        let starts: Vec<(&Tp, i64)> = wanted.iter().map(|(tp, (from, _))| (*tp, *from)).collect();
+        self.prepare(spec, consumer, &starts, false)?;
         let result = self.read(spec, consumer, &wanted);
         if let Err(Failed { tp, .. }) = &result {
             // Its queue is in an unknown state: assigned again when next read.
@@ -437,14 +461,78 @@ impl Reader {
         Ok(messages)
     }
 
+    /// Has a lane go on at each of `starts`: those whose lane does not are assigned there.
+    /// With `only`, the lanes of other partitions are dropped.
+    fn prepare(
+        &mut self,
+        spec: &KafkaSpec,
+        consumer: &Arc<BaseConsumer>,
+        starts: &[(&Tp, i64)],
+        only: bool,
+    ) -> Result<()> {
+        let goes_on = |lane: Option<&ReadLane>, from: i64| lane.is_some_and(|l| l.base <= from && from <= l.next);
+        let restart: Vec<(&Tp, i64)> =
+            starts.iter().filter(|(tp, from)| !goes_on(self.lanes.get(*tp), *from)).copied().collect();
+        let before = self.lanes.len();
+        if only {
+            self.lanes.retain(|tp, _| starts.iter().any(|(s, _)| *s == tp));
+        }
+        if !restart.is_empty() || self.lanes.len() != before {
+            self.assign(spec, consumer, &restart)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what the lanes of `tps` hold now (up to [`READ_AHEAD`] past where their batches
+    /// take from), and returns where each ends if every one of them was read to the end of its
+    /// queue without an error; `None` when a queue holds more (a backlog), or failed (its lane is
+    /// dropped: assigned again when read, and the plan asks the broker).
+    fn drain(&mut self, tps: &[&Tp]) -> Option<BTreeMap<Tp, i64>> {
+        let mut ends = BTreeMap::new();
+        let mut all = true;
+        for &tp in tps {
+            let Some(lane) = self.lanes.get_mut(tp) else {
+                all = false;
+                continue;
+            };
+            let ahead = lane.base + READ_AHEAD;
+            let ReadLane { queue, building, next, .. } = lane;
+            let mut failed = false;
+            while *next < ahead {
+                match queue.poll(Duration::ZERO) {
+                    None => break,
+                    Some(Ok(m)) => {
+                        take_message(tp, building, next, &m);
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("kafka {}/{}: {e}", tp.0, tp.1);
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                self.lanes.remove(tp);
+                all = false;
+            } else if *next >= ahead {
+                all = false;
+            } else {
+                ends.insert(tp.clone(), *next);
+            }
+        }
+        all.then_some(ends)
+    }
+
     /// Starts each partition of `restart` at its offset, and every other lane where its queue
     /// goes on (`assign` starts every partition's queue over).
     fn assign(&mut self, spec: &KafkaSpec, consumer: &Arc<BaseConsumer>, restart: &[(&Tp, i64)]) -> Result<()> {
         for &((topic, p), from) in restart {
             self.lanes.remove(&(topic.clone(), *p));
-            let queue = consumer
+            let mut queue = consumer
                 .split_partition_queue(topic, *p)
                 .ok_or_else(|| spec.err(format!("cannot read {topic}/{p}: no queue for it")))?;
+            let arrived = self.arrived.clone();
+            queue.set_nonempty_callback(move || arrived.notify_one());
             let lane = ReadLane { queue, runs: VecDeque::new(), building: None, base: from, next: from };
             self.lanes.insert((topic.clone(), *p), lane);
         }
@@ -468,7 +556,7 @@ impl Reader {
             let mut open = Vec::new();
             for (&tp, &(from, to)) in wanted {
                 let Some(lane) = self.lanes.get_mut(tp) else { continue };
-                let ahead = to + READ_AHEAD.max(to - from);
+                let ahead = to + READ_AHEAD;
                 let ReadLane { queue, building, next, .. } = lane;
                 while *next < ahead {
                     match queue.poll(Duration::ZERO) {
@@ -651,6 +739,9 @@ struct KafkaStream {
     metadata: Option<(Instant, BTreeSet<Tp>)>,
 }
 
+/// How long a stream with nothing new waits for a message before the engine's loop goes on.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
 /// How long the topics' partitions are taken as known before the metadata is asked again.
 const METADATA_MAX_AGE: Duration = Duration::from_secs(1);
 
@@ -735,6 +826,17 @@ impl KafkaStream {
     /// `[from, to)` for each owned partition, `to` within the admission limit and `until`.
     async fn plan(&mut self, until: Option<&Ranges>, limit: Option<u64>, probe: bool) -> Result<Ranges> {
         let placed: Vec<Tp> = self.owned.iter().filter(|tp| self.next.contains_key(*tp)).cloned().collect();
+        if !probe && until.is_none() {
+            // Streaming: what the reader has already read, when that is all there is to read
+            // (no round trip to the broker between batches that follow each other).
+            let starts = placed.iter().map(|tp| (tp.clone(), self.next[tp])).collect();
+            if let Some(mut ranges) = self.client.read_ahead(starts).await? {
+                if let Some(limit) = limit {
+                    limit_ranges(&mut ranges, limit);
+                }
+                return Ok(ranges);
+            }
+        }
         let mut marks = match probe {
             true => self.client.probe(placed.clone()).await?,
             false => self.client.ends(placed.clone()).await?,
@@ -832,7 +934,13 @@ impl Source for KafkaStream {
     async fn latest_offset(&mut self, start: Option<&Offset>, until: Option<&Offset>) -> Result<Option<Offset>> {
         let until = until.map(|u| ranges_of(self.spec(), u)).transpose()?;
         let limit = self.spec().max_offsets_per_trigger;
-        let ranges = self.plan(until.as_ref(), limit, false).await?;
+        let mut ranges = self.plan(until.as_ref(), limit, false).await?;
+        if until.is_none() && ranges.values().all(|(from, to)| from == to) {
+            // Nothing new: wait for a message to arrive (a loop with `interval = "0s"` would
+            // otherwise ask the broker again at once, over and over), then look again.
+            self.client.arrival(IDLE_WAIT).await;
+            ranges = self.plan(until.as_ref(), limit, false).await?;
+        }
         if self.last_end.is_none() {
             self.last_end = start.cloned();
         }
