@@ -613,13 +613,9 @@ impl Reader {
             if let Some(lane) = self.lanes.get_mut(first) {
                 let ReadLane { queue, building, next, .. } = lane;
                 match queue.poll(Duration::from_millis(10)) {
-                    Some(Ok(m)) => {
-                        if take_message(first, building, next, &m) {
-                            last_progress = Instant::now();
-                        }
-                    }
+                    Some(Ok(m)) if take_message(first, building, next, &m) => last_progress = Instant::now(),
                     Some(Err(e)) => return Err(Failed::of(spec, first, from, to, e)),
-                    None => {}
+                    _ => {}
                 }
             }
         }
