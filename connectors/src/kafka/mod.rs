@@ -210,7 +210,7 @@ impl Client {
         let reader = self.reader.lock().map_err(|_| Error::Internal("kafka reader poisoned".into()))?;
         for (tp, (_, high)) in marks.iter_mut() {
             if let Some(lane) = reader.lanes.get(tp) {
-                *high = (*high).max(lane.next);
+                *high = (*high).max(lane.read.next);
             }
         }
         Ok(marks)
@@ -262,7 +262,7 @@ impl Client {
 
     /// Where the reader's queue for `tp` goes on (`i64::MIN` when it reads none).
     fn read_up_to(&self, tp: &Tp) -> i64 {
-        self.reader.lock().ok().and_then(|r| r.lanes.get(tp).map(|l| l.next)).unwrap_or(i64::MIN)
+        self.reader.lock().ok().and_then(|r| r.lanes.get(tp).map(|l| l.read.next)).unwrap_or(i64::MIN)
     }
 
     async fn run<T: Send + 'static>(
@@ -421,7 +421,13 @@ struct Reader {
 
 struct ReadLane {
     queue: PartitionQueue<DefaultConsumerContext>,
-    /// Every message of `[base, next)` read from the queue, by offset (`building`, then `runs`).
+    read: Read,
+}
+
+/// What was read of a partition and not yet taken by a batch.
+struct Read {
+    tp: Tp,
+    /// Every message of `[base, next)` read from the queue, by offset (`runs`, then `building`).
     runs: VecDeque<Run>,
     building: Option<RunBuilder>,
     base: i64,
@@ -453,7 +459,7 @@ impl Reader {
         let mut messages = Messages::default();
         for (tp, (from, to)) in wanted {
             if let Some(lane) = self.lanes.get_mut(tp) {
-                for run in lane.take(from, to) {
+                for run in lane.read.take(from, to) {
                     messages.push(run);
                 }
             }
@@ -470,7 +476,7 @@ impl Reader {
         starts: &[(&Tp, i64)],
         only: bool,
     ) -> Result<()> {
-        let goes_on = |lane: Option<&ReadLane>, from: i64| lane.is_some_and(|l| l.base <= from && from <= l.next);
+        let goes_on = |lane: Option<&ReadLane>, from: i64| lane.is_some_and(|l| l.read.goes_on(from));
         let restart: Vec<(&Tp, i64)> =
             starts.iter().filter(|(tp, from)| !goes_on(self.lanes.get(*tp), *from)).copied().collect();
         let before = self.lanes.len();
@@ -495,14 +501,14 @@ impl Reader {
                 all = false;
                 continue;
             };
-            let ahead = lane.base + READ_AHEAD;
-            let ReadLane { queue, building, next, .. } = lane;
+            let ahead = lane.read.base + READ_AHEAD;
+            let ReadLane { queue, read } = lane;
             let mut failed = false;
-            while *next < ahead {
+            while read.next < ahead {
                 match queue.poll(Duration::ZERO) {
                     None => break,
                     Some(Ok(m)) => {
-                        take_message(tp, building, next, &m);
+                        take_message(read, &m);
                     }
                     Some(Err(e)) => {
                         tracing::debug!("kafka {}/{}: {e}", tp.0, tp.1);
@@ -514,10 +520,10 @@ impl Reader {
             if failed {
                 self.lanes.remove(tp);
                 all = false;
-            } else if *next >= ahead {
+            } else if read.next >= ahead {
                 all = false;
             } else {
-                ends.insert(tp.clone(), *next);
+                ends.insert(tp.clone(), read.next);
             }
         }
         all.then_some(ends)
@@ -533,12 +539,12 @@ impl Reader {
                 .ok_or_else(|| spec.err(format!("cannot read {topic}/{p}: no queue for it")))?;
             let arrived = self.arrived.clone();
             queue.set_nonempty_callback(move || arrived.notify_one());
-            let lane = ReadLane { queue, runs: VecDeque::new(), building: None, base: from, next: from };
+            let lane = ReadLane { queue, read: Read::new((topic.clone(), *p), from) };
             self.lanes.insert((topic.clone(), *p), lane);
         }
         let mut list = TopicPartitionList::new();
         for ((topic, p), lane) in &self.lanes {
-            list.add_partition_offset(topic, *p, KafkaOffset::Offset(lane.next)).map_err(|e| spec.err(e))?;
+            list.add_partition_offset(topic, *p, KafkaOffset::Offset(lane.read.next)).map_err(|e| spec.err(e))?;
         }
         consumer.assign(&list).map_err(|e| spec.err(format!("cannot assign the partitions: {e}")))
     }
@@ -557,15 +563,15 @@ impl Reader {
             for (&tp, &(from, to)) in wanted {
                 let Some(lane) = self.lanes.get_mut(tp) else { continue };
                 let ahead = to + READ_AHEAD;
-                let ReadLane { queue, building, next, .. } = lane;
-                while *next < ahead {
+                let ReadLane { queue, read } = lane;
+                while read.next < ahead {
                     match queue.poll(Duration::ZERO) {
                         None => break,
-                        Some(Ok(m)) => progressed |= take_message(tp, building, next, &m),
+                        Some(Ok(m)) => progressed |= take_message(read, &m),
                         Some(Err(e)) => return Err(Failed::of(spec, tp, from, to, e)),
                     }
                 }
-                if *next < to {
+                if read.next < to {
                     open.push(tp);
                 }
             }
@@ -583,7 +589,7 @@ impl Reader {
                     Ok(m) => {
                         let tp = (m.topic().to_string(), m.partition());
                         if let Some(lane) = self.lanes.get_mut(&tp) {
-                            take_message(&tp, &mut lane.building, &mut lane.next, &m);
+                            take_message(&mut lane.read, &m);
                         }
                     }
                     Err(e) => tracing::warn!(source = %spec.describe(), "kafka consumer: {e}"),
@@ -593,10 +599,10 @@ impl Reader {
             for &tp in &open {
                 if let (Some(KafkaOffset::Offset(at)), Some(lane)) =
                     (position.find_partition(&tp.0, tp.1).map(|e| e.offset()), self.lanes.get_mut(tp))
-                    && at > lane.next
+                    && at > lane.read.next
                     && at >= wanted[tp].1
                 {
-                    lane.next = at;
+                    lane.read.next = at;
                 }
             }
             drop(position);
@@ -611,9 +617,9 @@ impl Reader {
             }
             let (from, to) = wanted[first];
             if let Some(lane) = self.lanes.get_mut(first) {
-                let ReadLane { queue, building, next, .. } = lane;
+                let ReadLane { queue, read } = lane;
                 match queue.poll(Duration::from_millis(10)) {
-                    Some(Ok(m)) if take_message(first, building, next, &m) => last_progress = Instant::now(),
+                    Some(Ok(m)) if take_message(read, &m) => last_progress = Instant::now(),
                     Some(Err(e)) => return Err(Failed::of(spec, first, from, to, e)),
                     _ => {}
                 }
@@ -622,7 +628,32 @@ impl Reader {
     }
 }
 
-impl ReadLane {
+impl Read {
+    fn new(tp: Tp, from: i64) -> Read {
+        Read { tp, runs: VecDeque::new(), building: None, base: from, next: from }
+    }
+
+    /// Whether a batch from `from` can be taken from here.
+    fn goes_on(&self, from: i64) -> bool {
+        self.base <= from && from <= self.next
+    }
+
+    /// Appends `message` and its headers, unless it was read already (`next` passed it).
+    /// Returns whether it was new.
+    fn push<'h>(
+        &mut self,
+        message: Message<'_>,
+        headers: impl IntoIterator<Item = (&'h str, Option<&'h [u8]>)>,
+    ) -> bool {
+        if message.offset < self.next {
+            return false;
+        }
+        let (topic, p) = &self.tp;
+        self.building.get_or_insert_with(|| RunBuilder::new(topic, *p)).push(message, headers);
+        self.next = message.offset + 1;
+        true
+    }
+
     /// The messages of `[from, to)` (`base <= from`, `to <= next`); those after stay.
     fn take(&mut self, from: i64, to: i64) -> Vec<Run> {
         if let Some(built) = self.building.take().filter(|b| !b.is_empty()) {
@@ -645,18 +676,11 @@ impl ReadLane {
     }
 }
 
-/// Appends message `m` of `tp` to what its lane read, unless it was read already (`next`
-/// passed it). Returns whether it was new.
-fn take_message(tp: &Tp, building: &mut Option<RunBuilder>, next: &mut i64, m: &BorrowedMessage<'_>) -> bool {
-    if m.offset() < *next {
-        return false;
-    }
+/// Appends message `m` to what its lane read (see [`Read::push`]).
+fn take_message(read: &mut Read, m: &BorrowedMessage<'_>) -> bool {
     let message =
         Message { offset: m.offset(), key: m.key(), value: m.payload(), timestamp_ms: m.timestamp().to_millis() };
-    let headers = m.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value));
-    building.get_or_insert_with(|| RunBuilder::new(&tp.0, tp.1)).push(message, headers);
-    *next = m.offset() + 1;
-    true
+    read.push(message, m.headers().into_iter().flat_map(|h| h.iter()).map(|h| (h.key, h.value)))
 }
 
 /// A read that failed, and the partition whose queue failed it.
@@ -1132,6 +1156,35 @@ impl BoundedSource for KafkaBounded {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn offsets_of(runs: &[Run]) -> Vec<i64> {
+        runs.iter().flat_map(|r| r.offsets().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_its_range_of_what_was_read_and_the_rest_waits_for_the_next() {
+        let mut read = Read::new(("orders".into(), 2), 10);
+        let push = |read: &mut Read, offset: i64| {
+            let message = Message { offset, key: None, value: Some(b"{}"), timestamp_ms: None };
+            read.push(message, [])
+        };
+        // 10..20, then a gap (compacted away) to 25..30.
+        for offset in (10..20).chain(25..30) {
+            assert!(push(&mut read, offset));
+        }
+        assert!(!push(&mut read, 12), "an offset read already is not read again");
+        assert_eq!(read.next, 30);
+        assert_eq!(offsets_of(&read.take(10, 14)), [10, 11, 12, 13]);
+        assert!(read.goes_on(14) && !read.goes_on(13), "a replay from before what is kept starts over");
+        // More arrives after the first take: it joins what waits.
+        for offset in 30..33 {
+            push(&mut read, offset);
+        }
+        assert_eq!(offsets_of(&read.take(14, 27)), [14, 15, 16, 17, 18, 19, 25, 26]);
+        assert_eq!(offsets_of(&read.take(27, 33)), [27, 28, 29, 30, 31, 32]);
+        assert!(read.take(33, 33).is_empty());
+        assert!(read.goes_on(33) && !read.goes_on(34), "past what was read: the queue starts there");
+    }
 
     #[test]
     fn offsets_round_trip_and_limits_share_by_backlog() {
