@@ -1016,13 +1016,17 @@ impl Source for KafkaStream {
 
     fn lanes(&self, range: &OffsetRange) -> Vec<Lane> {
         let Ok(ranges) = ranges_of(self.spec(), &range.end) else { return Vec::new() };
+        // Where the previous batch left each partition: what the table records for it. A batch
+        // that starts later skipped offsets lost to retention (`fail_on_data_loss = false`), and
+        // lands on the progress before the gap.
+        let before = range.start.as_ref().and_then(|start| ranges_of(self.spec(), start).ok()).unwrap_or_default();
         ranges
             .iter()
             .filter(|(_, (from, to))| to > from)
-            .map(|((topic, p), (from, to))| Lane {
-                app_id: self.spec().lane_id(topic, *p),
-                origin: format!("{topic}/{p}"),
-                from: Some(*from),
+            .map(|(tp, (from, to))| Lane {
+                app_id: self.spec().lane_id(&tp.0, tp.1),
+                origin: format!("{}/{}", tp.0, tp.1),
+                from: Some(before.get(tp).map_or(*from, |&(_, end)| end.min(*from))),
                 to: *to,
             })
             .collect()

@@ -19,9 +19,23 @@ fn broker() -> String {
     )
 }
 
+/// The broker that keeps its record batches in the S3 test server, one object each, and where.
+fn s3_broker() -> (String, String) {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: this test needs the S3-backed Kafka-protocol broker that scripts/test.sh starts beside the S3 test server")
+        })
+    };
+    (var("TIDEWATER_TEST_KAFKA_S3"), var("TIDEWATER_TEST_KAFKA_S3_STORAGE"))
+}
+
 fn create_topic(topic: &str, partitions: i32) {
+    create_topic_on(&broker(), topic, partitions);
+}
+
+fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", broker()).create().unwrap();
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let done = rt
         .block_on(admin.create_topics(
@@ -54,8 +68,13 @@ fn is_good(i: u64) -> bool {
 
 /// Produces messages `range` (idempotent producer), with a pause every `pause_every`.
 fn produce(topic: &str, range: std::ops::Range<u64>, pause_every: u64) {
+    produce_on(&broker(), topic, range, pause_every);
+}
+
+/// [`produce`] to the broker at `bootstrap`; the messages before each pause end a record batch.
+fn produce_on(bootstrap: &str, topic: &str, range: std::ops::Range<u64>, pause_every: u64) {
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker())
+        .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
@@ -413,6 +432,72 @@ fn a_topic_made_again_under_the_job_stops_it_with_a_data_loss_error_naming_the_o
     expect_exit(run(), 0);
     let good_again = (0..30).filter(|&i| is_good(i)).count();
     assert_eq!(read_rows(&table).len(), written + good_again, "the new topic's messages, once");
+}
+
+/// Deletes the record batches of `topic`'s partition 0 that start before `offset` from the S3
+/// broker's storage, as a broker's retention deletes a partition's oldest segments. Returns how
+/// many it deleted.
+fn delete_batches_before(storage: &str, topic: &str, offset: i64) -> usize {
+    use futures::TryStreamExt as _;
+    use object_store::ObjectStoreExt as _;
+    let url = url::Url::parse(storage).unwrap();
+    let (store, root) = tidewater_core::location::object_store_at(&url).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let all: Vec<_> = store.list(Some(&root)).try_collect().await.unwrap();
+        let records = format!("/topics/{topic}/partitions/0000000000/records/");
+        let mut deleted = 0;
+        for object in all {
+            let key = object.location.to_string();
+            let Some(name) = key.split_once(&records).map(|(_, name)| name.to_string()) else { continue };
+            let first: i64 = name[..20].parse().unwrap_or_else(|_| panic!("a record batch named {key}"));
+            if first < offset {
+                store.delete(&object.location).await.unwrap();
+                deleted += 1;
+            }
+        }
+        deleted
+    })
+}
+
+#[test]
+fn offsets_deleted_by_retention_before_they_were_read_stop_the_job_or_are_skipped_when_allowed() {
+    let (bootstrap, storage) = s3_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let topic = format!("retained-{}", uuid::Uuid::new_v4().simple());
+    create_topic_on(&bootstrap, &topic, 1);
+    produce_on(&bootstrap, &topic, 0..30, 10);
+    let file = job(dir.path(), &topic, "");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let on_s3 =
+        text.replace(&format!("bootstrap_servers = \"{}\"", broker()), &format!("bootstrap_servers = \"{bootstrap}\""));
+    assert_ne!(on_s3, text);
+    std::fs::write(&file, &on_s3).unwrap();
+    let run = || tidewater(&["run", path(&file), "--trigger", "available-now"]);
+    expect_exit(run(), 0);
+    let table = dir.path().join("orders");
+    let good = |r: std::ops::Range<u64>| r.filter(|&i| is_good(i)).count();
+    assert_eq!(read_rows(&table).len(), good(0..30));
+    // Twenty more arrive while the job is down; then retention deletes every record batch
+    // before offset 50, ten of them never read.
+    produce_on(&bootstrap, &topic, 30..50, 10);
+    produce_on(&bootstrap, &topic, 50..60, 0);
+    let deleted = delete_batches_before(&storage, &topic, 50);
+    assert!(deleted >= 4, "{deleted} record batches deleted");
+    let out = expect_exit(run(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("data loss"), "{stderr}");
+    assert!(stderr.contains(&format!("{topic}/0 offsets 30..50 are no longer in the topic")), "{stderr}");
+    assert!(stderr.contains("fail_on_data_loss = false skips them"), "{stderr}");
+    assert_eq!(read_rows(&table).len(), good(0..30), "nothing written past the loss");
+    // With fail_on_data_loss = false the job skips to the earliest offset left, and says so.
+    std::fs::write(&file, on_s3.replace("format = \"json\"", "format = \"json\"\nfail_on_data_loss = false")).unwrap();
+    let out = expect_exit(run(), 0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("offsets 30..50 are no longer in the topic") && stderr.contains("skipped"), "{stderr}");
+    let offsets: BTreeSet<i64> = read_rows(&table).iter().map(|r| r["kafka_offset"].parse().unwrap()).collect();
+    let want: BTreeSet<i64> = (0..30).chain(50..60).filter(|&i| is_good(i)).map(|i| i as i64).collect();
+    assert_eq!(offsets, want, "what was read before, then from the earliest left");
 }
 
 #[test]
