@@ -227,7 +227,9 @@ impl Client {
             .map(|(tp, (_, h))| (tp.clone(), (h - 1, *h)))
             .collect();
         if !last.is_empty() {
-            self.fetch(last).await?;
+            // Read on until the queues are quiet: a broker whose high watermark lags may hold
+            // more record batches after the one at it.
+            self.fetch(last, PROBE_QUIET).await?;
         }
         self.ends(marks.into_keys().collect()).await
     }
@@ -365,12 +367,17 @@ impl Client {
         .await
     }
 
-    /// The messages of `ranges`, partition by partition, each by offset.
-    async fn fetch(&self, ranges: Ranges) -> Result<Messages> {
+    /// The messages of `ranges`, partition by partition, each by offset; then, with a `quiet`
+    /// time, what more arrives until none has for that long.
+    async fn fetch(&self, ranges: Ranges, quiet: Duration) -> Result<Messages> {
         let reader = self.reader.clone();
         self.run("kafka fetch", move |spec, consumer| {
             let mut reader = reader.lock().map_err(|_| Error::Internal("kafka reader poisoned".into()))?;
-            reader.fetch(spec, consumer, &ranges)
+            let messages = reader.fetch(spec, consumer, &ranges)?;
+            if !quiet.is_zero() {
+                reader.read_until_quiet(ranges.keys(), quiet);
+            }
+            Ok(messages)
         })
         .await
     }
@@ -436,6 +443,9 @@ struct Read {
     next: i64,
 }
 
+/// How long a probe for the partitions' ends reads on after the last message arrives.
+const PROBE_QUIET: Duration = Duration::from_millis(50);
+
 /// Messages read past where a batch ends are kept up to this many per partition; what is
 /// beyond stays in librdkafka's queue, which has its own bound.
 const READ_AHEAD: i64 = 10_000;
@@ -465,6 +475,23 @@ impl Reader {
             }
         }
         Ok(messages)
+    }
+
+    /// Reads the queues of `tps` until none gets a message for `quiet` (or [`READ_AHEAD`] is
+    /// reached). An error is left for the batch that reads there.
+    fn read_until_quiet<'a>(&mut self, tps: impl Iterator<Item = &'a Tp>, quiet: Duration) {
+        for tp in tps {
+            let Some(ReadLane { queue, read }) = self.lanes.get_mut(tp) else { continue };
+            let ahead = read.base + READ_AHEAD;
+            while read.next < ahead {
+                match queue.poll(quiet) {
+                    Some(Ok(m)) => {
+                        take_message(read, &m);
+                    }
+                    _ => break,
+                }
+            }
+        }
     }
 
     /// Has a lane go on at each of `starts`: those whose lane does not are assigned there.
@@ -974,7 +1001,7 @@ impl Source for KafkaStream {
 
     async fn read(&mut self, range: &OffsetRange) -> Result<SourceBatch> {
         let ranges = ranges_of(self.spec(), &range.end)?;
-        let messages = self.client.fetch(ranges).await?;
+        let messages = self.client.fetch(ranges, Duration::ZERO).await?;
         let format = self.spec().format.clone();
         tidewater_core::compute::blocking("decoding kafka messages", move || decode(messages, &format)).await
     }
@@ -1151,7 +1178,7 @@ impl BoundedSource for KafkaBounded {
 
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {
         let ranges = ranges_of(&self.client.spec, &Offset::new(chunk.spec.clone()))?;
-        let messages = self.client.fetch(ranges).await?;
+        let messages = self.client.fetch(ranges, Duration::ZERO).await?;
         let format = self.client.spec.format.clone();
         tidewater_core::compute::blocking("decoding kafka messages", move || decode(messages, &format)).await
     }
