@@ -108,7 +108,6 @@ impl RunBuilder {
             keys: self.keys.finish(),
             values: self.values.finish(),
             headers: Arc::new(self.headers.finish()),
-            origin: format!("{}/{}", self.topic, self.partition).into(),
             order: (self.topic, self.partition),
         }
     }
@@ -124,7 +123,7 @@ pub struct Run {
     keys: BinaryArray,
     values: BinaryArray,
     headers: ArrayRef,
-    origin: Arc<str>,
+    /// Topic and partition: the runs' order in a batch.
     order: (Arc<str>, i32),
 }
 
@@ -152,7 +151,6 @@ impl Run {
             keys: self.keys.slice(at, len),
             values: self.values.slice(at, len),
             headers: self.headers.slice(at, len),
-            origin: self.origin.clone(),
             order: self.order.clone(),
         }
     }
@@ -163,7 +161,8 @@ impl Run {
             false => String::new(),
         };
         let position = self.offsets.value(i).max(0) as u64;
-        Rejected { origin: self.origin.to_string(), position, raw, reason: reason.into() }
+        let origin = format!("{}/{}", self.order.0, self.order.1);
+        Rejected { origin, position, raw, reason: reason.into() }
     }
 }
 
@@ -171,21 +170,19 @@ impl Run {
 #[derive(Default)]
 pub struct Messages {
     runs: Vec<Run>,
-    len: usize,
 }
 
 impl Messages {
     pub fn len(&self) -> usize {
-        self.len
+        self.runs.iter().map(Run::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.runs.iter().all(Run::is_empty)
     }
 
     /// Adds `run` (after any earlier run of its partition).
     pub fn push(&mut self, run: Run) {
-        self.len += run.len();
         self.runs.push(run);
     }
 

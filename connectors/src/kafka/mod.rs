@@ -481,15 +481,8 @@ impl Reader {
     /// reached). An error is left for the batch that reads there.
     fn read_until_quiet<'a>(&mut self, tps: impl Iterator<Item = &'a Tp>, quiet: Duration) {
         for tp in tps {
-            let Some(ReadLane { queue, read }) = self.lanes.get_mut(tp) else { continue };
-            let ahead = read.base + READ_AHEAD;
-            while read.next < ahead {
-                match queue.poll(quiet) {
-                    Some(Ok(m)) => {
-                        take_message(read, &m);
-                    }
-                    _ => break,
-                }
+            if let Some(lane) = self.lanes.get_mut(tp) {
+                let _ = lane.read_up_to(lane.read.base + READ_AHEAD, quiet);
             }
         }
     }
@@ -529,28 +522,16 @@ impl Reader {
                 continue;
             };
             let ahead = lane.read.base + READ_AHEAD;
-            let ReadLane { queue, read } = lane;
-            let mut failed = false;
-            while read.next < ahead {
-                match queue.poll(Duration::ZERO) {
-                    None => break,
-                    Some(Ok(m)) => {
-                        take_message(read, &m);
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!("kafka {}/{}: {e}", tp.0, tp.1);
-                        failed = true;
-                        break;
-                    }
+            match lane.read_up_to(ahead, Duration::ZERO) {
+                Err(e) => {
+                    tracing::debug!("kafka {}/{}: {e}", tp.0, tp.1);
+                    self.lanes.remove(tp);
+                    all = false;
                 }
-            }
-            if failed {
-                self.lanes.remove(tp);
-                all = false;
-            } else if read.next >= ahead {
-                all = false;
-            } else {
-                ends.insert(tp.clone(), read.next);
+                Ok(_) if lane.read.next >= ahead => all = false,
+                Ok(_) => {
+                    ends.insert(tp.clone(), lane.read.next);
+                }
             }
         }
         all.then_some(ends)
@@ -589,16 +570,9 @@ impl Reader {
             let mut open = Vec::new();
             for (&tp, &(from, to)) in wanted {
                 let Some(lane) = self.lanes.get_mut(tp) else { continue };
-                let ahead = to + READ_AHEAD;
-                let ReadLane { queue, read } = lane;
-                while read.next < ahead {
-                    match queue.poll(Duration::ZERO) {
-                        None => break,
-                        Some(Ok(m)) => progressed |= take_message(read, &m),
-                        Some(Err(e)) => return Err(Failed::of(spec, tp, from, to, e)),
-                    }
-                }
-                if read.next < to {
+                progressed |=
+                    lane.read_up_to(to + READ_AHEAD, Duration::ZERO).map_err(|e| Failed::of(spec, tp, from, to, e))?;
+                if lane.read.next < to {
                     open.push(tp);
                 }
             }
@@ -652,6 +626,22 @@ impl Reader {
                 }
             }
         }
+    }
+}
+
+impl ReadLane {
+    /// Reads the queue until `ahead`, or until it has no message for `wait`. Returns whether
+    /// anything new was read.
+    fn read_up_to(&mut self, ahead: i64, wait: Duration) -> std::result::Result<bool, rdkafka::error::KafkaError> {
+        let mut progressed = false;
+        while self.read.next < ahead {
+            match self.queue.poll(wait) {
+                None => break,
+                Some(Ok(m)) => progressed |= take_message(&mut self.read, &m),
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(progressed)
     }
 }
 
