@@ -149,8 +149,16 @@ impl Source for RateStream {
         Ok(SourceBatch { input_records: rows.height() as u64, rows, rejected: Vec::new() })
     }
 
-    async fn commit(&mut self, _end: &Offset, _outcome: &SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, _end: &Offset, _outcome: &SinkCommit) -> Result<()> {
         Ok(())
+    }
+
+    fn lanes(&mut self) -> Option<&mut dyn tidewater_core::Lanes> {
+        None
+    }
+
+    fn history(&mut self) -> Option<&mut dyn tidewater_core::History> {
+        None
     }
 }
 

@@ -159,7 +159,7 @@ impl Source for SocketStream {
         Ok(SourceBatch { input_records: rows.height() as u64, rows, rejected: Vec::new() })
     }
 
-    async fn commit(&mut self, end: &Offset, _outcome: &SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, end: &Offset, _outcome: &SinkCommit) -> Result<()> {
         // Lines before `end` are downstream: release them.
         let end = lines_at(&self.spec, end)?;
         let Some(base) = self.base else { return Ok(()) };
@@ -168,5 +168,13 @@ impl Source for SocketStream {
         received.lines.drain(..done);
         self.base = Some(base + done as u64);
         Ok(())
+    }
+
+    fn lanes(&mut self) -> Option<&mut dyn tidewater_core::Lanes> {
+        None
+    }
+
+    fn history(&mut self) -> Option<&mut dyn tidewater_core::History> {
+        None
     }
 }

@@ -28,7 +28,7 @@ pub struct BatchContext {
     pub batch_time_ms: i64,
     /// Event-time watermark in milliseconds, when the job has one.
     pub watermark_ms: Option<i64>,
-    /// The static tables the batch reads beside its input ([`crate::static_tables`]), at the
+    /// The static tables the batch reads beside its input ([`crate::ops::static_tables`]), at the
     /// versions chosen when it was planned; the offset log records the versions.
     #[serde(default, skip_serializing_if = "Tables::is_empty")]
     pub tables: Tables,

@@ -1,12 +1,17 @@
-//! The contracts users and connectors implement: [`Transform`], [`Source`], [`BoundedSource`],
-//! [`SourceProvider`], [`Sink`] and [`SinkProvider`], with what callers may rely on.
+//! The contracts users and connectors implement, traits only: [`Transform`], [`Source`] (with
+//! its optional capabilities [`Lanes`] and [`History`]), [`BoundedSource`] (and
+//! [`SlicedSource`]), [`SourceProvider`], [`Sink`] and [`SinkProvider`], each with what callers
+//! may rely on. The data they exchange is in [`crate::batch`] and [`crate::scope`].
 
+use crate::batch::{Lane, SinkCommit, SourceBatch};
+use crate::checkpoint::Checkpoint;
 use crate::context::BatchContext;
 use crate::error::Result;
 use crate::id::{BatchId, Offset, OffsetRange};
+use crate::scope::{Chunk, Granularity, RangeScope, Scope, SliceChunk, SlicePlan, Span};
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use polars::prelude::{DataFrame, LazyFrame};
-use serde::{Deserialize, Serialize};
 
 /// The one transformation: a pure function of a bounded piece of input and its context.
 ///
@@ -32,29 +37,6 @@ where
     }
 }
 
-/// A record the source could not turn into a row: it goes to the quarantine table, not away.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejected {
-    /// Where it came from: a file path, a topic-partition.
-    pub origin: String,
-    /// 1-based line number in a file, or the record's offset.
-    pub position: u64,
-    /// The record as it was read.
-    pub raw: String,
-    /// Why it was rejected, for a person to read.
-    pub reason: String,
-}
-
-/// What a source read for one batch: the good rows and the rejected records.
-///
-/// `input_records == rows.height() + rejected.len()` always holds.
-#[derive(Debug, Default)]
-pub struct SourceBatch {
-    pub rows: DataFrame,
-    pub rejected: Vec<Rejected>,
-    pub input_records: u64,
-}
-
 /// A replayable, unbounded input, read by offset ranges (Structured Streaming's `Source`).
 ///
 /// # Contract
@@ -62,7 +44,8 @@ pub struct SourceBatch {
 /// - `latest_offset` never moves backwards; `None` means nothing has arrived yet.
 /// - Offsets a source hands out are durable before they are returned: a range logged in the offset
 ///   log can be read again after a crash.
-/// - `commit(end)` only lets the source release data before `end`; correctness never depends on it.
+/// - `acknowledge(end, …)` only lets the source release data before `end`; correctness never
+///   depends on it.
 #[async_trait]
 pub trait Source: Send {
     /// The end of the next batch after `start`, within the source's admission limit (for example
@@ -77,49 +60,52 @@ pub trait Source: Send {
     /// Reads the records in `range`.
     async fn read(&mut self, range: &OffsetRange) -> Result<SourceBatch>;
 
-    /// Tells the source what the sink did with the batch ending at `end`: committed (everything
-    /// up to `end` is downstream), skipped, or superseded on a lane (another writer owns it now).
-    async fn commit(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()>;
+    /// Tells the source what the sink did with the batch ending at `end`, once the batch is done:
+    /// committed (everything up to `end` is downstream), skipped, or superseded on a lane
+    /// (another writer owns it now). Spark calls this `commit`; here "commit" is the Delta
+    /// commit only.
+    async fn acknowledge(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()>;
 
-    /// The lanes a batch over `range` moves (a Kafka partition each), which the sink records in
-    /// the batch's commit (see [`Lane`]). None for a source without lanes.
-    fn lanes(&self, range: &OffsetRange) -> Vec<Lane> {
-        let _ = range;
-        Vec::new()
-    }
+    /// This source's lanes, when it has them (a Kafka source's partitions): see [`Lanes`].
+    fn lanes(&mut self) -> Option<&mut dyn Lanes>;
+
+    /// This source's history as a bounded input, when it can cut it (a landing directory, a
+    /// Delta table): see [`History`].
+    fn history(&mut self) -> Option<&mut dyn History>;
+}
+
+/// A source whose batches move lanes (a Kafka partition each), each recorded in the sink's
+/// commit as its own txn, so that whoever writes a lane's offsets writes them once.
+///
+/// # Contract
+/// - `of(range)` names every lane a batch over `range` moves, with where it starts and ends.
+/// - After [`Lanes::place`], the source plans from where the table records each lane, never from
+///   an older position of its own.
+#[async_trait]
+pub trait Lanes: Send {
+    /// The lanes a batch over `range` moves, which the sink records in the batch's commit.
+    fn of(&self, range: &OffsetRange) -> Vec<Lane>;
 
     /// The app ids of lanes whose position the source must learn from the table before it plans
     /// a batch after `start` (partitions just assigned to this process). The engine answers with
-    /// [`Source::place`].
-    async fn unplaced(&mut self, start: Option<&Offset>) -> Result<Vec<String>> {
-        let _ = start;
-        Ok(Vec::new())
-    }
+    /// [`Lanes::place`].
+    async fn unplaced(&mut self, start: Option<&Offset>) -> Result<Vec<String>>;
 
-    /// What the table records for the lanes [`Source::unplaced`] named (`None`: nothing yet).
-    async fn place(&mut self, recorded: Vec<(String, Option<i64>)>) -> Result<()> {
-        let _ = recorded;
-        Ok(())
-    }
-
-    /// The records before `end` (an offset this source handed out; `None`: before where the
-    /// stream starts) as a bounded input: what a backfill beside the stream reads, so that the
-    /// backfill and the stream's later batches together read every record exactly once.
-    async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>> {
-        let _ = end;
-        Err(crate::Error::Unsupported(
-            "a backfill beside the job's stream needs a Delta source (this source cannot bound its stream)".into(),
-        ))
-    }
+    /// What the table records for the lanes [`Lanes::unplaced`] named (`None`: nothing yet).
+    async fn place(&mut self, recorded: Vec<(String, Option<i64>)>) -> Result<()>;
 }
 
-/// One piece of a bounded input, as planned once by [`BoundedSource::plan`] and recorded.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Chunk {
-    /// For people: `files 0..10 of 42`, `version 12, files 20..40`.
-    pub describe: String,
-    /// For the source: what to read, in its own JSON shape.
-    pub spec: serde_json::Value,
+/// A stream whose records before one of its offsets can be read as a bounded input: what a
+/// backfill beside the stream reads.
+///
+/// # Contract
+/// - The bounded input before `end` and the stream's batches from `end` on together read every
+///   record exactly once.
+#[async_trait]
+pub trait History: Send {
+    /// The records before `end` (an offset this source handed out; `None`: before where the
+    /// stream starts) as a bounded input.
+    async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>>;
 }
 
 /// A bounded input: everything in a landing directory at start, a Delta snapshot.
@@ -127,72 +113,53 @@ pub struct Chunk {
 /// # Contract
 /// - `plan` lists the whole input once; the chunks cover it exactly, without overlap.
 /// - `read_chunk` of a planned chunk yields the same rows every time, in any later process.
+/// - `plan_files` plans the same chunks as `plan`, with their estimated sizes.
 #[async_trait]
 pub trait BoundedSource: Send {
     async fn plan(&mut self) -> Result<Vec<Chunk>>;
+
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch>;
 
-    /// Plans a backfill over `scope`: one chunk per slice (none left out, `files: 0` where the
-    /// slice holds no data), each reading only its slice, with estimated rows and bytes; and the
-    /// source version the chunks read. A source
-    /// that cannot select by range says so with [`crate::Error::Unsupported`].
-    /// The first and last date of `column` (`None`: the source's date partition column) that
-    /// hold data, with the column's name; `None` when the source is empty. What a backfill of
-    /// everything plans over.
-    async fn date_range(
-        &mut self,
-        column: Option<&str>,
-    ) -> Result<Option<(String, chrono::NaiveDate, chrono::NaiveDate)>> {
-        let _ = column;
-        Err(crate::Error::Unsupported(
-            "this source cannot be sliced by date (a Delta source partitioned by a date column can)".into(),
-        ))
-    }
-
-    async fn plan_slices(&mut self, scope: &crate::backfill::RangeScope) -> Result<crate::backfill::SlicePlan> {
-        let _ = scope;
-        Err(crate::Error::Unsupported(
-            "planning a backfill by date range needs a Delta source (a landing directory's --files plan is not available yet)"
-                .into(),
-        ))
-    }
-
-    /// Plans a backfill of the data files commits `from..=to` added (a Delta source), in commit
-    /// order: files since removed by a data change (DELETE, UPDATE, MERGE) are left out, files
-    /// only rearranged since (OPTIMIZE) are kept. Each chunk's files carry their commit and index
-    /// in it, so a stream's cut ([`Source::bounded_before`]) can leave out what it has not read.
-    async fn plan_versions(&mut self, from: u64, to: u64) -> Result<crate::backfill::SlicePlan> {
-        let _ = (from, to);
-        Err(crate::Error::Unsupported("--versions plans over the commits of a Delta source".into()))
-    }
+    /// Plans a backfill of every file of the source as it is now, in the chunks
+    /// [`BoundedSource::plan`] would run.
+    async fn plan_files(&mut self) -> Result<SlicePlan>;
 
     /// What a backfill of everything replacing by key plans over: every commit of a source
-    /// with a log ([`crate::backfill::Scope::Versions`], which a stream beside it reads in the
-    /// same order), else every file ([`crate::backfill::Scope::Files`]).
-    fn everything(&self) -> crate::backfill::Scope {
-        crate::backfill::Scope::Files
-    }
+    /// with a log ([`Scope::Versions`], which a stream beside it reads in the same order), else
+    /// every file ([`Scope::Files`]).
+    fn everything(&self) -> Scope;
 
-    /// Plans a backfill of every file of the source as it is now (a landing directory), in the
-    /// chunks [`BoundedSource::plan`] would run.
-    async fn plan_files(&mut self) -> Result<crate::backfill::SlicePlan> {
-        Err(crate::Error::Unsupported(
-            "--files plans over the files of a landing directory; plan a Delta source with --from and --to, or --versions A..B"
-                .into(),
-        ))
-    }
+    /// This input sliced by date and by commits, when it can be (a Delta source).
+    fn sliced(&mut self) -> Option<&mut dyn SlicedSource>;
+}
 
-    /// The chunk reading `span` alone, as [`BoundedSource::plan_slices`] would plan it (`by`: the
+/// A bounded input that selects by date range and by commit range (a Delta table): what
+/// backfills of a slice of history plan over.
+///
+/// # Contract
+/// - `plan_slices` plans one chunk per slice of the scope (none left out, `files: 0` where the
+///   slice holds no data), each reading only its slice, and the source version they read.
+/// - `plan_span` of a span plans the chunk `plan_slices` would have planned for it.
+#[async_trait]
+pub trait SlicedSource: Send {
+    /// The first and last date of `column` (`None`: the source's date partition column) that
+    /// hold data, with the column's name; `None` when the source is empty. What a backfill of
+    /// everything plans over. [`crate::Error::Unsupported`] when the source has no such column.
+    async fn date_range(&mut self, column: Option<&str>) -> Result<Option<(String, NaiveDate, NaiveDate)>>;
+
+    /// Plans a backfill over `scope`, with estimated rows and bytes per chunk.
+    async fn plan_slices(&mut self, scope: &RangeScope) -> Result<SlicePlan>;
+
+    /// Plans a backfill of the data files commits `from..=to` added, in commit order: files since
+    /// removed by a data change (DELETE, UPDATE, MERGE) are left out, files only rearranged since
+    /// (OPTIMIZE) are kept. Each chunk's files carry their commit and index in it, so a stream's
+    /// cut ([`History::bounded_before`]) can leave out what it has not read.
+    async fn plan_versions(&mut self, from: u64, to: u64) -> Result<SlicePlan>;
+
+    /// The chunk reading `span` alone, as [`SlicedSource::plan_slices`] would plan it (`by`: the
     /// plan's granularity, checked against the column's type): a chunk re-planned on the source
     /// as a live stream had read it.
-    async fn plan_span(
-        &mut self,
-        span: &crate::table_files::Span,
-        by: crate::backfill::Granularity,
-    ) -> Result<crate::backfill::SliceChunk> {
-        let _ = (span, by);
-        Err(crate::Error::Unsupported("planning a backfill by date range needs a Delta source".into()))
-    }
+    async fn plan_span(&mut self, span: &Span, by: Granularity) -> Result<SliceChunk>;
 }
 
 /// Opens a configured input either as a stream or as a bounded input.
@@ -206,46 +173,9 @@ pub trait SourceProvider: Send + Sync {
     /// A name for messages, such as `files /data/landing/events`.
     fn describe(&self) -> String;
     /// The stream view. `state` is the source's own directory in the query's checkpoint.
-    async fn open_stream(&self, state: crate::checkpoint::Checkpoint) -> Result<Box<dyn Source>>;
+    async fn open_stream(&self, state: Checkpoint) -> Result<Box<dyn Source>>;
     /// The bounded view; `version` selects a snapshot where the source has versions.
     async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>>;
-}
-
-/// One lane of a batch's source (a Kafka partition) whose progress the commit records beside
-/// the batch, as the txn `{app_id, version = to}`: the commit lands only if the table records
-/// `from` for it, or nothing yet. So the rows of a lane's offsets `from..to` are committed once
-/// whoever writes them, whatever process, checkpoint or batch id (kafka-delta-ingest's rule).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lane {
-    pub app_id: String,
-    /// For messages: `orders/2`.
-    pub origin: String,
-    pub from: Option<i64>,
-    pub to: i64,
-}
-
-/// What a sink did with one batch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum SinkCommit {
-    /// Committed as this table version.
-    Committed { version: u64, rows: u64, files: u64 },
-    /// Delivered by a sink that is not a table (console, memory, Kafka).
-    Delivered { rows: u64 },
-    /// The table already records this batch for this app id: nothing written.
-    Skipped { recorded: i64 },
-    /// Another writer recorded progress on one of the batch's lanes (a Kafka partition) since the
-    /// batch was planned: its rows are that writer's to write, nothing written.
-    Superseded { lane: String, recorded: i64, expected: Option<i64> },
-}
-
-impl SinkCommit {
-    pub fn version(&self) -> Option<u64> {
-        match self {
-            SinkCommit::Committed { version, .. } => Some(*version),
-            SinkCommit::Delivered { .. } | SinkCommit::Skipped { .. } | SinkCommit::Superseded { .. } => None,
-        }
-    }
 }
 
 /// A batch sink, Spark's `foreachBatch`: where a query's result rows go. The engine's own sink is

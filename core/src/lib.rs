@@ -4,60 +4,83 @@
 //! bounded one (a batch run in chunks), writing the same Delta table idempotently, commit by commit.
 //!
 //! ```text
-//!             ┌───────────── StreamQuery::run(trigger) ─────────────┐
-//!  Source ──► │ offsets/N ─► read ─► Transform ─► DeltaSink ─► commits/N │ ──► Delta table
-//!             └─────────────────────────────────────────────────────┘      (txn appId = query id,
-//!  BoundedSource ─► plan.json ─► chunk k ─► Transform ─► DeltaSink ──────►   version = batch id)
-//!                                                   └─► quarantine table (same txn key)
+//!                 Pipeline (builder) ──► Job (resolved: tables, checkpoint)
+//!                                         │                       │
+//!            engine::StreamQuery ◄────────┘                       └────────► bounded::{batch, runner}
+//!  Source ─► offsets/N ─► read ─┐                                  ┌─ read chunk k ◄─ plan.json ◄─ BoundedSource
+//!                               ▼                                  ▼
+//!                   step::BatchStep: late split ─► dedup ─► Transform ─► aggregation
+//!                               │   quarantine ─► late table ─► sink: one Delta commit, txn (app id, N)
+//!                               ▼                                  ▼
+//!              state/N ─► commits/N ─► acknowledge         chunks/<k>.json (ledger)
 //! ```
 //!
-//! - [`contract`]: [`Transform`], [`Source`], [`BoundedSource`], [`SourceProvider`], [`Sink`] and
-//!   what each must guarantee.
-//! - [`engine`]: the micro-batch loop and its triggers; [`checkpoint`]: the offset and commit logs
-//!   and the recovery rule; [`backfill`]: the bounded runner, slices of history (or the whole
-//!   source, `tidewater batch`) written chunk by chunk.
-//! - [`sink`]: the idempotent Delta sink (one commit per batch, with its `txn`) and the quarantine.
-//! - [`Pipeline`]: the builder users call, from Rust or through the `tidewater` command.
+//! Read from the bottom up, each module uses only those below it:
+//!
+//! - [`id`], [`error`]: batch ids, offsets, query ids; the one error type.
+//! - [`clock`], [`context`], [`crash`], [`location`], [`compute`], [`bridge`]: time and stop
+//!   signals (injected), what a transform knows of its batch, crash points, where tables live,
+//!   the compute pool, the Arrow ⇄ Polars bridge.
+//! - [`batch`]: what a batch carries and reports; [`scope`]: what a bounded run covers.
+//! - [`contract`]: the traits users and connectors implement, each with its `# Contract`.
+//! - [`transform`], [`ops`], [`aggregate`]: SQL transforms, the watermark, deduplication, static
+//!   tables, streaming aggregations.
+//! - [`table_files`], [`frame`]: a Delta table's data files as frames; frame helpers.
+//! - [`checkpoint`]: the checkpoint's layout, its logs and the recovery rule.
+//! - [`sink`]: the idempotent Delta sink (one commit per batch, with its `txn`), quarantine, the
+//!   development sinks.
+//! - [`step`]: one micro-batch from read rows to commit, shared by the stream, `batch` and backfill
+//!   chunks.
+//! - [`job`]: a pipeline resolved. [`engine`]: the stream's loop. [`bounded`]: backfills and
+//!   `tidewater batch`.
+//! - [`pipeline`]: the builder users call, from Rust or through the `tidewater` command.
+//! - [`reconcile`]: the checker's algorithms, a leaf nothing above uses.
 //!
 //! IO happens only at the edges: sources (connectors crate), the sink, and the checkpoint, all
 //! through `object_store` and delta-rs. Transforms are pure: their time comes from
 //! [`BatchContext`], recorded in the offset log, so a replayed batch writes the same rows.
 
 pub mod aggregate;
-pub mod backfill;
+pub mod batch;
+pub mod bounded;
 pub mod bridge;
 pub mod checkpoint;
+pub mod clock;
 pub mod compute;
 pub mod context;
 pub mod contract;
 pub mod crash;
-pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub(crate) mod job;
 pub mod location;
+pub mod ops;
 pub mod pipeline;
 pub mod reconcile;
+pub mod scope;
 pub mod sink;
-pub mod static_tables;
+pub(crate) mod step;
 pub mod table_files;
 pub mod transform;
-pub mod watermark;
 
-pub use backfill::{
-    Backfill, BackfillPlan, BackfillReport, ChunkState, ChunkStatus, Granularity, RangeScope, RunOptions, Scope, Writes,
+pub use batch::{BatchReport, Lane, Rejected, RunReport, SinkCommit, SourceBatch};
+pub use bounded::{
+    Backfill, BackfillPlan, BackfillReport, BatchOptions, BatchRunReport, ChunkState, ChunkStatus, RunOptions, Writes,
 };
 pub use checkpoint::Checkpoint;
+pub use clock::{Clock, Stop, SystemClock};
 pub use context::{BatchContext, Mode, Tables};
 pub use contract::{
-    BoundedSource, Chunk, Lane, Rejected, Sink, SinkCommit, SinkProvider, Source, SourceBatch, SourceProvider,
-    Transform,
+    BoundedSource, History, Lanes, Sink, SinkProvider, SlicedSource, Source, SourceProvider, Transform,
 };
 pub use crash::{CrashPoint, StepHook};
-pub use engine::{BatchReport, Clock, RunReport, Stop, SystemClock, Trigger};
+pub use engine::Trigger;
 pub use error::{Error, Result, Retry};
 pub use id::{BatchId, Offset, OffsetRange, QueryId};
-pub use pipeline::{BatchOptions, BatchRunReport, Pipeline};
-pub use static_tables::StaticTable;
+pub use job::{default_late, default_quarantine};
+pub use ops::static_tables::StaticTable;
+pub use ops::watermark::{LateRule, Watermark};
+pub use pipeline::Pipeline;
+pub use scope::{Chunk, Granularity, RangeScope, Scope, SliceChunk, SlicePlan, Span};
 pub use transform::SqlTransform;
-pub use watermark::{LateRule, Watermark};

@@ -3,8 +3,9 @@
 //! data column). Partition values come from the log, typed by the table schema.
 
 use crate::bridge::polars_dtype;
+use crate::scope::EPOCH;
 use crate::{Error, Result, SourceBatch};
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{NaiveDateTime, NaiveTime};
 use deltalake::DeltaTable;
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path;
@@ -218,97 +219,6 @@ impl FileReader {
         }
         Ok(SourceBatch { rows, rejected: Vec::new(), input_records })
     }
-}
-
-/// A slice of a table by one date or timestamp column: the rows with `column` in
-/// `[from, until)` (UTC for a timestamp), as a backfill chunk reads and replaces it. The column
-/// may be a partition column (whole files are in or out) or a data column (files are chosen by
-/// their statistics and their rows filtered).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Span {
-    pub column: String,
-    pub from: NaiveDateTime,
-    pub until: NaiveDateTime,
-}
-
-impl Span {
-    pub fn new(column: impl Into<String>, from: NaiveDateTime, until: NaiveDateTime) -> Self {
-        Span { column: column.into(), from, until }
-    }
-
-    /// Whether the moment `value` is in the span.
-    pub fn contains(&self, value: NaiveDateTime) -> bool {
-        value >= self.from && value < self.until
-    }
-
-    /// Whether a file whose column holds values in `[min, max]` may hold rows of the span.
-    pub fn overlaps(&self, min: NaiveDateTime, max: NaiveDateTime) -> bool {
-        min < self.until && max >= self.from
-    }
-
-    /// Whether a partition value (the log's text: a date, or a timestamp) is in the span;
-    /// `None` when it is neither.
-    pub fn holds_partition_value(&self, text: &str) -> Option<bool> {
-        moment(text).map(|v| self.contains(v))
-    }
-
-    /// The span as a SQL predicate, for the commit's `operationParameters`.
-    pub fn predicate(&self) -> String {
-        let text = |t: NaiveDateTime| {
-            if t.time() == NaiveTime::MIN { t.date().to_string() } else { t.format("%Y-%m-%d %H:%M:%S").to_string() }
-        };
-        format!("{c} >= '{}' AND {c} < '{}'", text(self.from), text(self.until), c = self.column)
-    }
-
-    /// An expression true for the rows in the span, false otherwise (null values included), for a
-    /// column of type `dtype`; an error for a column that is neither a date nor a timestamp.
-    pub fn rows(&self, dtype: &DataType) -> Result<Expr> {
-        let column = col(self.column.as_str());
-        let (from, until) = match dtype {
-            DataType::Date => {
-                // A date is in the span when its midnight is.
-                let first_day = |t: NaiveDateTime| {
-                    let day = if t.time() == NaiveTime::MIN { t.date() } else { t.date() + chrono::Days::new(1) };
-                    lit((day - EPOCH).num_days() as i32).cast(DataType::Date)
-                };
-                (first_day(self.from), first_day(self.until))
-            }
-            DataType::Datetime(unit, tz) => {
-                let physical = |t: NaiveDateTime| {
-                    let t = t.and_utc();
-                    let value = match unit {
-                        TimeUnit::Milliseconds => t.timestamp_millis(),
-                        TimeUnit::Microseconds => t.timestamp_micros(),
-                        TimeUnit::Nanoseconds => t.timestamp_nanos_opt().unwrap_or(i64::MAX),
-                    };
-                    lit(value).cast(DataType::Datetime(*unit, tz.clone()))
-                };
-                (physical(self.from), physical(self.until))
-            }
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "`{}` is of type {other}: a backfill slices by a date or timestamp column",
-                    self.column
-                )));
-            }
-        };
-        Ok(column.clone().gt_eq(from).and(column.lt(until)).fill_null(lit(false)))
-    }
-}
-
-/// Day 0 of Delta's dates.
-const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
-
-/// A partition value or a statistic as a moment: `2024-01-01` (midnight), or a timestamp as the
-/// Delta log writes them.
-pub fn moment(text: &str) -> Option<NaiveDateTime> {
-    if let Ok(date) = text.parse::<NaiveDate>() {
-        return Some(date.and_time(NaiveTime::MIN));
-    }
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), f).ok())
-        .or_else(|| chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| t.naive_utc()))
 }
 
 /// The least and greatest value of a date or timestamp `column` in a data file, from its

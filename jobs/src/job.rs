@@ -218,7 +218,22 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
     if let Some(hook) = crash_hook_from_env().map_err(|e| err("(environment) TIDEWATER_CRASH_AT", e))? {
         pipeline = pipeline.with_hook(hook);
     }
+    if let Some(every) = heartbeat_from_env().map_err(|e| err("(environment) TIDEWATER_HEARTBEAT_MS", e))? {
+        pipeline = pipeline.with_heartbeat(every);
+    }
     Ok(pipeline)
+}
+
+/// `TIDEWATER_HEARTBEAT_MS`: how often a running backfill chunk records that it is alive
+/// (default 10 s; tests set it short).
+fn heartbeat_from_env() -> Result<Option<std::time::Duration>, String> {
+    match std::env::var("TIDEWATER_HEARTBEAT_MS") {
+        Err(_) => Ok(None),
+        Ok(ms) => match ms.parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Some(std::time::Duration::from_millis(ms))),
+            _ => Err(format!("`{ms}` is not a number of milliseconds above 0")),
+        },
+    }
 }
 
 /// Refuses an output (`what`'s, planned on an empty input) that Delta cannot hold, or that

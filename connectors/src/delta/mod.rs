@@ -9,15 +9,15 @@ use deltalake::DeltaTable;
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use tidewater_core::backfill::{Granularity, RangeScope, Scope, SliceChunk, SlicePlan, describe_range};
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::existing_table_url;
 use tidewater_core::reconcile::fingerprint::Fingerprint;
+use tidewater_core::scope::{Granularity, RangeScope, Scope, SliceChunk, SlicePlan, Span, describe_range, moment};
 pub use tidewater_core::table_files::TableVersion;
+use tidewater_core::table_files::column_bounds;
 pub(crate) use tidewater_core::table_files::{COLUMN_MAPPING, column_mapping, deletion_vectors, open_at};
 pub(crate) use tidewater_core::table_files::{DataFile, FileReader, PartitionMap};
-use tidewater_core::table_files::{Span, column_bounds, moment};
-use tidewater_core::{BoundedSource, Chunk, Error, Result, Source, SourceBatch, SourceProvider};
+use tidewater_core::{BoundedSource, Chunk, Error, Result, SlicedSource, Source, SourceBatch, SourceProvider};
 
 mod stream;
 
@@ -424,35 +424,6 @@ impl BoundedSource for DeltaSnapshotSource {
         Ok(read)
     }
 
-    async fn date_range(
-        &mut self,
-        column: Option<&str>,
-    ) -> Result<Option<(String, chrono::NaiveDate, chrono::NaiveDate)>> {
-        let sliced = self.sliced_files(column, Granularity::Day)?;
-        let mut bounds = Vec::new();
-        for f in &sliced.files {
-            bounds.push(f.bounds.ok_or_else(|| {
-                self.err(format!(
-                    "data file {} has no statistics for `{}`: its dates are unknown, so say which with --from and --to",
-                    f.file.path, sliced.column
-                ))
-            })?);
-        }
-        let first = bounds.iter().map(|b| b.0).min();
-        let last = bounds.iter().map(|b| b.1).max();
-        Ok(first.zip(last).map(|(first, last)| (sliced.column.clone(), first.date(), last.date())))
-    }
-
-    async fn plan_slices(&mut self, scope: &RangeScope) -> Result<SlicePlan> {
-        let sliced = self.sliced_files(scope.column.as_deref(), scope.by)?;
-        let chunks = scope
-            .slices()
-            .into_iter()
-            .map(|(from, until)| self.chunk_of(&sliced, Span::new(&sliced.column, from, until)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(SlicePlan { version: Some(self.version()), column: Some(sliced.column), chunks })
-    }
-
     async fn plan_files(&mut self) -> Result<SlicePlan> {
         let records: std::collections::HashMap<String, u64> = self
             .state()?
@@ -484,6 +455,42 @@ impl BoundedSource for DeltaSnapshotSource {
 
     fn everything(&self) -> Scope {
         Scope::Versions { from: 0, to: self.version() }
+    }
+
+    fn sliced(&mut self) -> Option<&mut dyn SlicedSource> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl SlicedSource for DeltaSnapshotSource {
+    async fn date_range(
+        &mut self,
+        column: Option<&str>,
+    ) -> Result<Option<(String, chrono::NaiveDate, chrono::NaiveDate)>> {
+        let sliced = self.sliced_files(column, Granularity::Day)?;
+        let mut bounds = Vec::new();
+        for f in &sliced.files {
+            bounds.push(f.bounds.ok_or_else(|| {
+                self.err(format!(
+                    "data file {} has no statistics for `{}`: its dates are unknown, so say which with --from and --to",
+                    f.file.path, sliced.column
+                ))
+            })?);
+        }
+        let first = bounds.iter().map(|b| b.0).min();
+        let last = bounds.iter().map(|b| b.1).max();
+        Ok(first.zip(last).map(|(first, last)| (sliced.column.clone(), first.date(), last.date())))
+    }
+
+    async fn plan_slices(&mut self, scope: &RangeScope) -> Result<SlicePlan> {
+        let sliced = self.sliced_files(scope.column.as_deref(), scope.by)?;
+        let chunks = scope
+            .slices()
+            .into_iter()
+            .map(|(from, until)| self.chunk_of(&sliced, Span::new(&sliced.column, from, until)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SlicePlan { version: Some(self.version()), column: Some(sliced.column), chunks })
     }
 
     async fn plan_versions(&mut self, from: u64, to: u64) -> Result<SlicePlan> {

@@ -503,6 +503,24 @@ impl Source for DeltaStream {
         self.reader.read(&files).await
     }
 
+    async fn acknowledge(&mut self, end: &Offset, _outcome: &tidewater_core::SinkCommit) -> Result<()> {
+        // Commits before the one being read are not needed again.
+        let at = self.position(end)?;
+        self.files.retain(|(version, _), _| *version >= at.version);
+        Ok(())
+    }
+
+    fn lanes(&mut self) -> Option<&mut dyn tidewater_core::Lanes> {
+        None
+    }
+
+    fn history(&mut self) -> Option<&mut dyn tidewater_core::History> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl tidewater_core::History for DeltaStream {
     async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>> {
         let at = match end {
             Some(offset) => self.position(offset)?,
@@ -533,12 +551,5 @@ impl Source for DeltaStream {
         let table = open_at(&url, TableVersion::Version(version), &self.describe).await?;
         tracing::info!(source = %self.describe, version, left_out = beyond.len(), "the stream's cut, as a snapshot");
         Ok(Box::new(super::DeltaSnapshotSource::new(table, self.describe.clone(), usize::MAX).cut_at(cut, beyond)))
-    }
-
-    async fn commit(&mut self, end: &Offset, _outcome: &tidewater_core::SinkCommit) -> Result<()> {
-        // Commits before the one being read are not needed again.
-        let at = self.position(end)?;
-        self.files.retain(|(version, _), _| *version >= at.version);
-        Ok(())
     }
 }

@@ -25,9 +25,9 @@ use object_store::{ObjectStore, ObjectStoreExt as _};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
-use tidewater_core::backfill::{SliceChunk, SlicePlan};
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::location::{object_store_at, parse_location};
+use tidewater_core::scope::{SliceChunk, SlicePlan};
 use tidewater_core::{BoundedSource, Chunk, Error, Offset, OffsetRange, Result, Source, SourceBatch, SourceProvider};
 
 /// A landing directory, as configured.
@@ -283,10 +283,21 @@ impl Source for FileStreamSource {
         self.landing.read(&self.log[from..to], &schema).await
     }
 
-    async fn commit(&mut self, _end: &Offset, _outcome: &tidewater_core::SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, _end: &Offset, _outcome: &tidewater_core::SinkCommit) -> Result<()> {
         Ok(())
     }
 
+    fn lanes(&mut self) -> Option<&mut dyn tidewater_core::Lanes> {
+        None
+    }
+
+    fn history(&mut self) -> Option<&mut dyn tidewater_core::History> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl tidewater_core::History for FileStreamSource {
     async fn bounded_before(&mut self, end: Option<&Offset>) -> Result<Box<dyn BoundedSource>> {
         let read = self.position(end)?;
         let only = self.log[..read].iter().map(|f| f.path.clone()).collect();
@@ -371,6 +382,14 @@ impl BoundedSource for FileBoundedSource {
             chunk.files.retain(|f| only.contains(&f.path));
         }
         self.landing.read(&chunk.files, self.schema.as_ref().unwrap_or(&chunk.schema)).await
+    }
+
+    fn everything(&self) -> tidewater_core::Scope {
+        tidewater_core::Scope::Files
+    }
+
+    fn sliced(&mut self) -> Option<&mut dyn tidewater_core::SlicedSource> {
+        None
     }
 }
 

@@ -996,7 +996,7 @@ impl Source for KafkaStream {
         tidewater_core::compute::blocking("decoding kafka messages", move || decode(messages, &format)).await
     }
 
-    async fn commit(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()> {
         let ranges = ranges_of(self.spec(), end)?;
         if let SinkCommit::Superseded { lane, recorded, expected } = outcome {
             if !matches!(self.spec().assignment, Assignment::Group { .. }) {
@@ -1149,12 +1149,12 @@ impl BoundedSource for KafkaBounded {
         Ok(chunks)
     }
 
-    async fn plan_files(&mut self) -> Result<tidewater_core::backfill::SlicePlan> {
+    async fn plan_files(&mut self) -> Result<tidewater_core::scope::SlicePlan> {
         let chunks = self
             .plan()
             .await?
             .into_iter()
-            .map(|read| tidewater_core::backfill::SliceChunk {
+            .map(|read| tidewater_core::scope::SliceChunk {
                 range: read.describe.clone(),
                 span: None,
                 files: 0,
@@ -1163,7 +1163,7 @@ impl BoundedSource for KafkaBounded {
                 read,
             })
             .collect();
-        Ok(tidewater_core::backfill::SlicePlan { version: None, column: None, chunks })
+        Ok(tidewater_core::scope::SlicePlan { version: None, column: None, chunks })
     }
 
     async fn read_chunk(&mut self, chunk: &Chunk) -> Result<SourceBatch> {

@@ -21,12 +21,14 @@
 //! `_delta_log` after every commit.
 
 use super::files::{self, FileLayout};
+use crate::batch::{Lane, SinkCommit};
 use crate::bridge::arrow_schema;
-use crate::contract::{Lane, Sink, SinkCommit};
+use crate::contract::Sink;
 use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
-use crate::table_files::{DataFile, Span};
+use crate::scope::Span;
+use crate::table_files::DataFile;
 use async_trait::async_trait;
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use deltalake::kernel::Remove;

@@ -2,8 +2,8 @@
 //! and why. It is written by a [`super::DeltaSink`] with the same app id and batch id as the batch
 //! they belong to, so a replayed batch never quarantines a record twice.
 
+use crate::batch::Rejected;
 use crate::context::BatchContext;
-use crate::contract::Rejected;
 use crate::error::{Error, Result};
 use polars::prelude::*;
 

@@ -1,7 +1,8 @@
 //! Sinks for development: [`ConsoleSink`] prints each batch (Spark's console sink), and
 //! [`MemorySink`] keeps each batch in memory for a test to look at (Spark's memory sink).
 
-use crate::contract::{Sink, SinkCommit, SinkProvider};
+use crate::batch::SinkCommit;
+use crate::contract::{Sink, SinkProvider};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
 use async_trait::async_trait;
@@ -174,14 +175,15 @@ impl Output {
         }
     }
 
-    /// Commits a batch: to the table with its change and lanes, or the rows to the sink.
-    pub async fn commit(
+    /// Writes a batch: to the table as one commit with its change and lanes, or the rows to the
+    /// sink.
+    pub async fn add_batch(
         &mut self,
         id: BatchId,
         rows: DataFrame,
         range: &str,
         change: super::Change,
-        lanes: &[crate::contract::Lane],
+        lanes: &[crate::batch::Lane],
     ) -> Result<SinkCommit> {
         match self {
             Output::Table(sink) => sink.commit(id, rows, range, change, lanes).await,

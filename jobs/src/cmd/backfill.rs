@@ -7,8 +7,8 @@ use crate::cli::{BackfillCommand, BackfillPlanArgs, BackfillRunArgs};
 use crate::spec::load;
 use crate::{EXIT_ERROR, EXIT_OK, Registry, pipeline_for};
 use std::path::Path;
-use tidewater_core::backfill::{RunOptions, Scope, Writes};
 use tidewater_core::{Backfill, BackfillPlan, ChunkState, ChunkStatus, Granularity, Pipeline, RangeScope};
+use tidewater_core::{RunOptions, Scope, Writes};
 
 pub async fn backfill(command: BackfillCommand, registry: &Registry) -> Result<i32, CliError> {
     let pipeline = |job: &Path| -> Result<Pipeline, CliError> { Ok(pipeline_for(&load(job)?, registry)?) };
@@ -151,11 +151,7 @@ async fn run(pipeline: &Pipeline, args: &BackfillRunArgs) -> Result<i32, CliErro
 
 /// Runs `backfill`'s chunks of this worker's share with a progress bar, and reports: exit 0 when
 /// every chunk of the share is committed, 2 (naming each) when some failed.
-pub(crate) async fn execute(
-    backfill: &Backfill<'_>,
-    options: &RunOptions,
-    output: &OutputArgs,
-) -> Result<i32, CliError> {
+pub(crate) async fn execute(backfill: &Backfill, options: &RunOptions, output: &OutputArgs) -> Result<i32, CliError> {
     let plan = backfill.plan();
     let total = plan.chunks.len();
     let share: Vec<ChunkStatus> = backfill.status().await?.into_iter().filter(|c| options.takes(c.chunk)).collect();

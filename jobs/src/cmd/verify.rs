@@ -8,8 +8,8 @@ use crate::{EXIT_DIFFERENT, EXIT_OK, Registry, pipeline_for};
 use polars::prelude::DataFrame;
 use tidewater_connectors::{Reconciler, TableVersion, read_snapshot};
 use tidewater_core::BatchOptions;
-use tidewater_core::pipeline::default_quarantine;
-use tidewater_core::watermark::{LATE_BATCH_COLUMN, LATE_WATERMARK_COLUMN};
+use tidewater_core::default_quarantine;
+use tidewater_core::ops::watermark::{LATE_BATCH_COLUMN, LATE_WATERMARK_COLUMN};
 
 /// A side table's rows (quarantine, late), `None` when it was never created (nothing set aside).
 async fn table_rows(location: &str) -> Result<Option<DataFrame>, CliError> {

@@ -15,7 +15,7 @@
 //! joins the version current when it is planned, so rows a stream joined against an older version
 //! differ where the table changed them (as in Spark).
 
-use crate::context::Tables;
+use crate::context::{BatchContext, Tables};
 use crate::error::{Error, Result};
 use crate::location::existing_table_url;
 use crate::table_files::{DataFile, FileReader, TableVersion, open_at};
@@ -62,6 +62,20 @@ impl StaticTables {
             versions.insert(t.name.clone(), version);
         }
         Ok(versions)
+    }
+
+    /// What a batch planned now records of the tables: each one's latest version, not read yet.
+    pub async fn planned(&self) -> Result<Tables> {
+        Ok(Tables::new(self.latest().await?, Default::default()))
+    }
+
+    /// `ctx` with the tables it recorded read in, for its transform (as it is without tables).
+    pub async fn read_into(&self, ctx: &BatchContext) -> Result<BatchContext> {
+        let mut ctx = ctx.clone();
+        if !self.is_empty() {
+            ctx.tables = self.at(ctx.tables.versions()).await?;
+        }
+        Ok(ctx)
     }
 
     /// The tables at `versions` (as a batch recorded them), read whole, for its transform.

@@ -1,0 +1,164 @@
+//! [`Job`]: a [`crate::Pipeline`] once resolved: its tables' URLs parsed, its checkpoint opened,
+//! its quarantine and late tables chosen. It is owned (its parts are shared handles), so a stream,
+//! a batch run or a backfill holds its own and never calls back into the builder.
+//!
+//! What a job knows of its own stream (its app id, the offsets of a batch it committed, the
+//! watermark it ran with) is read from the checkpoint here, for the bounded runs that go beside it.
+
+use crate::aggregate::Aggregation;
+use crate::checkpoint::{Checkpoint, OffsetEntry, QueryMetadata};
+use crate::clock::{Clock, Stop};
+use crate::contract::{SinkProvider, Source, SourceProvider, Transform};
+use crate::crash::StepHook;
+use crate::error::{Error, Result};
+use crate::id::Offset;
+use crate::location::table_url;
+use crate::ops::dedup::Dedup;
+use crate::ops::static_tables::StaticTables;
+use crate::ops::watermark::{LateRule, Watermark};
+use crate::sink::{DeltaSink, Output, WriteKind};
+use crate::step::{BatchStep, LateRows};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Where a job's result rows go.
+#[derive(Clone)]
+pub(crate) enum JobSink {
+    /// A Delta table: every output mode, bounded runs, backfills, `verify`.
+    Table(Url),
+    /// A sink of another kind (console, memory, Kafka): streams only.
+    Rows(Arc<dyn SinkProvider>),
+}
+
+/// A pipeline resolved: what a stream, a batch run or a backfill runs.
+#[derive(Clone)]
+pub(crate) struct Job {
+    pub name: String,
+    pub source: Arc<dyn SourceProvider>,
+    pub transform: Arc<dyn Transform>,
+    pub sink: JobSink,
+    pub partition_by: Vec<String>,
+    pub key: Vec<String>,
+    /// The quarantine table the job's stream writes (and its bounded runs into its own table).
+    pub quarantine: Url,
+    /// The table late rows go to, when the job has a watermark and one (`None`: only counted).
+    pub late: Option<Url>,
+    pub watermark: Option<Watermark>,
+    pub aggregation: Option<Aggregation>,
+    pub dedup: Option<Dedup>,
+    pub statics: StaticTables,
+    pub checkpoint: Checkpoint,
+    pub hook: Option<StepHook>,
+    pub stop: Stop,
+    pub clock: Arc<dyn Clock>,
+    /// How often a running backfill chunk records that its process is alive.
+    pub heartbeat: Duration,
+}
+
+impl Job {
+    /// The job's sink table; refused for a job writing to a sink of another kind.
+    pub fn table(&self) -> Result<&Url> {
+        match &self.sink {
+            JobSink::Table(url) => Ok(url),
+            JobSink::Rows(sink) => Err(Error::Unsupported(format!(
+                "pipeline {} writes to {}: bounded runs, backfills and verify need a Delta table sink",
+                self.name,
+                sink.describe()
+            ))),
+        }
+    }
+
+    /// Whether `target` (a table URL) is the job's sink table.
+    pub fn is_own_table(&self, target: &str) -> Result<bool> {
+        Ok(self.table()?.as_str() == target)
+    }
+
+    /// The job's sink into `table` under `app_id`, with its partitioning, key and crash hook.
+    pub fn delta_sink(&self, table: Url, app_id: &str, kind: WriteKind) -> DeltaSink {
+        DeltaSink::new(table, app_id, kind)
+            .with_partition_by(self.partition_by.clone())
+            .with_key(self.key.clone())
+            .with_hook(self.hook.clone())
+    }
+
+    /// The step that runs the job's batches into `sink`, with `quarantine` and `late` keyed by the
+    /// same app id and kind.
+    pub fn step(&self, sink: Output, app_id: &str, kind: WriteKind, quarantine: Url, late: LateRule) -> BatchStep {
+        let late_table = match late {
+            LateRule::Watermark(_) => self.late.clone().map(|url| DeltaSink::new(url, app_id, kind)),
+            _ => None,
+        };
+        BatchStep {
+            transform: self.transform.clone(),
+            sink,
+            quarantine: DeltaSink::new(quarantine, app_id, kind),
+            late: LateRows { rule: late, table: late_table },
+            aggregation: self.aggregation.clone(),
+            dedup: self.dedup.clone(),
+            statics: self.statics.clone(),
+        }
+    }
+
+    /// What the job's stream sets aside as late: rows behind its watermark, if it has one.
+    pub fn late_rule(&self) -> LateRule {
+        self.watermark.clone().map_or(LateRule::None, LateRule::Watermark)
+    }
+
+    /// The Delta txn app id of the job's stream, once it has started (its checkpoint has query
+    /// metadata); `None` when the job has never streamed.
+    pub async fn stream_app_id(&self) -> Result<Option<String>> {
+        let meta = self.checkpoint.get_json::<QueryMetadata>("metadata").await?;
+        Ok(meta.map(|m| m.id.app_id()))
+    }
+
+    /// The version of the job's sink table holding its stream's latest batch (`None`: the
+    /// stream has not written there).
+    pub async fn stream_has_written(&self) -> Result<Option<i64>> {
+        let Some(app_id) = self.stream_app_id().await? else {
+            return Ok(None);
+        };
+        DeltaSink::new(self.table()?.clone(), &app_id, WriteKind::Stream).committed_version().await
+    }
+
+    /// The watermark the job's stream's latest batch ran with (its offset log), `None` before
+    /// it ran or without a watermark.
+    pub async fn stream_watermark(&self) -> Result<Option<i64>> {
+        Ok(self.checkpoint.latest_offsets().await?.and_then(|(_, entry)| entry.context.watermark_ms))
+    }
+
+    /// Where the job's stream's batch `batch` ended, from its offset log.
+    pub async fn stream_end(&self, batch: i64) -> Result<Offset> {
+        let rel = format!("offsets/{batch}.json");
+        let entry = self.checkpoint.get_json::<OffsetEntry>(&rel).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "{}/{rel}: the sink table records batch {batch} of the job's stream, but the checkpoint has no offsets for it",
+                self.checkpoint.url()
+            ))
+        })?;
+        Ok(entry.range.end)
+    }
+
+    /// The job's stream's source, on its own state in the checkpoint.
+    pub async fn open_stream_source(&self) -> Result<Box<dyn Source>> {
+        self.source.open_stream(self.checkpoint.child("sources/0")).await
+    }
+
+    /// The quarantine table for `table`: `explicit`, or `<table>_quarantine`.
+    pub fn quarantine_beside(explicit: Option<&str>, table: &Url) -> Result<Url> {
+        match explicit {
+            Some(q) => table_url(q),
+            None => table_url(&default_quarantine(table.as_str())),
+        }
+    }
+}
+
+/// The quarantine table beside `table` when none is configured: `<table>_quarantine`.
+pub fn default_quarantine(table: &str) -> String {
+    format!("{}_quarantine", table.trim_end_matches('/'))
+}
+
+/// The late table beside `table` when none is configured: `<table>_late`.
+pub fn default_late(table: &str) -> String {
+    format!("{}_late", table.trim_end_matches('/'))
+}
