@@ -87,7 +87,11 @@ impl SourceProvider for RateSourceProvider {
         let started = match state.get_json::<Started>("start.json").await? {
             Some(started) => started,
             None => {
-                let _ = state.create_json("start.json", &Started { start_ms: now_ms() }).await;
+                match state.create_json("start.json", &Started { start_ms: now_ms() }).await {
+                    // Written, or another first run wrote it first: its start is read below.
+                    Ok(()) | Err(Error::ConcurrentQuery { .. }) => {}
+                    Err(e) => return Err(e),
+                }
                 state.get_json::<Started>("start.json").await?.ok_or_else(|| {
                     self.spec.err(format!("{}/start.json: cannot record the stream's start", state.url()))
                 })?

@@ -186,6 +186,8 @@ pub(super) async fn commit_range(
                 if add.deletion_vector.is_some() {
                     return Err(err(format!("version {version}: {}", deletion_vectors(1))));
                 }
+                // Statistics are optional in Delta and the count is an estimate (a backfill's
+                // plan): a file without readable ones counts no rows.
                 let rows = add
                     .stats
                     .as_deref()
@@ -386,12 +388,23 @@ impl DeltaStream {
     async fn missing(&self, version: u64) -> Result<()> {
         let store = self.table.log_store().object_store(None);
         let last = match store.get(&object_store::path::Path::from("_delta_log/_last_checkpoint")).await {
-            Ok(got) => got.bytes().await.ok(),
-            Err(_) => None,
+            Ok(got) => got.bytes().await.map(Some).map_err(|e| e.to_string()),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
         };
-        let checkpoint = last
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
+        let last = last.and_then(|bytes| {
+            bytes.map(|b| serde_json::from_slice::<serde_json::Value>(&b)).transpose().map_err(|e| e.to_string())
+        });
+        // A `_last_checkpoint` that cannot be read proves nothing: the version is taken as not
+        // written yet (asked for again at the next batch), and the failure is logged.
+        let last = last.unwrap_or_else(|e| {
+            tracing::warn!(
+                source = %self.describe,
+                "_delta_log/_last_checkpoint is unreadable ({e}); version {version} is taken as not written yet"
+            );
+            None
+        });
+        let checkpoint = last.and_then(|v| v.get("version").and_then(serde_json::Value::as_u64));
         match checkpoint {
             Some(c) if c >= version => Err(Error::DataLoss {
                 source_name: self.describe.clone(),

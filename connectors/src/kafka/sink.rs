@@ -20,7 +20,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tidewater_core::{BatchId, Error, Result, Sink, SinkCommit, SinkProvider};
 
@@ -82,6 +82,8 @@ impl KafkaSinkSpec {
 /// Counts the broker's acknowledgements and keeps the first failure.
 #[derive(Clone, Default)]
 struct Delivery {
+    /// The first failure. (A panic while it was locked breaks nothing an `Option` keeps: a
+    /// poisoned lock is used as it is, so no failure is lost.)
     failed: Arc<Mutex<Option<String>>>,
 }
 
@@ -91,9 +93,8 @@ impl ProducerContext for Delivery {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result
-            && let Ok(mut failed) = self.failed.lock()
-        {
+        if let Err((e, _)) = result {
+            let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
             failed.get_or_insert_with(|| e.to_string());
         }
     }
@@ -254,7 +255,7 @@ impl Sink for KafkaSink {
             producer
                 .flush(spec.timeout)
                 .map_err(|e| spec.err(format!("batch {id}: messages not acknowledged: {e}")))?;
-            if let Some(e) = failed.lock().ok().and_then(|mut f| f.take()) {
+            if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 return Err(spec.err(format!("batch {id}: a message was not delivered: {e}")));
             }
             Ok(SinkCommit::Delivered { rows: batch.len() as u64 })
