@@ -5,7 +5,6 @@
 //! What a job knows of its own stream (its app id, the offsets of a batch it committed, the
 //! watermark it ran with) is read from the checkpoint here, for the bounded runs that go beside it.
 
-use crate::aggregate::Aggregation;
 use crate::checkpoint::{Checkpoint, OffsetEntry, QueryMetadata};
 use crate::clock::{Clock, Stop};
 use crate::contract::{SinkProvider, Source, SourceProvider, Transform};
@@ -13,6 +12,7 @@ use crate::crash::StepHook;
 use crate::error::{Error, Result};
 use crate::id::Offset;
 use crate::location::table_url;
+use crate::ops::aggregate::Aggregation;
 use crate::ops::dedup::Dedup;
 use crate::ops::static_tables::StaticTables;
 use crate::ops::watermark::{LateRule, Watermark};

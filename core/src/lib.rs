@@ -23,8 +23,8 @@
 //!   the compute pool, the Arrow ⇄ Polars bridge.
 //! - [`batch`]: what a batch carries and reports; [`scope`]: what a bounded run covers.
 //! - [`contract`]: the traits users and connectors implement, each with its `# Contract`.
-//! - [`transform`], [`ops`], [`aggregate`]: SQL transforms, the watermark, deduplication, static
-//!   tables, streaming aggregations.
+//! - [`transform`], [`ops`]: SQL transforms; the watermark, deduplication, static tables and
+//!   streaming aggregations.
 //! - [`table_files`], [`frame`]: a Delta table's data files as frames; frame helpers.
 //! - [`checkpoint`]: the checkpoint's layout, its logs and the recovery rule.
 //! - [`sink`]: the idempotent Delta sink (one commit per batch, with its `txn`), quarantine, the
@@ -40,7 +40,6 @@
 //! through `object_store` and delta-rs. Transforms are pure: their time comes from
 //! [`BatchContext`], recorded in the offset log, so a replayed batch writes the same rows.
 
-pub mod aggregate;
 pub mod batch;
 pub mod bounded;
 pub mod bridge;

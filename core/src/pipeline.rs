@@ -1,7 +1,6 @@
 //! The user-facing builder: a source, a transform, a Delta sink and a checkpoint, run as a stream
 //! (`run(trigger)`) or as a bounded batch (`batch()`).
 
-use crate::aggregate::Aggregation;
 use crate::batch::RunReport;
 use crate::bounded::{Backfill, BackfillPlan, BatchOptions, BatchRunReport};
 use crate::checkpoint::Checkpoint;
@@ -12,6 +11,7 @@ use crate::engine::{StreamQuery, Trigger};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSink, default_late};
 use crate::location::table_url;
+use crate::ops::aggregate::Aggregation;
 use crate::ops::dedup::Dedup;
 use crate::ops::static_tables::{StaticTable, StaticTables};
 use crate::ops::watermark::Watermark;
@@ -152,8 +152,8 @@ impl Pipeline {
     /// Runs the job as a streaming aggregation over the rows of its transform (row-wise: it
     /// derives keys, filters, joins static tables): each batch's rows merged into the state kept
     /// in the checkpoint, the results written as `aggregation.mode` says; a bounded run computes
-    /// every group of its input. Build the aggregation from SQL ([`crate::aggregate::AggregateQuery::parse`])
-    /// or in Rust ([`crate::aggregate::GroupBy`]). See [`crate::aggregate`].
+    /// every group of its input. Build the aggregation from SQL ([`crate::ops::aggregate::AggregateQuery::parse`])
+    /// or in Rust ([`crate::ops::aggregate::GroupBy`]). See [`crate::ops::aggregate`].
     pub fn with_aggregation(mut self, aggregation: Aggregation) -> Self {
         self.aggregation = Some(aggregation);
         self

@@ -13,12 +13,12 @@
 //! context (a replay after a crash), it writes nothing twice. It writes no checkpoint entry: the
 //! caller records the state and the batch's end after it returns.
 
-use crate::aggregate::{Aggregation, OutputMode};
 use crate::batch::{BatchReport, Lane, Rejected, SinkCommit, SourceBatch};
 use crate::context::{BatchContext, Mode};
 use crate::contract::{Sink as _, Transform};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
+use crate::ops::aggregate::{Aggregation, OutputMode};
 use crate::ops::dedup::Dedup;
 use crate::ops::static_tables::StaticTables;
 use crate::ops::watermark::{LateRule, late_frame};

@@ -8,7 +8,7 @@ use tidewater_connectors::kafka::{Assignment, KafkaSinkProvider, KafkaSourceProv
 use tidewater_connectors::rate::{RATE_COLUMNS, RateSourceProvider};
 use tidewater_connectors::socket::SocketSourceProvider;
 use tidewater_connectors::{DeltaSourceProvider, FileSourceProvider};
-use tidewater_core::aggregate::{AggregateQuery, Aggregation, OutputMode};
+use tidewater_core::ops::aggregate::{AggregateQuery, Aggregation, OutputMode};
 use tidewater_core::{BatchContext, CrashPoint, Pipeline, SqlTransform, StepHook, Transform};
 
 /// Rust transforms a job file can name with `transform.rust = "<name>"`.

@@ -6,13 +6,13 @@
 use super::ledger::ChunkState;
 use super::plan::{Destination, Writes, backfills_dir};
 use super::runner::{Backfill, RunOptions};
-use crate::aggregate::{Aggregation, OutputMode};
 use crate::batch::{BatchReport, SourceBatch};
 use crate::context::{BatchContext, Mode};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
 use crate::job::Job;
 use crate::location::table_url;
+use crate::ops::aggregate::{Aggregation, OutputMode};
 use crate::ops::watermark::LateRule;
 use crate::scope::{Granularity, RangeScope, Scope};
 use crate::sink::{Change, Output, WriteKind};

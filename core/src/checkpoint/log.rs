@@ -44,7 +44,7 @@ pub struct DoneEntry {
     /// That state's size as written (Parquet bytes).
     #[serde(default)]
     pub state_bytes: Option<u64>,
-    /// The fingerprint of the aggregation that wrote that state ([`crate::aggregate::Aggregation::fingerprint`]).
+    /// The fingerprint of the aggregation that wrote that state ([`crate::ops::aggregate::Aggregation::fingerprint`]).
     #[serde(default)]
     pub state_of: Option<String>,
     /// Keys in the deduplication's state after the batch (`dedup/<N>.parquet`).

@@ -18,7 +18,6 @@ mod trigger;
 
 pub use trigger::Trigger;
 
-use crate::aggregate::Aggregation;
 use crate::batch::{BatchReport, RunReport, SinkCommit};
 use crate::checkpoint::{Checkpoint, DoneEntry, OffsetEntry, Recovery};
 use crate::clock::{Clock, Stop};
@@ -28,6 +27,7 @@ use crate::crash::{CrashPoint, StepHook, pass};
 use crate::error::Result;
 use crate::id::{BatchId, Offset, OffsetRange, QueryId};
 use crate::job::{Job, JobSink};
+use crate::ops::aggregate::Aggregation;
 use crate::ops::watermark::LateRule;
 use crate::sink::{Change, Output, WriteKind};
 use crate::step::{BatchStep, StepInput};

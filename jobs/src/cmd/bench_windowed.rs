@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tidewater_connectors::FileSourceProvider;
 use tidewater_connectors::files::{FileFormat, FileSpec};
-use tidewater_core::aggregate::{AggregateQuery, Aggregation, OutputMode};
 use tidewater_core::compute::MemoryWatch;
+use tidewater_core::ops::aggregate::{AggregateQuery, Aggregation, OutputMode};
 use tidewater_core::{Pipeline, Trigger};
 
 const SQL: &str = "SELECT window_start, window_end, category, count(*) AS n, sum(amount) AS total FROM input GROUP BY window(event_time, '5 minutes'), category";

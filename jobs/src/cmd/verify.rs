@@ -46,7 +46,7 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
         .map(std::sync::Arc::new);
     // An append-mode aggregation has written the groups its stream's watermark closed: the
     // recomputation writes those, and counts the others as pending.
-    let append = job.sink.mode == tidewater_core::aggregate::OutputMode::Append && pipeline.aggregates();
+    let append = job.sink.mode == tidewater_core::ops::aggregate::OutputMode::Append && pipeline.aggregates();
     let closed_by_ms = if append { pipeline.stream_watermark().await? } else { None };
     let options = BatchOptions {
         into: Some(table.clone()),

@@ -9,8 +9,8 @@ use tidewater_connectors::rate::RateSpec;
 use tidewater_connectors::socket::SocketSpec;
 use tidewater_connectors::{DeltaSpec, StartingVersion};
 use tidewater_core::Trigger;
-use tidewater_core::aggregate::OutputMode;
 use tidewater_core::location::parse_location;
+use tidewater_core::ops::aggregate::OutputMode;
 
 /// A job file that cannot run, and why.
 #[derive(Debug, thiserror::Error)]

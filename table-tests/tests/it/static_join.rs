@@ -155,7 +155,7 @@ fn from_rust_a_transform_joins_the_dimension_and_a_group_by_aggregates_its_rows(
     use polars::prelude::*;
     use tidewater_connectors::FileSourceProvider;
     use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
-    use tidewater_core::aggregate::{Aggregation, Function, GroupBy, OutputMode, Window};
+    use tidewater_core::ops::aggregate::{Aggregation, Function, GroupBy, OutputMode, Window};
     use tidewater_core::{BatchContext, Pipeline, Trigger};
 
     let dir = tempfile::tempdir().unwrap();

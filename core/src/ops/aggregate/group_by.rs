@@ -11,7 +11,7 @@ use std::time::Duration;
 /// the two run alike.
 ///
 /// ```
-/// # use tidewater_core::aggregate::{Function, GroupBy, Window};
+/// # use tidewater_core::ops::aggregate::{Function, GroupBy, Window};
 /// # use std::time::Duration;
 /// let query = GroupBy::new(["category"])
 ///     .window(Window::fixed("event_time", Duration::from_secs(300), Duration::from_secs(300)))
