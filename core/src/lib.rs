@@ -34,6 +34,7 @@ pub mod crash;
 pub mod dedup;
 pub mod engine;
 pub mod error;
+pub mod frame;
 pub mod id;
 pub mod location;
 pub mod pipeline;
