@@ -30,6 +30,8 @@
 
 mod commit;
 mod replace;
+#[cfg(test)]
+mod tests;
 
 pub use replace::{Change, Slice, Within};
 
