@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tidewater_core::compute::blocking;
+use tidewater_core::frame::fingerprint::{Fingerprint, PartitionValues};
+use tidewater_core::frame::split_by_keys;
 use tidewater_core::reconcile::buckets::{BucketPrints, Side, Spill, buckets_for, keep_differing};
-use tidewater_core::reconcile::fingerprint::{Fingerprint, PartitionValues};
 use tidewater_core::reconcile::{
-    DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name, split_by_keys,
+    DiffOptions, Report, compared_columns, diff, differing_keys, filter_rows, partition_name,
 };
 use tidewater_core::sink::{Change, DeltaSink, Within, WriteKind};
 use tidewater_core::{BatchId, Error, Result};

@@ -51,6 +51,7 @@ pub mod contract;
 pub mod crash;
 pub mod engine;
 pub mod error;
+pub mod frame;
 pub mod id;
 pub(crate) mod job;
 pub mod location;

@@ -49,7 +49,7 @@ impl Dedup {
         let first =
             rows.unique_stable(Some(&self.keys), UniqueKeepStrategy::First, None).map_err(polars("in the batch"))?;
         let new = match &state {
-            Some(state) if state.height() > 0 => crate::reconcile::split_by_keys(first, state, &self.keys)?.1,
+            Some(state) if state.height() > 0 => crate::frame::split_by_keys(first, state, &self.keys)?.1,
             _ => first,
         };
         let dropped = before - new.height() as u64;

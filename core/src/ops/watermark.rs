@@ -111,7 +111,7 @@ impl LateRule {
             }
             LateRule::Exclude(excluded) => {
                 let columns: Vec<String> = rows.get_column_names().iter().map(|c| c.to_string()).collect();
-                let (late, on_time) = crate::reconcile::split_by_keys(rows, excluded, &columns)?;
+                let (late, on_time) = crate::frame::split_by_keys(rows, excluded, &columns)?;
                 Ok(Split { on_time, late, max_event_ms: None })
             }
         }

@@ -9,8 +9,8 @@
 //! do not fit in memory they are spilled to Parquet files by bucket ([`Spill`]) and joined a
 //! bucket at a time.
 
-use super::fingerprint::{Fingerprint, row_hashes};
 use crate::error::{Error, Result};
+use crate::frame::fingerprint::{Fingerprint, row_hashes};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 

@@ -13,12 +13,13 @@
 //!   `|l - r| <= abs + rel * max(|l|, |r|)` (keyed comparison only: a multiset compares exactly).
 
 pub mod buckets;
-pub mod fingerprint;
 mod report;
 
+// Moved to `crate::frame` (the sink shares them); re-exported here for the checker's callers.
 pub use report::{Kind, Report, Sample, SchemaDifference, ValueDiff};
 
 use crate::error::{Error, Result};
+use crate::frame::fingerprint;
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
@@ -98,40 +99,6 @@ pub fn diff(left: DataFrame, right: DataFrame, names: (&str, &str), opts: &DiffO
         keyed(left, right, &columns, &partition_by, opts, &mut report)?;
     }
     Ok(report)
-}
-
-/// Splits `rows` into those whose `key` columns equal a row of `keys` (nulls equal) and the rest.
-pub fn split_by_keys(rows: DataFrame, keys: &DataFrame, key: &[String]) -> Result<(DataFrame, DataFrame)> {
-    if keys.height() == 0 || rows.height() == 0 {
-        return Ok((rows.clear(), rows));
-    }
-    const MARK: &str = "__tw_member";
-    let names: Vec<Expr> = rows.get_column_names().into_iter().map(|n| col(n.clone())).collect();
-    let schema = rows.schema().clone();
-    let cast: Vec<Expr> = key
-        .iter()
-        .map(|k| {
-            let dtype = schema.get(k.as_str()).cloned().unwrap_or(DataType::Null);
-            col(k.as_str()).cast(dtype)
-        })
-        .chain([lit(true).alias(MARK)])
-        .collect();
-    let marks = keys.clone().lazy().select(cast).unique(None, UniqueKeepStrategy::Any);
-    let on: Vec<Expr> = key.iter().map(|k| col(k.as_str())).collect();
-    let mut args = JoinArgs::new(JoinType::Left);
-    args.nulls_equal = true;
-    let marked = rows.lazy().join(marks, on.clone(), on, args).collect().map_err(polars_err("split by key"))?;
-    let pick = |member: bool| {
-        let is_member = col(MARK).is_not_null();
-        marked
-            .clone()
-            .lazy()
-            .filter(if member { is_member } else { is_member.not() })
-            .select(names.clone())
-            .collect()
-            .map_err(polars_err("split by key"))
-    };
-    Ok((pick(true)?, pick(false)?))
 }
 
 /// The keys whose rows differ between `left` and `right` over `columns` (a key present on one

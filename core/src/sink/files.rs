@@ -5,7 +5,7 @@
 
 use crate::bridge::{arrow_schema, polars_dtype, to_record_batches};
 use crate::error::{Error, Result};
-use crate::reconcile::fingerprint;
+use crate::frame::fingerprint;
 use delta_kernel::expressions::Scalar;
 use deltalake::arrow::datatypes::DataType as A;
 use deltalake::kernel::Add;

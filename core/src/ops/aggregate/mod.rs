@@ -198,7 +198,7 @@ impl Aggregation {
         let changed = partial.select(groups.iter().map(String::as_str)).map_err(Error::polars("changed groups"))?;
         Ok(match self.mode {
             OutputMode::Update => {
-                let (touched, _) = crate::reconcile::split_by_keys(merged.clone(), &changed, &groups)?;
+                let (touched, _) = crate::frame::split_by_keys(merged.clone(), &changed, &groups)?;
                 let (_, open) = self.closed(merged, watermark_ms)?;
                 Step { output: q.finalize(&touched)?, changed, state: open }
             }
