@@ -5,6 +5,7 @@ use crate::batch::RunReport;
 use crate::bounded::{Backfill, BackfillPlan, BatchOptions, BatchRunReport};
 use crate::checkpoint::Checkpoint;
 use crate::clock::{Clock, Stop, SystemClock};
+use crate::context::BatchContext;
 use crate::contract::{SinkProvider, SourceProvider, Transform};
 use crate::crash::StepHook;
 use crate::engine::{StreamQuery, Trigger};
@@ -63,7 +64,7 @@ impl Pipeline {
         Pipeline {
             name: name.into(),
             source: Arc::new(source),
-            transform: Arc::new(|input, _: &crate::BatchContext| Ok(input)),
+            transform: Arc::new(|input, _: &BatchContext| Ok(input)),
             table: None,
             rows_sink: None,
             partition_by: Vec::new(),

@@ -2,9 +2,10 @@
 //! (snapshot and stream), the checker, and the sink when it rewrites files (a backfill's slice by a
 //! data column). Partition values come from the log, typed by the table schema.
 
+use crate::batch::SourceBatch;
 use crate::bridge::polars_dtype;
+use crate::error::{Error, Result};
 use crate::scope::EPOCH;
-use crate::{Error, Result, SourceBatch};
 use chrono::{NaiveDateTime, NaiveTime};
 use deltalake::DeltaTable;
 use object_store::ObjectStoreExt as _;

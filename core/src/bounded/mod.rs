@@ -9,7 +9,7 @@
 //!                                   chunks/<k>.json (ledger: state, heartbeat, for people)
 //! ```
 //!
-//! - [`plan`]: the recorded plan and the plans a job has; [`ledger`]: each chunk's state and
+//! - [`plan`]: the recorded plan; `backfills`: planning one and finding those a job has; [`ledger`]: each chunk's state and
 //!   heartbeat; [`runner`]: running a plan's chunks; [`batch`]: `tidewater batch`.
 //!
 //! # Invariant
@@ -18,6 +18,7 @@
 //! order they finish in, and a chunk replayed after a crash is skipped by the sink. The ledger is
 //! for people and `status`; the table is the truth.
 
+mod backfills;
 pub mod batch;
 pub mod ledger;
 pub mod plan;
