@@ -80,19 +80,22 @@ impl Job {
             .with_partition_by(self.partition_by.clone())
             .with_key(self.key.clone())
             .with_hook(self.hook.clone())
+            .with_clock(self.clock.clone())
     }
 
     /// The step that runs the job's batches into `sink`, with `quarantine` and `late` keyed by the
     /// same app id and kind.
     pub fn step(&self, sink: Output, app_id: &str, kind: WriteKind, quarantine: Url, late: LateRule) -> BatchStep {
         let late_table = match late {
-            LateRule::Watermark(_) => self.late.clone().map(|url| DeltaSink::new(url, app_id, kind)),
+            LateRule::Watermark(_) => {
+                self.late.clone().map(|url| DeltaSink::new(url, app_id, kind).with_clock(self.clock.clone()))
+            }
             _ => None,
         };
         BatchStep {
             transform: self.transform.clone(),
             sink,
-            quarantine: DeltaSink::new(quarantine, app_id, kind),
+            quarantine: DeltaSink::new(quarantine, app_id, kind).with_clock(self.clock.clone()),
             late: LateRows { rule: late, table: late_table },
             aggregation: self.aggregation.clone(),
             dedup: self.dedup.clone(),

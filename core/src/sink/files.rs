@@ -342,13 +342,14 @@ fn json_bounds(dtype: &DataType, lo: Stat, hi: Stat) -> Option<(Value, Value)> {
 }
 
 /// Encodes one data file of `rows` (with `values` for the partition columns), the `n`th of
-/// this commit's files, and its `add` action.
+/// this commit's files, and its `add` action (modified at `modified_ms`, the sink's clock).
 fn encode(
     layout: &FileLayout,
     values: &[(String, Scalar)],
     mut rows: DataFrame,
     n: usize,
     writer: &uuid::Uuid,
+    modified_ms: i64,
 ) -> Result<(Add, bytes::Bytes)> {
     let hive: Vec<String> = values.iter().map(|(k, v)| format!("{k}={}", v.serialize_encoded())).collect();
     let name = format!("part-{n:05}-{writer}-c000.zstd.parquet");
@@ -374,7 +375,7 @@ fn encode(
         path,
         partition_values: values.iter().map(|(k, v)| (k.clone(), (!v.is_null()).then(|| v.serialize()))).collect(),
         size: bytes.len() as i64,
-        modification_time: chrono::Utc::now().timestamp_millis(),
+        modification_time: modified_ms,
         data_change: true,
         stats: Some(stats),
         tags,
@@ -392,6 +393,7 @@ pub(super) async fn write(
     store: Arc<dyn object_store::ObjectStore>,
     layout: Arc<FileLayout>,
     rows: DataFrame,
+    modified_ms: i64,
 ) -> Result<Vec<Add>> {
     use futures::{StreamExt as _, TryStreamExt as _};
     let (writer, table) = (uuid::Uuid::new_v4(), layout.table.clone());
@@ -410,7 +412,7 @@ pub(super) async fn write(
             let per_file = part.rows.height().div_ceil(pieces);
             for piece in 0..pieces {
                 let rows = part.rows.slice((piece * per_file) as i64, per_file);
-                files.push(encode(&layout, &part.values, rows, files.len(), &writer)?);
+                files.push(encode(&layout, &part.values, rows, files.len(), &writer, modified_ms)?);
             }
         }
         Ok(files)

@@ -247,7 +247,7 @@ impl DeltaSink {
         let table = self.table.as_ref().ok_or_else(|| Error::Internal("table vanished".into()))?;
         let snapshot = table.snapshot().map_err(Error::delta(&self.url, "snapshot"))?;
         let layout = Arc::new(FileLayout::of(snapshot, self.url.as_str())?);
-        files::write(table.object_store(), layout, rows).await
+        files::write(table.object_store(), layout, rows, self.clock.now_ms()).await
     }
 
     /// The commit's actions (the adds, then the removes) and txns (the app id's for batch `id`,
@@ -259,7 +259,7 @@ impl DeltaSink {
         removes: Vec<Remove>,
         lanes: &[Lane],
     ) -> (Vec<Action>, Vec<Transaction>) {
-        let now = Some(chrono::Utc::now().timestamp_millis());
+        let now = Some(self.clock.now_ms());
         let txns = std::iter::once(Transaction::new_with_last_update(&self.app_id, id.txn_version(), now))
             .chain(lanes.iter().map(|lane| Transaction::new_with_last_update(&lane.app_id, lane.to, now)))
             .collect();

@@ -37,6 +37,7 @@ pub use replace::{Change, Slice, Within};
 
 use crate::batch::SinkCommit;
 use crate::contract::Sink;
+use crate::clock::{Clock, SystemClock};
 use crate::crash::StepHook;
 use crate::error::{Error, Result};
 use crate::id::BatchId;
@@ -49,6 +50,7 @@ use deltalake::table::config::TablePropertiesExt as _;
 use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableBuilder};
 use polars::prelude::DataFrame;
+use std::sync::Arc;
 use url::Url;
 
 /// How commits are recorded in the table history.
@@ -84,6 +86,9 @@ pub struct DeltaSink {
     /// The lane txn versions this sink's own commits since its snapshot recorded (the snapshot
     /// is not refreshed after them; see the module doc).
     lanes: std::collections::HashMap<String, i64>,
+    /// The time its commits record (txn `lastUpdated`, data files' modification times) and log
+    /// cleanup counts from.
+    clock: Arc<dyn Clock>,
 }
 
 impl DeltaSink {
@@ -100,7 +105,14 @@ impl DeltaSink {
             checkpointing: None,
             hook: None,
             lanes: Default::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The clock its commits' times come from (the job's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Partition columns used when the sink creates the table.
@@ -330,7 +342,7 @@ impl DeltaSink {
         let (url, log_store) = (self.url.clone(), table.log_store());
         let cleanup = table.snapshot().ok().map(DeltaTableState::table_config).and_then(|config| {
             let retention = config.log_retention_duration().as_millis() as i64;
-            config.enable_expired_log_cleanup().then(|| chrono::Utc::now().timestamp_millis() - retention)
+            config.enable_expired_log_cleanup().then(|| self.clock.now_ms() - retention)
         });
         self.checkpointing = Some(tokio::spawn(async move {
             let started = std::time::Instant::now();
