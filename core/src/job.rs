@@ -1,6 +1,8 @@
-//! [`Job`]: a [`crate::Pipeline`] once resolved: its tables' URLs parsed, its checkpoint opened,
-//! its quarantine and late tables chosen. It is owned (its parts are shared handles), so a stream,
-//! a batch run or a backfill holds its own and never calls back into the builder.
+//! [`Job`]: a [`crate::Pipeline`] once resolved: its checkpoint opened, its sink, quarantine and
+//! late tables chosen. It is owned (its parts are shared handles), so a stream, a batch run or a
+//! backfill holds its own and never calls back into the builder. A table's location becomes a URL
+//! (and a local table's directory is made) only where a run uses it, so a run refused before it
+//! writes leaves nothing behind.
 //!
 //! What a job knows of its own stream (its app id, the offsets of a batch it committed, the
 //! watermark it ran with) is read from the checkpoint here, for the bounded runs that go beside it.
@@ -25,8 +27,8 @@ use url::Url;
 /// Where a job's result rows go.
 #[derive(Clone)]
 pub(crate) enum JobSink {
-    /// A Delta table: every output mode, bounded runs, backfills, `verify`.
-    Table(Url),
+    /// A Delta table (its location as given): every output mode, bounded runs, backfills, `verify`.
+    Table(String),
     /// A sink of another kind (console, memory, Kafka): streams only.
     Rows(Arc<dyn SinkProvider>),
 }
@@ -40,10 +42,10 @@ pub(crate) struct Job {
     pub sink: JobSink,
     pub partition_by: Vec<String>,
     pub key: Vec<String>,
-    /// The quarantine table the job's stream writes (and its bounded runs into its own table).
-    pub quarantine: Url,
+    /// The quarantine table asked for (else [`Job::quarantine`] chooses it).
+    pub quarantine: Option<String>,
     /// The table late rows go to, when the job has a watermark and one (`None`: only counted).
-    pub late: Option<Url>,
+    pub late: Option<String>,
     pub watermark: Option<Watermark>,
     pub aggregation: Option<Aggregation>,
     pub dedup: Option<Dedup>,
@@ -58,14 +60,25 @@ pub(crate) struct Job {
 
 impl Job {
     /// The job's sink table; refused for a job writing to a sink of another kind.
-    pub fn table(&self) -> Result<&Url> {
+    pub fn table(&self) -> Result<Url> {
         match &self.sink {
-            JobSink::Table(url) => Ok(url),
+            JobSink::Table(table) => table_url(table),
             JobSink::Rows(sink) => Err(Error::Unsupported(format!(
                 "pipeline {} writes to {}: bounded runs, backfills and verify need a Delta table sink",
                 self.name,
                 sink.describe()
             ))),
+        }
+    }
+
+    /// The quarantine table the job's stream writes (and its bounded runs into its own table):
+    /// the one asked for, else `<table>_quarantine`, else (beside a sink of another kind)
+    /// `<checkpoint>/quarantine`.
+    pub fn quarantine(&self) -> Result<Url> {
+        match (&self.quarantine, &self.sink) {
+            (Some(q), _) => table_url(q),
+            (None, JobSink::Table(_)) => Job::quarantine_beside(None, &self.table()?),
+            (None, JobSink::Rows(_)) => table_url(self.checkpoint.child("quarantine").url()),
         }
     }
 
@@ -85,14 +98,21 @@ impl Job {
 
     /// The step that runs the job's batches into `sink`, with `quarantine` and `late` keyed by the
     /// same app id and kind.
-    pub fn step(&self, sink: Output, app_id: &str, kind: WriteKind, quarantine: Url, late: LateRule) -> BatchStep {
-        let late_table = match late {
-            LateRule::Watermark(_) => {
-                self.late.clone().map(|url| DeltaSink::new(url, app_id, kind).with_clock(self.clock.clone()))
+    pub fn step(
+        &self,
+        sink: Output,
+        app_id: &str,
+        kind: WriteKind,
+        quarantine: Url,
+        late: LateRule,
+    ) -> Result<BatchStep> {
+        let late_table = match (&late, &self.late) {
+            (LateRule::Watermark(_), Some(table)) => {
+                Some(DeltaSink::new(table_url(table)?, app_id, kind).with_clock(self.clock.clone()))
             }
             _ => None,
         };
-        BatchStep {
+        Ok(BatchStep {
             transform: self.transform.clone(),
             sink,
             quarantine: DeltaSink::new(quarantine, app_id, kind).with_clock(self.clock.clone()),
@@ -100,7 +120,7 @@ impl Job {
             aggregation: self.aggregation.clone(),
             dedup: self.dedup.clone(),
             statics: self.statics.clone(),
-        }
+        })
     }
 
     /// What the job's stream sets aside as late: rows behind its watermark, if it has one.
@@ -121,7 +141,7 @@ impl Job {
         let Some(app_id) = self.stream_app_id().await? else {
             return Ok(None);
         };
-        DeltaSink::new(self.table()?.clone(), &app_id, WriteKind::Stream).committed_version().await
+        DeltaSink::new(self.table()?, &app_id, WriteKind::Stream).committed_version().await
     }
 
     /// The watermark the job's stream's latest batch ran with (its offset log), `None` before

@@ -11,7 +11,6 @@ use crate::crash::StepHook;
 use crate::engine::{StreamQuery, Trigger};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobSink, default_late};
-use crate::location::table_url;
 use crate::ops::aggregate::Aggregation;
 use crate::ops::dedup::Dedup;
 use crate::ops::static_tables::{StaticTable, StaticTables};
@@ -210,29 +209,19 @@ impl Pipeline {
         })
     }
 
-    /// The pipeline resolved: URLs parsed, checkpoint opened, quarantine and late tables chosen.
+    /// The pipeline resolved: its checkpoint opened, its sink, quarantine and late tables chosen.
     fn job(&self) -> Result<Job> {
         let location = self
             .checkpoint
             .as_deref()
             .ok_or_else(|| Error::Unsupported(format!("pipeline {}: no checkpoint location set", self.name)))?;
         let checkpoint = Checkpoint::open(location)?;
-        let (sink, quarantine) = match (&self.table, &self.rows_sink) {
-            (Some(table), _) => {
-                let table = table_url(table)?;
-                let quarantine = Job::quarantine_beside(self.quarantine.as_deref(), &table)?;
-                (JobSink::Table(table), quarantine)
-            }
-            (None, Some(sink)) => {
-                let quarantine = match self.quarantine.as_deref() {
-                    Some(q) => table_url(q)?,
-                    None => table_url(checkpoint.child("quarantine").url())?,
-                };
-                (JobSink::Rows(sink.clone()), quarantine)
-            }
+        let sink = match (&self.table, &self.rows_sink) {
+            (Some(table), _) => JobSink::Table(table.clone()),
+            (None, Some(sink)) => JobSink::Rows(sink.clone()),
             (None, None) => return Err(Error::Unsupported(format!("pipeline {}: no sink table set", self.name))),
         };
-        let late = self.late_table()?.as_deref().map(table_url).transpose()?;
+        let late = self.late_table()?;
         Ok(Job {
             name: self.name.clone(),
             source: self.source.clone(),
@@ -240,7 +229,7 @@ impl Pipeline {
             sink,
             partition_by: self.partition_by.clone(),
             key: self.key.clone(),
-            quarantine,
+            quarantine: self.quarantine.clone(),
             late,
             watermark: self.watermark.clone(),
             aggregation: self.aggregation.clone(),

@@ -43,7 +43,7 @@ impl Job {
                 self.source.describe(),
             )));
         }
-        let (target, quarantine) = (self.table()?.clone(), self.quarantine.clone());
+        let (target, quarantine) = (self.table()?, self.quarantine()?);
         self.record_backfill(scope, planned, writes, Destination { target, quarantine, asked_version: None }).await
     }
 
@@ -118,8 +118,7 @@ impl Job {
     /// Every recorded backfill of the job, oldest first.
     pub async fn backfill_plans(&self) -> Result<Vec<BackfillPlan>> {
         let dir = backfills_dir(&self.checkpoint);
-        self.table()?;
-        let quarantine = &self.quarantine;
+        let quarantine = self.quarantine()?;
         let mut plans = Vec::new();
         for id in dir.list_dirs().await? {
             let at = dir.child(&id);

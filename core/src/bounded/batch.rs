@@ -171,7 +171,7 @@ impl Job {
         match (&options.quarantine, &options.into) {
             (Some(q), _) => table_url(q),
             (None, Some(_)) => Job::quarantine_beside(None, target),
-            (None, None) => Ok(self.quarantine.clone()),
+            (None, None) => self.quarantine(),
         }
     }
 
@@ -274,7 +274,7 @@ impl Job {
             None => LateRule::None,
         };
         let sink = self.delta_sink(target.clone(), &app_id, WriteKind::Batch);
-        let mut step = self.step(Output::Table(Box::new(sink)), &app_id, WriteKind::Batch, quarantine.clone(), late);
+        let mut step = self.step(Output::Table(Box::new(sink)), &app_id, WriteKind::Batch, quarantine.clone(), late)?;
         let recorded = step.sink.table()?.committed_version().await?;
         if !replacing && recorded.is_some() {
             tracing::info!(table = %target, app_id, "this batch run is in the table already");
@@ -333,7 +333,7 @@ impl Job {
     fn target(&self, options: &BatchOptions) -> Result<Url> {
         match options.into.as_deref() {
             Some(into) => table_url(into),
-            None => Ok(self.table()?.clone()),
+            None => self.table(),
         }
     }
 }

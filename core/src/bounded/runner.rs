@@ -320,7 +320,7 @@ impl Backfill {
         let quarantine = table_url(&self.plan.quarantine)?;
         let app_id = sink.app_id().to_string();
         let mut step =
-            self.job.step(Output::Table(Box::new(sink)), &app_id, WriteKind::Batch, quarantine, self.late.clone());
+            self.job.step(Output::Table(Box::new(sink)), &app_id, WriteKind::Batch, quarantine, self.late.clone())?;
         let mut ctx = BatchContext::new(BatchId::new(k as u64), Mode::Batch, self.plan.planned_at_ms);
         ctx.tables = Tables::new(self.plan.tables.clone(), Default::default());
         let input =

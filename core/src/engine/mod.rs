@@ -68,12 +68,12 @@ impl StreamQuery {
         let meta = job.checkpoint.query_metadata(&job.name).await?;
         let app_id = meta.id.app_id();
         let sink = match &job.sink {
-            JobSink::Table(url) => Output::Table(Box::new(job.delta_sink(url.clone(), &app_id, WriteKind::Stream))),
+            JobSink::Table(_) => Output::Table(Box::new(job.delta_sink(job.table()?, &app_id, WriteKind::Stream))),
             JobSink::Rows(sink) => Output::Rows(sink.open().await?),
         };
         tracing::info!(%meta.id, sink = %sink.describe(), checkpoint = %job.checkpoint.url(), source = %job.source.describe(), "starting stream");
         warn_unbounded_state(&job);
-        let step = job.step(sink, &app_id, WriteKind::Stream, job.quarantine.clone(), job.late_rule());
+        let step = job.step(sink, &app_id, WriteKind::Stream, job.quarantine()?, job.late_rule())?;
         let fingerprint = job.aggregation.as_ref().map(Aggregation::fingerprint);
         Ok(StreamQuery {
             query: meta.id,

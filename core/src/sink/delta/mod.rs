@@ -36,8 +36,8 @@ mod tests;
 pub use replace::{Change, Slice, Within};
 
 use crate::batch::SinkCommit;
-use crate::contract::Sink;
 use crate::clock::{Clock, SystemClock};
+use crate::contract::Sink;
 use crate::crash::StepHook;
 use crate::error::{Error, Result};
 use crate::id::BatchId;
