@@ -1,4 +1,5 @@
-//! The command line, with clap: doc comments are the `--help` text.
+//! The command line, with clap: the argument types, whose doc comments are the `--help` text.
+//! What the commands do with them is in [`crate::cmd`] and [`crate::bench`].
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -169,16 +170,6 @@ pub enum TriggerKind {
     Once,
     /// Everything available at start, in batches of max_files_per_trigger, then exit.
     AvailableNow,
-}
-
-impl TriggerKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            TriggerKind::ProcessingTime => "processing-time",
-            TriggerKind::Once => "once",
-            TriggerKind::AvailableNow => "available-now",
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -387,27 +378,6 @@ pub struct CompareArgs {
     pub memory: MemoryArgs,
 }
 
-impl CompareArgs {
-    /// Sets these options on a reconciler.
-    pub fn apply(self, reconciler: tidewater_connectors::Reconciler) -> tidewater_connectors::Reconciler {
-        let mut reconciler = self
-            .memory
-            .apply(reconciler)
-            .key(self.key)
-            .use_recorded_key(!self.no_key)
-            .ignore(self.ignore)
-            .tolerance(self.tolerance, self.rel_tolerance)
-            .samples(self.samples);
-        if let Some(columns) = self.columns {
-            reconciler = reconciler.columns(columns);
-        }
-        if let Some(condition) = self.filter {
-            reconciler = reconciler.filter(condition);
-        }
-        reconciler
-    }
-}
-
 /// How much memory a comparison may use, and where it spills beyond that.
 #[derive(Debug, Args)]
 pub struct MemoryArgs {
@@ -419,16 +389,6 @@ pub struct MemoryArgs {
     /// Where to spill (default: the system's temporary directory; deleted at the end).
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
-}
-
-impl MemoryArgs {
-    pub fn apply(self, reconciler: tidewater_connectors::Reconciler) -> tidewater_connectors::Reconciler {
-        let reconciler = reconciler.memory_limit(self.memory.as_u64());
-        match self.spill_dir {
-            Some(dir) => reconciler.spill_dir(dir),
-            None => reconciler,
-        }
-    }
 }
 
 #[derive(Debug, Args)]

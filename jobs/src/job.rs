@@ -1,13 +1,11 @@
-//! From a validated job file to a [`Pipeline`]: the source provider, the transform (SQL or a
+//! From a validated job file to a [`Pipeline`]: the source (each kind starts its own, see
+//! [`SourceSpec::pipeline`](crate::spec::SourceSpec::pipeline)), the transform (SQL or a
 //! registered Rust one), the sink, and the fault-injection hook.
 
 use crate::spec::{JobSpec, SinkKind, SourceSpec, SpecError, TransformSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tidewater_connectors::kafka::{Assignment, KafkaSinkProvider, KafkaSourceProvider};
-use tidewater_connectors::rate::{RATE_COLUMNS, RateSourceProvider};
-use tidewater_connectors::socket::SocketSourceProvider;
-use tidewater_connectors::{DeltaSourceProvider, FileSourceProvider};
+use tidewater_connectors::kafka::Assignment;
 use tidewater_core::ops::aggregate::{AggregateQuery, Aggregation, OutputMode};
 use tidewater_core::{BatchContext, CrashPoint, Pipeline, SqlTransform, StepHook, Transform};
 
@@ -53,23 +51,7 @@ impl Transform for Shared {
 /// is refused before anything runs.
 pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, SpecError> {
     let err = |key: &str, problem: String| SpecError { file: job.file.display().to_string(), key: key.into(), problem };
-    let (pipeline, schema) = match &job.source {
-        SourceSpec::Files(files) => (
-            Pipeline::new(&job.name, FileSourceProvider::new(files.clone())),
-            files.schema.as_ref().map(|s| s.polars_schema()),
-        ),
-        SourceSpec::Delta(delta) => (Pipeline::new(&job.name, DeltaSourceProvider::new(delta.clone())), None),
-        SourceSpec::Kafka(kafka) => {
-            let schema = kafka.format.row_schema().map_err(|e| err("source", e.to_string()))?;
-            (Pipeline::new(&job.name, KafkaSourceProvider::new(kafka.clone())), Some(schema))
-        }
-        SourceSpec::Rate(rate) => {
-            let schema = rate.rows(0, 0, 0).map_err(|e| err("source", e.to_string()))?.schema().as_ref().clone();
-            debug_assert!(RATE_COLUMNS.iter().all(|c| schema.contains(c)));
-            (Pipeline::new(&job.name, RateSourceProvider::new(rate.clone())), Some(schema))
-        }
-        SourceSpec::Socket(socket) => (Pipeline::new(&job.name, SocketSourceProvider::new(socket.clone())), None),
-    };
+    let (pipeline, schema) = job.source.pipeline(&job.name).map_err(|problem| err("source", problem))?;
     let watermark = job.watermark.as_ref().map(|(column, _)| column.as_str());
     let statics: Vec<String> = job.tables.iter().map(|(name, _)| name.clone()).collect();
     // A query that reads static tables is planned at its first batch, when their schemas are
@@ -192,12 +174,7 @@ pub fn pipeline_for(job: &JobSpec, registry: &Registry) -> Result<Pipeline, Spec
             pipeline.with_transform(Shared(transform))
         }
     };
-    let pipeline = match (&job.sink.kind, &job.sink.table) {
-        (SinkKind::Delta, Some(table)) => pipeline.with_table(table),
-        (SinkKind::Delta, None) => return Err(err("sink.table", "missing: the Delta table to write".into())),
-        (SinkKind::Console { num_rows }, _) => pipeline.with_sink(tidewater_core::sink::ConsoleSink::new(*num_rows)),
-        (SinkKind::Kafka(kafka), _) => pipeline.with_sink(KafkaSinkProvider::new(kafka.clone())),
-    };
+    let pipeline = job.sink.attach(pipeline).map_err(|problem| err("sink.table", problem))?;
     let mut pipeline =
         pipeline.with_partition_by(job.sink.partition_by.clone()).with_key(key).with_checkpoint(&job.checkpoint);
     if let Some((column, delay)) = &job.watermark {

@@ -3,6 +3,7 @@
 //! Job files, the command line and its commands. A program that registers its own Rust transforms
 //! calls [`main_with`] with a [`Registry`] and gets the same command line.
 
+pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod generate;

@@ -1,20 +1,15 @@
-//! One module per subcommand; [`dispatch`] picks it and returns the exit status.
+//! One module per subcommand (`bench`'s are in [`crate::bench`]); [`dispatch`] picks it and
+//! returns the exit status. Also what the commands share: their error type and their output.
 
 mod backfill;
 mod batch;
-mod bench;
-mod bench_backfill;
-mod bench_delta_stream;
-mod bench_kafka;
-mod bench_reconcile;
-mod bench_windowed;
 mod demo;
 mod reconcile;
 mod run;
 mod verify;
 
 use crate::Registry;
-use crate::cli::{BenchCommand, Command, OutputArgs};
+use crate::cli::{Command, OutputArgs};
 use std::io::Write;
 
 /// Anything a command can fail with.
@@ -49,12 +44,7 @@ pub async fn dispatch(command: Command, registry: &Registry) -> Result<i32, CliE
         Command::Reconcile(args) => reconcile::reconcile(args).await,
         Command::Verify(args) => verify::verify(args, registry).await,
         Command::Demo(args) => demo::demo(args, registry).await,
-        Command::Bench(BenchCommand::Ingest(args)) => bench::ingest(args).await,
-        Command::Bench(BenchCommand::Reconcile(args)) => bench_reconcile::reconcile(args).await,
-        Command::Bench(BenchCommand::DeltaStream(args)) => bench_delta_stream::delta_stream(args).await,
-        Command::Bench(BenchCommand::Backfill(args)) => bench_backfill::backfill(args).await,
-        Command::Bench(BenchCommand::Windowed(args)) => bench_windowed::windowed(args).await,
-        Command::Bench(BenchCommand::Kafka(args)) => bench_kafka::kafka(args).await,
+        Command::Bench(command) => crate::bench::dispatch(command).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `tidewater reconcile LEFT RIGHT`: the consistency checker over two Delta tables.
 
 use super::{CliError, emit, refuse_stray};
-use crate::cli::{OutputArgs, ReconcileArgs};
+use crate::cli::{CompareArgs, OutputArgs, ReconcileArgs};
 use crate::{EXIT_DIFFERENT, EXIT_OK};
 use tidewater_connectors::{Reconciler, RepairReport, TableVersion};
 use tidewater_core::reconcile::Report;
@@ -24,13 +24,35 @@ pub async fn reconcile(args: ReconcileArgs) -> Result<i32, CliError> {
     refuse_stray(args.stray.as_deref(), &args.output)?;
     let (left, left_at) = parse_table_ref(&args.left)?;
     let (right, right_at) = parse_table_ref(&args.right)?;
-    let reconciler = args.compare.apply(Reconciler::new(left, right).at(left_at, right_at));
+    let reconciler = with_options(Reconciler::new(left, right).at(left_at, right_at), args.compare);
     if args.repair {
         return repair(reconciler, args.dry_run, &args.output).await;
     }
     let report = reconciler.run().await?;
     emit(&args.output, &report, || report.to_string())?;
     Ok(if report.is_identical() { EXIT_OK } else { EXIT_DIFFERENT })
+}
+
+/// Sets the comparison options (`reconcile`'s and `verify`'s) on a reconciler.
+pub(crate) fn with_options(reconciler: Reconciler, compare: CompareArgs) -> Reconciler {
+    let memory = compare.memory;
+    let mut reconciler = reconciler.memory_limit(memory.memory.as_u64());
+    if let Some(dir) = memory.spill_dir {
+        reconciler = reconciler.spill_dir(dir);
+    }
+    let mut reconciler = reconciler
+        .key(compare.key)
+        .use_recorded_key(!compare.no_key)
+        .ignore(compare.ignore)
+        .tolerance(compare.tolerance, compare.rel_tolerance)
+        .samples(compare.samples);
+    if let Some(columns) = compare.columns {
+        reconciler = reconciler.columns(columns);
+    }
+    if let Some(condition) = compare.filter {
+        reconciler = reconciler.filter(condition);
+    }
+    reconciler
 }
 
 /// Repairs RIGHT from LEFT and prints what happened; exit 0 when RIGHT ends identical.

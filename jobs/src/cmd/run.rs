@@ -74,7 +74,7 @@ pub(crate) fn override_trigger(
         (Some(TriggerKind::AvailableNow), None) => Ok(Trigger::AvailableNow),
         (Some(other @ (TriggerKind::Once | TriggerKind::AvailableNow)), Some(_)) => Err(format!(
             "--interval applies to the processing-time trigger only, not to --trigger {}: drop one of the two",
-            other.name()
+            flag_value(other)
         )),
         (None, Some(every)) => match job {
             Trigger::ProcessingTime(_) => Ok(Trigger::ProcessingTime(every)),
@@ -84,6 +84,15 @@ pub(crate) fn override_trigger(
                 humantime::format_duration(every)
             )),
         },
+    }
+}
+
+/// How `--trigger` spells `kind`.
+fn flag_value(kind: TriggerKind) -> &'static str {
+    match kind {
+        TriggerKind::ProcessingTime => "processing-time",
+        TriggerKind::Once => "once",
+        TriggerKind::AvailableNow => "available-now",
     }
 }
 

@@ -1,6 +1,7 @@
 //! `tidewater verify JOB.toml`: recompute the job in batch into a scratch table and reconcile it
 //! with the job's sink table.
 
+use super::reconcile::with_options;
 use super::{CliError, emit, out, refuse_stray};
 use crate::cli::VerifyArgs;
 use crate::spec::load;
@@ -67,14 +68,14 @@ pub async fn verify(args: VerifyArgs, registry: &Registry) -> Result<i32, CliErr
     }
     if args.repair {
         // The recomputation is the truth; the sink table is repaired.
-        let reconciler = compare.apply(Reconciler::new(table.clone(), sink_table.clone()));
+        let reconciler = with_options(Reconciler::new(table.clone(), sink_table.clone()), compare);
         let code = super::reconcile::repair(reconciler, args.dry_run, &args.output).await?;
         if !args.output.json {
             out(format_args!("recomputed table kept at {table}"));
         }
         return Ok(code);
     }
-    let report = compare.apply(Reconciler::new(sink_table.clone(), table.clone())).run().await?;
+    let report = with_options(Reconciler::new(sink_table.clone(), table.clone()), compare).run().await?;
 
     // What the stream set aside: its quarantine table and its late table.
     let stream_quarantine = job.sink.quarantine.clone().unwrap_or_else(|| default_quarantine(&sink_table));

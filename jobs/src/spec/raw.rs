@@ -1,25 +1,71 @@
 //! The job file as written (TOML), read with serde and nothing else. Unknown keys are refused, so a
-//! typo is an error, not a silent default.
+//! typo is an error, not a silent default. `[source]` and `[sink]` are read by their kind, each
+//! kind's keys by its own struct (see `section.rs`).
 
+use super::file::{JobFile, SpecError};
+use super::sink::RawSink;
+use super::source::RawSource;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use std::collections::BTreeMap;
+use toml::de::DeTable;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A job file as written.
+#[derive(Debug)]
 pub struct RawJob {
     pub name: String,
     pub checkpoint: Option<String>,
     pub source: RawSource,
-    #[serde(default)]
     pub transform: RawTransform,
     pub sink: RawSink,
-    #[serde(default)]
     pub trigger: RawTrigger,
     pub watermark: Option<RawWatermark>,
     pub dedup: Option<RawDedup>,
     /// Static tables read beside `input`: name = location.
-    #[serde(default)]
     pub tables: BTreeMap<String, String>,
+}
+
+/// The top level as serde reads it: `[source]` and `[sink]` must be there, but their keys depend
+/// on their kind, so they are read after it, each by its kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopLevel {
+    name: String,
+    checkpoint: Option<String>,
+    #[serde(rename = "source")]
+    _source: IgnoredAny,
+    #[serde(default)]
+    transform: RawTransform,
+    #[serde(rename = "sink")]
+    _sink: IgnoredAny,
+    #[serde(default)]
+    trigger: RawTrigger,
+    watermark: Option<RawWatermark>,
+    dedup: Option<RawDedup>,
+    #[serde(default)]
+    tables: BTreeMap<String, String>,
+}
+
+impl RawJob {
+    /// Reads the job file's TOML: the top level, then `[source]` and `[sink]` by their kind.
+    pub(crate) fn read(file: &JobFile) -> Result<RawJob, SpecError> {
+        let root = DeTable::parse(file.text()).map_err(|e| file.serde_error(&e))?;
+        let top =
+            TopLevel::deserialize(toml::de::Deserializer::from(root.clone())).map_err(|e| file.serde_error(&e))?;
+        let source = RawSource::read(root.get_ref(), file)?;
+        let sink = RawSink::read(root.get_ref(), file)?;
+        Ok(RawJob {
+            name: top.name,
+            checkpoint: top.checkpoint,
+            source,
+            transform: top.transform,
+            sink,
+            trigger: top.trigger,
+            watermark: top.watermark,
+            dedup: top.dedup,
+            tables: top.tables,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,58 +82,11 @@ pub struct RawWatermark {
     pub delay: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSource {
-    pub kind: String,
-    pub path: Option<String>,
-    pub table: Option<String>,
-    pub format: Option<String>,
-    pub max_files_per_trigger: Option<i64>,
-    pub files_per_chunk: Option<i64>,
-    pub max_bytes_per_trigger: Option<toml::Value>,
-    pub starting_version: Option<toml::Value>,
-    pub skip_change_commits: Option<bool>,
-    pub ignore_deletes: Option<bool>,
-    pub schema: Option<BTreeMap<String, toml::Value>>,
-    pub bootstrap_servers: Option<String>,
-    pub topics: Option<Vec<String>>,
-    pub topic_pattern: Option<String>,
-    pub starting_offsets: Option<toml::Value>,
-    pub max_offsets_per_trigger: Option<i64>,
-    pub fail_on_data_loss: Option<bool>,
-    pub group_id: Option<String>,
-    pub options: Option<BTreeMap<String, toml::Value>>,
-    pub rows_per_second: Option<i64>,
-    pub host: Option<String>,
-    pub port: Option<i64>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTransform {
     pub sql: Option<String>,
     pub rust: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSink {
-    pub kind: Option<String>,
-    pub table: Option<String>,
-    pub mode: Option<String>,
-    #[serde(default)]
-    pub partition_by: Vec<String>,
-    #[serde(default)]
-    pub key: Vec<String>,
-    pub quarantine: Option<String>,
-    pub late: Option<String>,
-    pub num_rows: Option<i64>,
-    pub bootstrap_servers: Option<String>,
-    pub topic: Option<String>,
-    pub key_column: Option<String>,
-    pub headers_column: Option<String>,
-    pub options: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,11 +2,10 @@
 //! streamed in update mode over generated Parquet files, one file per batch, beside one plain
 //! Polars group-by of the same rows in the same process; then 1,000-row batches on the warm state.
 
-use super::bench::{ms, quantile, tempfile_dir};
-use super::bench_delta_stream::cpu_time;
-use super::{CliError, out, thousands};
+use super::{cpu_time, ms, quantile, tempfile_dir};
 use crate::EXIT_OK;
 use crate::cli::BenchWindowedArgs;
+use crate::cmd::{CliError, out, thousands};
 use polars::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -4,11 +4,10 @@
 //! produce rate with `interval = 0s`: the produce time each message carries against the
 //! `commitInfo.timestamp` of the commit that added its row's file.
 
-use super::bench::{ms, quantile, tempfile_dir};
-use super::bench_delta_stream::cpu_time;
-use super::{CliError, out, thousands};
+use super::{cpu_time, ms, quantile, tempfile_dir};
 use crate::EXIT_OK;
 use crate::cli::BenchKafkaArgs;
+use crate::cmd::{CliError, out, thousands};
 use polars::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -3,15 +3,16 @@
 //! plain Polars writing partitioned Parquet), each measured by the kernel (CPU, peak RSS); then
 //! the latency of tiny batches early and late in one long stream.
 
-use super::{CliError, out, thousands};
+use super::{Usage, measure, median, ms, quantile, tempfile_dir};
 use crate::EXIT_OK;
 use crate::cli::BenchIngestArgs;
+use crate::cmd::{CliError, out, thousands};
 use crate::generate::write_events;
 use polars::prelude::*;
 use polars::sql::SQLContext;
-use std::io::{Cursor, Read as _};
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tidewater_connectors::FileSourceProvider;
 use tidewater_connectors::files::{FileFormat, FileSpec, InputSchema};
@@ -49,51 +50,6 @@ fn job_file(landing: &Path, work: &Path, per_batch: usize) -> String {
     )
 }
 
-/// What the kernel measured of one child process.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Usage {
-    pub(crate) wall: Duration,
-    pub(crate) cpu: Duration,
-    pub(crate) peak_rss_bytes: u64,
-}
-
-/// Runs `command` to completion; its stdout, and its wall time, CPU time (user + system) and peak
-/// RSS from `wait4`.
-pub(crate) fn measure(what: &str, command: &mut Command, stderr: &Path) -> Result<(Usage, String), CliError> {
-    let log = std::fs::File::create(stderr).map_err(CliError::io(stderr.display()))?;
-    let started = Instant::now();
-    let mut child =
-        command.stdout(Stdio::piped()).stderr(log).spawn().map_err(CliError::io(format!("starting {what}")))?;
-    let mut stdout = String::new();
-    if let Some(mut pipe) = child.stdout.take()
-        && let Err(e) = pipe.read_to_string(&mut stdout)
-    {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(CliError::io(format!("reading the output of {what}"))(e));
-    }
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: wait4 fills the status and rusage we own; `pid` is our unreaped child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
-        return Err(CliError::io(format!("waiting for {what}"))(std::io::Error::last_os_error()));
-    }
-    let wall = started.elapsed();
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        let log = std::fs::read_to_string(stderr).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        return Err(CliError::Usage(format!(
-            "{what} failed (wait status {status}); the end of {}:\n{}",
-            stderr.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )));
-    }
-    let time = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    let cpu = time(usage.ru_utime) + time(usage.ru_stime);
-    Ok((Usage { wall, cpu, peak_rss_bytes: usage.ru_maxrss as u64 * 1024 }, stdout))
-}
-
 /// Plain Polars in this process: read each file (timestamps as text, parsed in the plan), the
 /// same SQL, write Parquet. Returns rows written.
 fn polars_tiny(landing: &Path, out: &Path) -> Result<usize, CliError> {
@@ -126,22 +82,6 @@ fn polars_tiny(landing: &Path, out: &Path) -> Result<usize, CliError> {
         ParquetWriter::new(file).finish(&mut result).map_err(pl)?;
     }
     Ok(rows)
-}
-
-fn median<T: Copy + Ord + Default>(mut v: Vec<T>) -> T {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-/// The value at quantile `q` (nearest rank).
-pub(crate) fn quantile(mut v: Vec<Duration>, q: f64) -> Duration {
-    v.sort();
-    let rank = ((v.len() as f64 * q).ceil() as usize).clamp(1, v.len().max(1));
-    v.get(rank - 1).copied().unwrap_or_default()
-}
-
-pub(crate) fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// One contender's runs.
@@ -325,15 +265,4 @@ async fn tiny_batches(work: &Path, n: usize) -> Result<(), CliError> {
         polars.len()
     ));
     Ok(())
-}
-
-/// A scratch directory: the one given (kept), or a temporary one (removed on drop).
-pub(crate) fn tempfile_dir(dir: Option<&Path>) -> Result<tempfile::TempDir, CliError> {
-    match dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).map_err(CliError::io(d.display()))?;
-            tempfile::Builder::new().prefix("bench-").tempdir_in(d).map_err(CliError::io(d.display()))
-        }
-        None => tempfile::tempdir().map_err(CliError::io("temporary directory")),
-    }
 }

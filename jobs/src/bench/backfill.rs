@@ -3,11 +3,10 @@
 //! measured by the kernel), beside plain Polars reading each day's files, running the same SQL
 //! and writing partitioned Parquet, in this process.
 
-use super::bench::{Usage, measure, tempfile_dir};
-use super::bench_delta_stream::cpu_time;
-use super::{CliError, out, thousands};
+use super::{Usage, cpu_time, measure, tempfile_dir};
 use crate::EXIT_OK;
 use crate::cli::BenchBackfillArgs;
+use crate::cmd::{CliError, out, thousands};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::path::{Path, PathBuf};

@@ -1,10 +1,10 @@
 //! `tidewater bench reconcile`: the consistency checker on two large tables written by Tidewater's
 //! sink, beside a plain Polars full outer join on the key over the same Parquet files.
 
-use super::bench::tempfile_dir;
-use super::{CliError, out, thousands};
+use super::{peak_rss_mb, tempfile_dir};
 use crate::EXIT_OK;
 use crate::cli::BenchReconcileArgs;
+use crate::cmd::{CliError, out, thousands};
 use polars::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -76,13 +76,6 @@ fn polars_join(left: &Path, right: &Path) -> Result<usize, CliError> {
         .collect()
         .map_err(pl)?;
     Ok(joined.height())
-}
-
-fn peak_rss_mb() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    usage.ru_maxrss as f64 / 1024.0
 }
 
 pub async fn reconcile(args: BenchReconcileArgs) -> Result<i32, CliError> {

@@ -2,10 +2,10 @@
 //! table with few commits and on one with many, beside plain Polars reading and writing the same
 //! files. The cost of a batch must not grow with the length of bronze's log.
 
-use super::bench::{ms, quantile, tempfile_dir};
-use super::{CliError, out, thousands};
+use super::{cpu_time, ms, quantile, tempfile_dir};
 use crate::EXIT_OK;
 use crate::cli::BenchDeltaStreamArgs;
+use crate::cmd::{CliError, out, thousands};
 use polars::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -29,15 +29,6 @@ fn commit_rows(k: usize, rows: usize) -> Result<DataFrame, CliError> {
         date.into_column(),
     ])
     .map_err(pl)
-}
-
-/// CPU time of this process so far (user + system).
-pub(crate) fn cpu_time() -> Duration {
-    // SAFETY: getrusage fills the struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 struct Measured {
