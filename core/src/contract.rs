@@ -178,14 +178,14 @@ pub trait SourceProvider: Send + Sync {
     async fn open_bounded(&self, version: Option<u64>) -> Result<Box<dyn BoundedSource>>;
 }
 
-/// A batch sink, Spark's `foreachBatch`: where a query's result rows go. The engine's own sink is
-/// a Delta table ([`crate::sink::DeltaSink`]: a txn per batch, exactly once, every output mode,
-/// lanes, bounded runs); a [`Sink`] given by [`SinkProvider`] (console, memory, Kafka) gets each
-/// batch's result rows and nothing else.
+/// A batch sink of another kind than the job's Delta table, Spark's `foreachBatch`: console,
+/// memory, Kafka. It gets each batch's result rows and nothing else. (The engine's own sink is a
+/// Delta table, [`crate::sink::DeltaSink`], which it drives itself: a txn per batch, exactly once,
+/// every output mode's change, lanes, bounded runs.)
 ///
 /// # Contract
 /// - `add_batch(id, …)` is called once per batch, in increasing ids, after the batch's offsets are
-///   logged and before its commit-log entry: when it returns, the rows are delivered. A crash in
+///   logged and before its done entry: when it returns, the rows are delivered. A crash in
 ///   between replays the batch with the same id and the same rows.
 /// - A sink that can tell a replayed id writes nothing and returns [`SinkCommit::Skipped`]
 ///   (exactly once); one that cannot writes the rows again (at least once). Its documentation

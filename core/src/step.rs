@@ -15,7 +15,7 @@
 
 use crate::batch::{BatchReport, Lane, Rejected, SinkCommit, SourceBatch};
 use crate::context::{BatchContext, Mode};
-use crate::contract::{Sink as _, Transform};
+use crate::contract::Transform;
 use crate::error::{Error, Result};
 use crate::id::BatchId;
 use crate::ops::aggregate::{Aggregation, OutputMode};
@@ -223,7 +223,7 @@ impl BatchStep {
         }
         let rows =
             crate::compute::blocking("the late rows", move || late_frame(late, id.get() as i64, watermark)).await?;
-        table.add_batch(id, rows, range).await?;
+        table.append(id, rows, range).await?;
         Ok(())
     }
 

@@ -12,9 +12,9 @@ use polars::sql::SQLContext;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+use tidewater_core::BatchId;
 use tidewater_core::compute::MemoryWatch;
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, Sink};
 
 const SQL: &str = "SELECT event_id, user_id, category, amount * 2 AS amount2, date FROM input WHERE amount >= 0";
 
@@ -46,7 +46,7 @@ async fn write_source(path: &Path, rows: usize, days: usize) -> Result<(), CliEr
     let per_day = rows.div_ceil(days);
     for d in 0..days {
         let n = per_day.min(rows - d * per_day);
-        sink.add_batch(BatchId::new(d as u64), day_rows(d, n, (d * per_day) as i64)?, "bench source").await?;
+        sink.append(BatchId::new(d as u64), day_rows(d, n, (d * per_day) as i64)?, "bench source").await?;
     }
     sink.settle().await;
     Ok(())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tidewater_connectors::{DeltaSourceProvider, DeltaSpec, StartingVersion};
 use tidewater_core::compute::MemoryWatch;
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, Pipeline, Sink, Trigger};
+use tidewater_core::{BatchId, Pipeline, Trigger};
 
 /// Commit `k` of bronze: `rows` events of one day, so one data file per commit.
 fn commit_rows(k: usize, rows: usize) -> Result<DataFrame, CliError> {
@@ -128,7 +128,7 @@ async fn write_bronze(path: &Path, commits: usize, rows: usize) -> Result<(), Cl
     let url = tidewater_core::location::table_url(&path.display().to_string())?;
     let mut sink = DeltaSink::new(url, "bench-bronze", WriteKind::Stream).with_partition_by(vec!["date".into()]);
     for k in 0..commits {
-        sink.add_batch(BatchId::new(k as u64), commit_rows(k, rows)?, "bench bronze").await?;
+        sink.append(BatchId::new(k as u64), commit_rows(k, rows)?, "bench bronze").await?;
     }
     sink.settle().await;
     Ok(())

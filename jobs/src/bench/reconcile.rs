@@ -9,8 +9,8 @@ use polars::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tidewater_connectors::Reconciler;
+use tidewater_core::BatchId;
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, Sink};
 
 const DAYS: i64 = 28;
 
@@ -39,7 +39,7 @@ async fn write_table(path: &Path, n: usize, per_batch: usize, changed: &[i64]) -
     let mut sink = DeltaSink::new(url, "bench", WriteKind::Batch).with_partition_by(vec!["date".into()]);
     for (k, from) in (0..n).step_by(per_batch).enumerate() {
         let frame = rows(from, (from + per_batch).min(n), changed)?;
-        sink.add_batch(BatchId::new(k as u64), frame, "bench rows").await?;
+        sink.append(BatchId::new(k as u64), frame, "bench rows").await?;
     }
     sink.settle().await;
     Ok(())

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, Error, Sink, SinkCommit};
+use tidewater_core::{BatchId, Error, SinkCommit};
 
 /// 2023-11-14T22:13:20Z in microseconds.
 const T0: i64 = 1_700_000_000_000_000;
@@ -64,7 +64,7 @@ fn sink(table: &Path) -> DeltaSink {
 async fn each_partition_is_one_file_with_delta_partition_values_and_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t");
-    let committed = sink(&table).add_batch(BatchId::new(0), frame(), "files").await.unwrap();
+    let committed = sink(&table).append(BatchId::new(0), frame(), "files").await.unwrap();
     assert!(matches!(committed, SinkCommit::Committed { rows: 4, files: 3, .. }), "{committed:?}");
 
     let adds = adds(&table);
@@ -128,7 +128,7 @@ async fn a_batch_that_does_not_fit_the_table_is_refused_naming_the_columns() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t");
     let mut sink = sink(&table);
-    sink.add_batch(BatchId::new(0), frame(), "files").await.unwrap();
+    sink.append(BatchId::new(0), frame(), "files").await.unwrap();
     let files = adds(&table).len();
     for (batch, change, names) in [
         (frame().drop("s").unwrap(), "a missing column", vec!["`s`"]),
@@ -139,7 +139,7 @@ async fn a_batch_that_does_not_fit_the_table_is_refused_naming_the_columns() {
             vec!["`i`"],
         ),
     ] {
-        let e = sink.add_batch(BatchId::new(1), batch, "files").await.unwrap_err();
+        let e = sink.append(BatchId::new(1), batch, "files").await.unwrap_err();
         assert!(matches!(e, Error::SchemaMismatch { .. }), "{change}: {e}");
         let text = e.to_string();
         assert!(names.iter().all(|n| text.contains(n)), "{change}: {text}");
@@ -160,7 +160,7 @@ async fn a_batch_that_does_not_fit_the_table_is_refused_naming_the_columns() {
         ])
         .collect()
         .unwrap();
-    let committed = sink.add_batch(BatchId::new(1), reordered, "files").await.unwrap();
+    let committed = sink.append(BatchId::new(1), reordered, "files").await.unwrap();
     assert!(matches!(committed, SinkCommit::Committed { rows: 4, .. }), "{committed:?}");
 }
 
@@ -169,7 +169,7 @@ async fn a_partition_larger_than_the_target_file_size_is_written_as_several_file
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t");
     let mut sink = sink(&table);
-    sink.add_batch(BatchId::new(0), frame(), "files").await.unwrap();
+    sink.append(BatchId::new(0), frame(), "files").await.unwrap();
     // Another engine sets the table's target file size (Python deltalake, as Spark would).
     let script = "import os, sys, deltalake\n\
         deltalake.DeltaTable(sys.argv[1]).alter.set_table_properties({'delta.targetFileSize': '20000'}, raise_if_not_exists=False)\n\
@@ -192,7 +192,7 @@ async fn a_partition_larger_than_the_target_file_size_is_written_as_several_file
         .collect()
         .unwrap();
     let mut sink = self::sink(&table);
-    sink.add_batch(BatchId::new(1), rows, "files").await.unwrap();
+    sink.append(BatchId::new(1), rows, "files").await.unwrap();
     let files: Vec<Value> = adds(&table).into_iter().filter(|a| a["partitionValues"]["p"] == "one").collect();
     assert!(files.len() > 1, "several files for 10,000 rows over a 20 kB target: {}", files.len());
     let counted: i64 = files

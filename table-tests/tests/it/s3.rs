@@ -127,18 +127,18 @@ fn a_stream_on_s3_survives_a_kill_and_matches_a_local_batch_run() {
 async fn checkpoints_on_s3_are_written_and_later_batches_still_commit() {
     use futures::TryStreamExt as _;
     use tidewater_core::sink::{DeltaSink, WriteKind};
-    use tidewater_core::{BatchId, Sink, SinkCommit};
+    use tidewater_core::{BatchId, SinkCommit};
 
     let raw = format!("s3://{}/{}/t", bucket(), uuid::Uuid::new_v4());
     let url = tidewater_core::location::table_url(&raw).unwrap();
     let rows = |b: i64| polars::df!["batch" => [b, b], "n" => [0i64, 1]].unwrap();
     let mut sink = DeltaSink::new(url.clone(), "q", WriteKind::Stream);
-    sink.add_batch(BatchId::new(0), rows(0), "0").await.unwrap();
+    sink.append(BatchId::new(0), rows(0), "0").await.unwrap();
     let table = deltalake::open_table(url.clone()).await.unwrap();
     let props = std::collections::HashMap::from([("delta.checkpointInterval".to_string(), "2".to_string())]);
     table.set_tbl_properties().with_properties(props).await.unwrap();
     for batch in 1..8 {
-        let committed = sink.add_batch(BatchId::new(batch), rows(batch as i64), "b").await.unwrap();
+        let committed = sink.append(BatchId::new(batch), rows(batch as i64), "b").await.unwrap();
         assert!(matches!(committed, SinkCommit::Committed { .. }), "batch {batch}: {committed:?}");
     }
     sink.settle().await;

@@ -6,7 +6,7 @@
 use polars::prelude::*;
 use serde_json::{Value, json};
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, Sink, SinkCommit};
+use tidewater_core::{BatchId, SinkCommit};
 
 fn frame() -> DataFrame {
     let categorical = DataType::from_categories(Categories::global());
@@ -63,7 +63,7 @@ async fn every_polars_type_lands_as_the_delta_type_a_spark_user_expects() {
     let url = url::Url::from_directory_path(&table).unwrap();
     let mut sink = DeltaSink::new(url, "types", WriteKind::Batch);
     for batch in 0..2 {
-        let committed = sink.add_batch(BatchId::new(batch), frame(), "types").await.unwrap();
+        let committed = sink.append(BatchId::new(batch), frame(), "types").await.unwrap();
         assert!(matches!(committed, SinkCommit::Committed { rows: 2, .. }), "batch {batch}: {committed:?}");
     }
 
@@ -132,7 +132,7 @@ async fn types_delta_lacks_are_refused_naming_the_column() {
         let table = dir.path().join(&name);
         let url = url::Url::from_directory_path(&table).unwrap();
         let df = DataFrame::new_infer_height(vec![column.into_column()]).unwrap();
-        let e = DeltaSink::new(url, "types", WriteKind::Batch).add_batch(BatchId::new(0), df, "t").await.unwrap_err();
+        let e = DeltaSink::new(url, "types", WriteKind::Batch).append(BatchId::new(0), df, "t").await.unwrap_err();
         let text = e.to_string();
         assert!(text.contains(&format!("`{name}`")) && text.contains(what), "{text}");
         assert!(!table.join("_delta_log").exists(), "nothing is created for a refused batch");

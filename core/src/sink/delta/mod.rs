@@ -37,11 +37,9 @@ pub use replace::{Change, Slice, Within};
 
 use crate::batch::SinkCommit;
 use crate::clock::{Clock, SystemClock};
-use crate::contract::Sink;
 use crate::crash::StepHook;
 use crate::error::{Error, Result};
 use crate::id::BatchId;
-use async_trait::async_trait;
 use deltalake::arrow::datatypes::Schema as ArrowSchema;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
@@ -289,13 +287,11 @@ fn checkpoint_due(snapshot: &DeltaTableState, version: u64) -> bool {
     (version + 1).is_multiple_of(snapshot.table_config().checkpoint_interval().get())
 }
 
-#[async_trait]
-impl Sink for DeltaSink {
-    fn describe(&self) -> String {
-        self.url().to_string()
-    }
-
-    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
+impl DeltaSink {
+    /// Appends `rows` as batch `id`: one commit with its txn, skipped when the table records it
+    /// (a late table's rows, a generated table's). The engine's own batches go through
+    /// [`DeltaSink::commit`] with their change and lanes.
+    pub async fn append(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
         self.commit(id, rows, range, Change::Append, &[]).await
     }
 }
