@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod generate;
 pub mod job;
+pub mod output;
 pub mod spec;
 pub mod telemetry;
 
@@ -18,12 +19,7 @@ pub use job::{Registry, pipeline_for};
 
 use clap::Parser;
 
-/// Exit status: success.
-pub const EXIT_OK: i32 = 0;
-/// Exit status: tables differ (consistency checks).
-pub const EXIT_DIFFERENT: i32 = 1;
-/// Exit status: an error.
-pub const EXIT_ERROR: i32 = 2;
+pub use output::{EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK};
 
 /// Parses the command line, runs the command and returns the exit status.
 pub fn main_with(registry: Registry) -> i32 {
@@ -52,7 +48,7 @@ pub fn main_with(registry: Registry) -> i32 {
             return EXIT_ERROR;
         }
     };
-    match runtime.block_on(cmd::dispatch(cli.command, &registry)) {
+    match runtime.block_on(dispatch(cli.command, &registry)) {
         Ok(code) => code,
         Err(e) => {
             print_error(&tidewater_core::error::error_chain(&e, "\n  caused by: "));
@@ -65,4 +61,17 @@ pub fn main_with(registry: Registry) -> i32 {
 fn print_error(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "tidewater: error: {text}");
+}
+
+/// Runs `command`, returning its exit status.
+async fn dispatch(command: cli::Command, registry: &Registry) -> Result<i32, output::CliError> {
+    match command {
+        cli::Command::Run(args) => cmd::run::run(args, registry).await,
+        cli::Command::Batch(args) => cmd::batch::batch(args, registry).await,
+        cli::Command::Backfill(command) => cmd::backfill::backfill(command, registry).await,
+        cli::Command::Reconcile(args) => cmd::reconcile::reconcile(args).await,
+        cli::Command::Verify(args) => cmd::verify::verify(args, registry).await,
+        cli::Command::Demo(args) => cmd::demo::demo(args, registry).await,
+        cli::Command::Bench(command) => crate::bench::dispatch(command).await,
+    }
 }

@@ -4,9 +4,9 @@
 //! and writing partitioned Parquet, in this process.
 
 use super::{Usage, cpu_time, measure, tempfile_dir};
-use crate::EXIT_OK;
 use crate::cli::BenchBackfillArgs;
-use crate::cmd::{CliError, out, thousands};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, out, thousands};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 //! files. The cost of a batch must not grow with the length of bronze's log.
 
 use super::{cpu_time, ms, quantile, tempfile_dir};
-use crate::EXIT_OK;
 use crate::cli::BenchDeltaStreamArgs;
-use crate::cmd::{CliError, out, thousands};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, out, thousands};
 use polars::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -4,10 +4,10 @@
 //! the latency of tiny batches early and late in one long stream.
 
 use super::{Usage, measure, median, ms, quantile, tempfile_dir};
-use crate::EXIT_OK;
 use crate::cli::BenchIngestArgs;
-use crate::cmd::{CliError, out, thousands};
 use crate::generate::write_events;
+use crate::output::EXIT_OK;
+use crate::output::{CliError, out, thousands};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::io::Cursor;

@@ -5,9 +5,9 @@
 //! `commitInfo.timestamp` of the commit that added its row's file.
 
 use super::{cpu_time, ms, quantile, tempfile_dir};
-use crate::EXIT_OK;
 use crate::cli::BenchKafkaArgs;
-use crate::cmd::{CliError, out, thousands};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, out, thousands};
 use polars::prelude::*;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -12,7 +12,7 @@ mod reconcile;
 mod windowed;
 
 use crate::cli::BenchCommand;
-use crate::cmd::CliError;
+use crate::output::CliError;
 use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -2,9 +2,9 @@
 //! sink, beside a plain Polars full outer join on the key over the same Parquet files.
 
 use super::{peak_rss_mb, tempfile_dir};
-use crate::EXIT_OK;
 use crate::cli::BenchReconcileArgs;
-use crate::cmd::{CliError, out, thousands};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, out, thousands};
 use polars::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};

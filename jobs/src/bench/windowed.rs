@@ -3,9 +3,9 @@
 //! Polars group-by of the same rows in the same process; then 1,000-row batches on the warm state.
 
 use super::{cpu_time, ms, quantile, tempfile_dir};
-use crate::EXIT_OK;
 use crate::cli::BenchWindowedArgs;
-use crate::cmd::{CliError, out, thousands};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, out, thousands};
 use polars::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,11 +1,12 @@
 //! `tidewater backfill plan|run|status|list|cancel JOB.toml`: slices of history reprocessed into
 //! the job's own sink table, chunk by chunk.
 
-use super::{CliError, emit, out, thousands};
 use crate::cli::OutputArgs;
 use crate::cli::{BackfillCommand, BackfillPlanArgs, BackfillRunArgs};
+use crate::job::{Registry, pipeline_for};
+use crate::output::{CliError, emit, out, thousands};
+use crate::output::{EXIT_ERROR, EXIT_OK};
 use crate::spec::load;
-use crate::{EXIT_ERROR, EXIT_OK, Registry, pipeline_for};
 use std::path::Path;
 use tidewater_core::{Backfill, BackfillPlan, ChunkState, ChunkStatus, Granularity, Pipeline, RangeScope};
 use tidewater_core::{RunOptions, Scope, Writes};

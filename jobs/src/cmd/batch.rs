@@ -1,9 +1,10 @@
 //! `tidewater batch JOB.toml [--into TABLE] [--source-version N]`: the same transform over a bounded input.
 
-use super::{CliError, emit, thousands};
 use crate::cli::BatchArgs;
+use crate::job::{Registry, pipeline_for};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, emit, thousands};
 use crate::spec::load;
-use crate::{EXIT_OK, Registry, pipeline_for};
 use std::io::IsTerminal;
 use tidewater_core::{BatchOptions, BatchReport, BatchRunReport};
 

@@ -1,11 +1,13 @@
 //! `tidewater demo`: the README's first command. Generates a landing directory, streams it into a
 //! Delta table, reprocesses it in batch into a second table, and says what it did.
 
-use super::{CliError, batch, out, run, thousands};
+use super::{batch, run};
 use crate::cli::DemoArgs;
 use crate::generate::{events_job, write_events};
+use crate::job::{Registry, pipeline_for};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, out, thousands};
 use crate::spec::load;
-use crate::{EXIT_OK, Registry, pipeline_for};
 use tidewater_core::{BatchOptions, Trigger};
 
 /// The file that marks a directory as the demo's own: only such a directory is ever deleted.

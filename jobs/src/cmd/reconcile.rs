@@ -1,8 +1,8 @@
 //! `tidewater reconcile LEFT RIGHT`: the consistency checker over two Delta tables.
 
-use super::{CliError, emit, refuse_stray};
 use crate::cli::{CompareArgs, OutputArgs, ReconcileArgs};
-use crate::{EXIT_DIFFERENT, EXIT_OK};
+use crate::output::{CliError, emit, refuse_stray};
+use crate::output::{EXIT_DIFFERENT, EXIT_OK};
 use tidewater_connectors::{Reconciler, RepairReport, TableVersion};
 use tidewater_core::reconcile::Report;
 

@@ -1,10 +1,12 @@
 //! `tidewater run JOB.toml`: the stream.
 
-use super::{CliError, emit, stop_on_signals, thousands};
+use super::stop_on_signals;
 use crate::cli::RunArgs;
 use crate::cli::TriggerKind;
+use crate::job::{Registry, pipeline_for};
+use crate::output::EXIT_OK;
+use crate::output::{CliError, emit, thousands};
 use crate::spec::load;
-use crate::{EXIT_OK, Registry, pipeline_for};
 use std::time::Duration;
 use tidewater_core::{BatchReport, RunReport, Trigger};
 

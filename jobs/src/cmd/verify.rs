@@ -2,10 +2,11 @@
 //! with the job's sink table.
 
 use super::reconcile::with_options;
-use super::{CliError, emit, out, refuse_stray};
 use crate::cli::VerifyArgs;
+use crate::job::{Registry, pipeline_for};
+use crate::output::{CliError, emit, out, refuse_stray};
+use crate::output::{EXIT_DIFFERENT, EXIT_OK};
 use crate::spec::load;
-use crate::{EXIT_DIFFERENT, EXIT_OK, Registry, pipeline_for};
 use polars::prelude::DataFrame;
 use tidewater_connectors::{Reconciler, TableVersion, read_snapshot};
 use tidewater_core::BatchOptions;
