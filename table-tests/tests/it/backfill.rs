@@ -378,15 +378,19 @@ fn a_parallel_backfill_killed_inside_and_between_chunks_resumes_exactly_once() {
     let run = || tidewater(&["backfill", "run", path(&job), "--parallel", "3"]);
     // Inside a chunk (its files written, not committed), then right after a chunk's commit.
     // Chunks record a heartbeat every 200 ms here: once three have passed, status shows the
-    // killed chunks as interrupted, not running.
+    // killed chunks as interrupted, not running. Status is asked until it does.
     let beating = |mut command: std::process::Command| {
         command.env("TIDEWATER_HEARTBEAT_MS", "200");
         command
     };
     expect_killed(beating(run()), "after-data-files:0");
-    std::thread::sleep(Duration::from_millis(700));
-    let status = beating(tidewater(&["backfill", "status", path(&job), "--json"]));
-    let status: serde_json::Value = serde_json::from_slice(&expect_exit(status, 0).stdout).unwrap();
+    let mut status = serde_json::Value::Null;
+    let aged = wait_until(|| {
+        let out = expect_exit(beating(tidewater(&["backfill", "status", path(&job), "--json"])), 0);
+        status = serde_json::from_slice(&out.stdout).unwrap();
+        status[0]["error"].as_str().is_some_and(|e| e.starts_with("interrupted"))
+    });
+    assert!(aged, "the killed chunk is not shown as interrupted after {PATIENCE:?}: {status:#}");
     let chunks = status.as_array().unwrap();
     assert!(chunks.iter().all(|c| c["state"] != "running"), "{status:#}");
     assert_eq!(chunks[0]["state"], "pending");
@@ -419,6 +423,8 @@ fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_not
     let silver_table = dir.path().join("silver");
     // History, streamed with the old transform.
     expect_exit(tidewater(&["run", path(&silver(dir.path(), &bronze, 2)), "--trigger", "available-now"]), 0);
+    let checkpoint = dir.path().join("silver-checkpoint");
+    let history = last_committed_batch(&checkpoint).expect("the history's batches");
     // The transform changes: the stream restarts with it, bronze keeps growing in every date
     // (another process appends to it), and the same dates are backfilled with it meanwhile.
     let job = silver(dir.path(), &bronze, 3);
@@ -443,7 +449,16 @@ fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_not
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(800));
+    // The stream is live (it has committed a batch with the new transform) before the backfill starts.
+    let mut stream_alive = || {
+        let status = stream.try_wait().unwrap();
+        assert!(status.is_none(), "the stream stopped ({status:?}): {}", std::fs::read_to_string(&stream_log).unwrap());
+    };
+    let live = wait_until(|| {
+        stream_alive();
+        last_committed_batch(&checkpoint) > Some(history)
+    });
+    assert!(live, "the restarted stream committed no batch in {PATIENCE:?}");
     let id = plan(&job, "2024-03-02", "2024-03-03");
     // Killed once at a random moment, then run to the end, both beside the stream.
     let mut first = tidewater(&["backfill", "run", path(&job), "--parallel", "2"])
@@ -456,6 +471,17 @@ fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_not
     first.wait().unwrap();
     expect_exit(tidewater(&["backfill", "run", path(&job), "--id", &id, "--parallel", "2"]), 0);
     let after_backfill = read_log(&silver_table).len() as u64;
+    // The stream goes on past the backfill's commits: its next commit lands after them.
+    let stream_commit_after = |log: &[table_tests::Commit]| {
+        log.iter()
+            .any(|c| c.version >= after_backfill && c.txns.iter().any(|t| !t.0.starts_with("tidewater-backfill-")))
+    };
+    let went_on = wait_until(|| {
+        stream_alive();
+        stream_commit_after(&read_log(&silver_table))
+    });
+    assert!(went_on, "the stream committed nothing after the backfill's commits in {PATIENCE:?}");
+    let live_until = read_log(&silver_table).len() as u64;
     stop.store(true, Ordering::Relaxed);
     appender.join().unwrap();
     // Bronze grows in the backfilled dates after the backfill too; the stream writes those rows.
@@ -497,6 +523,23 @@ fn a_backfill_beside_the_live_stream_rewrites_its_range_and_loses_or_doubles_not
         log.iter().flat_map(|c| c.txns.clone()).filter(|t| t.0 == stream_app).map(|t| t.1).collect();
     assert_eq!(batches, (0..batches.len() as i64).collect::<Vec<_>>(), "stream batches 0..n, each once");
     assert_chunks_once(&silver_table, 2);
+    // The live stream, with the new transform, committed both before the backfill's first commit
+    // and after its last: the backfill ran beside it.
+    let backfill_versions: Vec<u64> = log
+        .iter()
+        .filter(|c| c.txns.iter().any(|t| t.0.starts_with("tidewater-backfill-")))
+        .map(|c| c.version)
+        .collect();
+    let (first_chunk, last_chunk) = (backfill_versions[0], backfill_versions[backfill_versions.len() - 1]);
+    let live_versions: Vec<u64> = log
+        .iter()
+        .filter(|c| c.version < live_until && c.txns.iter().any(|t| t.0 == stream_app && t.1 > history as i64))
+        .map(|c| c.version)
+        .collect();
+    assert!(
+        live_versions.iter().any(|v| *v < first_chunk) && live_versions.iter().any(|v| *v > last_chunk),
+        "the live stream's commits {live_versions:?}, the backfill's {backfill_versions:?}: stream commits on both sides"
+    );
     let in_range = |c: &table_tests::Commit| {
         c.adds.iter().any(|(_, p)| {
             p.get("date").cloned().flatten().is_some_and(|d| d.as_str() >= "2024-03-02" && d.as_str() <= "2024-03-03")

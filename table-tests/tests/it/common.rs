@@ -1,6 +1,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 use table_tests::events::Fate;
 use table_tests::{Row, events, read_rows};
 
@@ -50,6 +51,33 @@ pub fn expect_killed(mut cmd: Command, at: &str) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// How long a test waits for another process to reach a state before it fails: far longer than
+/// any of them takes on a loaded machine, so that only a state never reached fails the test.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Polls `reached` every 50 ms until it holds (true) or [`PATIENCE`] has passed (false). Tests
+/// wait on the state itself this way, never for a fixed time standing for "long enough"; the
+/// caller asserts the result with a message saying what was not reached.
+pub fn wait_until(mut reached: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if reached() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The highest batch id in a checkpoint's `commits/<N>.json` (written once the batch's Delta commit
+/// landed), or `None` before the first; safe to call while the query runs.
+pub fn last_committed_batch(checkpoint: &Path) -> Option<u64> {
+    let entries = std::fs::read_dir(checkpoint.join("commits")).ok()?;
+    entries.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse::<u64>().ok()).max()
 }
 
 pub fn path(p: &Path) -> &str {

@@ -2,7 +2,9 @@
 //! `socket` source reading lines from a TCP server, the `console` sink printing batches, and the
 //! memory sink collecting them in a Rust test.
 
-use crate::common::{expect_exit, expect_killed, expected_ids, path, tidewater};
+use crate::common::{
+    PATIENCE, expect_exit, expect_killed, expected_ids, last_committed_batch, path, tidewater, wait_until,
+};
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::Path;
@@ -39,17 +41,46 @@ fn a_rate_source_generates_each_row_once_with_its_timestamp_through_a_kill() {
         "kind = \"processing-time\"\ninterval = \"100ms\"",
     );
     expect_killed(tidewater(&["run", path(&file)]), "after-delta-commit:3");
-    // A restart replays batch 3 (its commit landed: skipped) and goes on.
+    // A restart replays batch 3 (its commit landed: skipped) and goes on: it is stopped once it
+    // has committed two batches past the replayed one.
+    let checkpoint = dir.path().join("cp");
     let mut child = tidewater(&["run", path(&file)]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let went_on = wait_until(|| {
+        assert!(child.try_wait().unwrap().is_none(), "the restarted run stopped by itself");
+        last_committed_batch(&checkpoint) >= Some(5)
+    });
+    assert!(went_on, "the restarted run did not commit batches 4 and 5 in {PATIENCE:?}");
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success(), "a SIGTERM stops the run after its batch");
 
+    // Every row due at the last committed batch's end is in the table, once, and the batches
+    // hold consecutive runs of values in commit order.
+    let last = last_committed_batch(&checkpoint).unwrap();
+    let entry: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join(format!("offsets/{last}.json"))).unwrap())
+            .unwrap();
+    let due = entry["range"]["end"]["rows"].as_i64().unwrap_or_else(|| panic!("batch {last}'s offsets: {entry}"));
+    let in_commit_order: Vec<i64> = table_tests::read_log(&table)
+        .iter()
+        .flat_map(|c| {
+            let mut values: Vec<i64> = c
+                .adds
+                .iter()
+                .flat_map(|(p, parts)| table_tests::read_file(&table, p, parts))
+                .map(|r| r["value"].parse().unwrap())
+                .collect();
+            values.sort();
+            values
+        })
+        .collect();
+    assert_eq!(in_commit_order, (0..due).collect::<Vec<_>>(), "every value due by batch {last} once, in order");
+    let batches: BTreeSet<i64> =
+        table_tests::read_log(&table).iter().flat_map(|c| c.txns.clone()).map(|t| t.1).collect();
+    assert_eq!(batches, (0..=last as i64).collect(), "batches 0..={last}, before the kill and after the restart");
     let rows = read_rows(&table);
     let mut values: Vec<i64> = rows.iter().map(|r| r["value"].parse().unwrap()).collect();
     values.sort();
-    assert!(values.len() > 400, "a run of about 2 s at 400 rows/s wrote {} rows", values.len());
     assert_eq!(values, (0..values.len() as i64).collect::<Vec<_>>(), "every value once, none skipped");
     // Row i is at the stream's start + i / 400 s, the start the checkpoint records.
     let started: serde_json::Value =

@@ -3,7 +3,7 @@
 //! while a producer writes, stream ≡ batch, and three processes sharing the partitions through
 //! the consumer group, one killed and restarted.
 
-use crate::common::{expect_exit, expect_killed, path, tidewater};
+use crate::common::{PATIENCE, expect_exit, expect_killed, last_committed_batch, path, tidewater, wait_until};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -34,6 +34,11 @@ fn create_topic(topic: &str, partitions: i32) {
 }
 
 fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
+    try_create_topic_on(bootstrap, topic, partitions).unwrap();
+}
+
+/// Creates `topic`, or says why the broker refused (the name is still taken, say).
+fn try_create_topic_on(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -42,10 +47,11 @@ fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
         ))
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     for r in done {
-        r.unwrap();
+        r.map_err(|(name, code)| format!("{name}: {code}"))?;
     }
+    Ok(())
 }
 
 /// Message `i`: a keyed JSON order, or (every 37th) a malformed one.
@@ -221,17 +227,36 @@ fn three_members_of_a_group_share_the_partitions_and_a_killed_ones_partitions_re
         &topic,
         "[source.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"",
     );
-    let member = |name: &str| tidewater(&["run", path(&file), "--member", name]).spawn().unwrap();
-    let mut members = vec![member("m1"), member("m2"), member("m3")];
+    // Each member logs its partitions' changes to its own file: the test follows the group there.
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log_of = |name: &str| logs.join(format!("{name}.log"));
+    let read_log_of = |name: &str| std::fs::read_to_string(log_of(name)).unwrap_or_default();
+    let member = |name: &str, log: &str| {
+        tidewater(&["run", path(&file), "--member", name])
+            .env("RUST_LOG", "warn,tidewater_core=info,tidewater_connectors=info")
+            .stderr(std::fs::File::create(log_of(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut members = vec![member("m1", "m1"), member("m2", "m2"), member("m3", "m3")];
     let producer = {
         let topic = topic.clone();
         std::thread::spawn(move || produce(&topic, 0..n, 40))
     };
-    std::thread::sleep(Duration::from_secs(3));
+    // The group has shared the partitions (each member owns one) and m2 has committed a batch.
+    let shared = wait_until(|| {
+        ["m1", "m2", "m3"].iter().all(|m| !owned_partitions(&read_log_of(m)).is_empty())
+            && last_committed_batch(&dir.path().join("cp/members/m2")).is_some()
+    });
+    assert!(shared, "the members did not share the partitions in {PATIENCE:?}; m2's log:\n{}", read_log_of("m2"));
     members[1].kill().unwrap();
     members[1].wait().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    members[1] = member("m2");
+    // m2 comes back at once: it replays the batch it had planned, then the group rebalances
+    // with it, and the partition it is given resumes where the table is.
+    members[1] = member("m2", "m2-again");
+    let back = wait_until(|| !owned_partitions(&read_log_of("m2-again")).is_empty());
+    assert!(back, "the restarted m2 was given no partition in {PATIENCE:?}:\n{}", read_log_of("m2-again"));
     producer.join().unwrap();
     let table = dir.path().join("orders");
     wait_for_rows(&table, (0..n).filter(|&i| is_good(i)).count());
@@ -239,11 +264,35 @@ fn three_members_of_a_group_share_the_partitions_and_a_killed_ones_partitions_re
         m.kill().unwrap();
         m.wait().unwrap();
     }
+    // (Shown if the test fails: the test harness prints what a test wrote to stderr.)
+    for name in ["m1", "m2", "m3", "m2-again"] {
+        eprintln!("{name}'s log:\n{}", read_log_of(name));
+    }
     assert_each_message_once(dir.path(), n);
     // Every member wrote, each in its own offset log.
     for name in ["m1", "m2", "m3"] {
         assert!(dir.path().join("cp/members").join(name).join("offsets").exists(), "{name} planned no batch");
     }
+}
+
+/// The partitions listed in `field=[("topic", 0), ...]` of a log line.
+fn listed(line: &str, field: &str) -> Vec<i32> {
+    let Some(at) = line.find(&format!("{field}=[")) else { return Vec::new() };
+    let rest = &line[at + field.len() + 2..];
+    let list = &rest[..rest.find(']').unwrap_or(rest.len())];
+    list.split(')').filter_map(|t| t.rsplit(", ").next()?.trim().parse().ok()).collect()
+}
+
+/// The partitions a member owns at the end of its log (its "partitions changed" lines replayed).
+fn owned_partitions(log: &str) -> BTreeSet<i32> {
+    let mut owned = BTreeSet::new();
+    for line in log.lines().filter(|l| l.contains("partitions changed")) {
+        for p in listed(line, "revoked") {
+            owned.remove(&p);
+        }
+        owned.extend(listed(line, "assigned"));
+    }
+    owned
 }
 
 /// The test broker (tansu 0.6) has no CreatePartitions, so new partitions arrive here as a new
@@ -409,8 +458,16 @@ fn a_topic_made_again_under_the_job_stops_it_with_a_data_loss_error_naming_the_o
     let written = read_rows(&table).len();
     assert!(written > 0);
     delete_topic(&topic);
-    std::thread::sleep(Duration::from_millis(500));
-    create_topic(&topic, 2);
+    // Made again as soon as the broker has finished deleting it and accepts the name.
+    let mut refused = String::new();
+    let made = wait_until(|| match try_create_topic_on(&broker(), &topic, 2) {
+        Ok(()) => true,
+        Err(e) => {
+            refused = e;
+            false
+        }
+    });
+    assert!(made, "the broker still refuses to make {topic} again after {PATIENCE:?}: {refused}");
     produce(&topic, 0..30, 0);
     let out = expect_exit(run(), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -517,9 +574,13 @@ fn a_batch_run_with_from_reads_the_messages_timed_since() {
     let topic = format!("orders-{}", uuid::Uuid::new_v4().simple());
     create_topic(&topic, 3);
     produce(&topic, 0..150, 0);
-    std::thread::sleep(Duration::from_millis(1200));
-    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    std::thread::sleep(Duration::from_millis(200));
+    // The broker has these messages (`produce` waits for its acks), all timed before `since`; the
+    // next ones are produced once the clock has passed it, so each is timed after.
+    let since_ms = chrono::Utc::now().timestamp_millis() + 1;
+    let passed = wait_until(|| chrono::Utc::now().timestamp_millis() > since_ms);
+    assert!(passed, "the clock did not pass {since_ms} ms");
+    let since =
+        chrono::DateTime::from_timestamp_millis(since_ms).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     produce(&topic, 150..300, 0);
     let file = job(dir.path(), &topic, "");
     let into = dir.path().join("since");
