@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use polars::prelude::*;
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::{
-    BoundedSource, Error, Offset, OffsetRange, Result, SinkCommit, Source, SourceBatch, SourceProvider,
+    BoundedSource, Error, Offset, OffsetRange, Result, SinkOutcome, Source, SourceBatch, SourceProvider,
 };
 
 /// The columns of a rate source's rows.
@@ -153,7 +153,7 @@ impl Source for RateStream {
         Ok(SourceBatch { input_records: rows.height() as u64, rows, rejected: Vec::new() })
     }
 
-    async fn acknowledge(&mut self, _end: &Offset, _outcome: &SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, _end: &Offset, _outcome: &SinkOutcome) -> Result<()> {
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tidewater_core::checkpoint::Checkpoint;
 use tidewater_core::{
-    BoundedSource, Error, Offset, OffsetRange, Result, SinkCommit, Source, SourceBatch, SourceProvider,
+    BoundedSource, Error, Offset, OffsetRange, Result, SinkOutcome, Source, SourceBatch, SourceProvider,
 };
 use tokio::io::AsyncBufReadExt as _;
 
@@ -159,7 +159,7 @@ impl Source for SocketStream {
         Ok(SourceBatch { input_records: rows.height() as u64, rows, rejected: Vec::new() })
     }
 
-    async fn acknowledge(&mut self, end: &Offset, _outcome: &SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, end: &Offset, _outcome: &SinkOutcome) -> Result<()> {
         // Lines before `end` are downstream: release them.
         let end = lines_at(&self.spec, end)?;
         let Some(base) = self.base else { return Ok(()) };

@@ -1,6 +1,6 @@
 //! What one batch carries and what it did: the records a source read ([`SourceBatch`], with the
 //! [`Rejected`] ones), the lanes its commit records ([`Lane`]), what the sink did with it
-//! ([`SinkCommit`]), and its counters ([`BatchReport`], one type for a stream's batch, a batch run's
+//! ([`SinkOutcome`]), and its counters ([`BatchReport`], one type for a stream's batch, a batch run's
 //! chunk and a backfill chunk's ledger line).
 //!
 //! # Invariant
@@ -50,7 +50,7 @@ pub struct Lane {
 /// What a sink did with one batch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum SinkCommit {
+pub enum SinkOutcome {
     /// Committed as this table version.
     Committed { version: u64, rows: u64, files: u64 },
     /// Delivered by a sink that is not a table (console, memory, Kafka).
@@ -62,11 +62,11 @@ pub enum SinkCommit {
     Superseded { lane: String, recorded: i64, expected: Option<i64> },
 }
 
-impl SinkCommit {
+impl SinkOutcome {
     pub fn version(&self) -> Option<u64> {
         match self {
-            SinkCommit::Committed { version, .. } => Some(*version),
-            SinkCommit::Delivered { .. } | SinkCommit::Skipped { .. } | SinkCommit::Superseded { .. } => None,
+            SinkOutcome::Committed { version, .. } => Some(*version),
+            SinkOutcome::Delivered { .. } | SinkOutcome::Skipped { .. } | SinkOutcome::Superseded { .. } => None,
         }
     }
 }
@@ -88,7 +88,7 @@ pub struct BatchReport {
     /// Table version of the batch's commit; `None` when it was already committed (replay).
     pub table_version: Option<u64>,
     pub replayed: bool,
-    /// Wall time from planning (or replay start) to the commit-log entry, in microseconds.
+    /// Wall time from planning (or replay start) to the done entry, in microseconds.
     pub duration_us: u64,
     /// The batch's watermark (epoch milliseconds), when the job has one.
     #[serde(default)]

@@ -3,7 +3,7 @@
 //! [`SlicedSource`]), [`SourceProvider`], [`Sink`] and [`SinkProvider`], each with what callers
 //! may rely on. The data they exchange is in [`crate::batch`] and [`crate::scope`].
 
-use crate::batch::{Lane, SinkCommit, SourceBatch};
+use crate::batch::{Lane, SinkOutcome, SourceBatch};
 use crate::checkpoint::Checkpoint;
 use crate::context::BatchContext;
 use crate::error::Result;
@@ -64,7 +64,7 @@ pub trait Source: Send {
     /// committed (everything up to `end` is downstream), skipped, or superseded on a lane
     /// (another writer owns it now). Spark calls this `commit`; here "commit" is the Delta
     /// commit only.
-    async fn acknowledge(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()>;
+    async fn acknowledge(&mut self, end: &Offset, outcome: &SinkOutcome) -> Result<()>;
 
     /// This source's lanes, when it has them (a Kafka source's partitions): see [`Lanes`].
     fn lanes(&mut self) -> Option<&mut dyn Lanes>;
@@ -187,7 +187,7 @@ pub trait SourceProvider: Send + Sync {
 /// - `add_batch(id, …)` is called once per batch, in increasing ids, after the batch's offsets are
 ///   logged and before its done entry: when it returns, the rows are delivered. A crash in
 ///   between replays the batch with the same id and the same rows.
-/// - A sink that can tell a replayed id writes nothing and returns [`SinkCommit::Skipped`]
+/// - A sink that can tell a replayed id writes nothing and returns [`SinkOutcome::Skipped`]
 ///   (exactly once); one that cannot writes the rows again (at least once). Its documentation
 ///   says which.
 /// - In an aggregation's update mode `rows` are the groups the batch changed; in complete mode
@@ -197,7 +197,7 @@ pub trait Sink: Send {
     /// What the sink writes to, for messages and reports (`console`, `kafka host:port topic t`).
     fn describe(&self) -> String;
 
-    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit>;
+    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkOutcome>;
 }
 
 /// Opens a [`Sink`] for one run of a query.

@@ -64,7 +64,7 @@ pub(crate) mod step;
 pub mod table_files;
 pub mod transform;
 
-pub use batch::{BatchReport, Lane, Rejected, RunReport, SinkCommit, SourceBatch};
+pub use batch::{BatchReport, Lane, Rejected, RunReport, SinkOutcome, SourceBatch};
 pub use bounded::{
     Backfill, BackfillPlan, BackfillReport, BatchOptions, BatchRunReport, ChunkState, ChunkStatus, RunOptions, Writes,
 };

@@ -13,7 +13,7 @@
 //! context (a replay after a crash), it writes nothing twice. It writes no checkpoint entry: the
 //! caller records the state and the batch's end after it returns.
 
-use crate::batch::{BatchReport, Lane, Rejected, SinkCommit, SourceBatch};
+use crate::batch::{BatchReport, Lane, Rejected, SinkOutcome, SourceBatch};
 use crate::context::{BatchContext, Mode};
 use crate::contract::Transform;
 use crate::error::{Error, Result};
@@ -79,7 +79,7 @@ pub(crate) struct Written {
     /// The states after the batch (a stream's; a bounded run keeps none).
     pub states: States,
     /// What the sink did.
-    pub commit: SinkCommit,
+    pub commit: SinkOutcome,
 }
 
 /// The rows a batch gives its sink, before any commit: [`BatchStep::compute`].
@@ -142,7 +142,7 @@ impl BatchStep {
             quarantined,
             late,
             table_version: commit.version(),
-            replayed: matches!(commit, SinkCommit::Skipped { .. }),
+            replayed: matches!(commit, SinkOutcome::Skipped { .. }),
             duration_us: 0,
             watermark_ms: ctx.watermark_ms,
             state_rows: pending,
@@ -253,7 +253,7 @@ impl BatchStep {
         }
         let rows = quarantine_frame(&rejected, ctx)?;
         match self.quarantine.commit(ctx.batch_id, rows, range, Change::Append, &recorded_lanes).await? {
-            SinkCommit::Superseded { lane, .. } => Err(Error::Internal(format!(
+            SinkOutcome::Superseded { lane, .. } => Err(Error::Internal(format!(
                 "{}: another process quarantined records of {lane} while {} was being written; restart to write them once",
                 self.quarantine.url(),
                 ctx.batch_id

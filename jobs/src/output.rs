@@ -104,14 +104,3 @@ pub(crate) fn refuse_stray(stray: Option<&str>, output: &OutputArgs) -> Result<(
         Some(other) => Err(CliError::Usage(format!("unexpected argument `{other}` (see --help)"))),
     }
 }
-
-/// `--worker I/N`: worker I of N.
-pub(crate) fn worker(text: &str) -> Result<(usize, usize), CliError> {
-    let bad = || CliError::Usage(format!("--worker {text}: expected I/N with 0 <= I < N, such as 0/3"));
-    let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if n == 0 || i >= n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}

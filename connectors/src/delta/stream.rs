@@ -516,7 +516,7 @@ impl Source for DeltaStream {
         self.reader.read(&files).await
     }
 
-    async fn acknowledge(&mut self, end: &Offset, _outcome: &tidewater_core::SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, end: &Offset, _outcome: &tidewater_core::SinkOutcome) -> Result<()> {
         // Commits before the one being read are not needed again.
         let at = self.position(end)?;
         self.files.retain(|(version, _), _| *version >= at.version);

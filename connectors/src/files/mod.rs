@@ -283,7 +283,7 @@ impl Source for FileStreamSource {
         self.landing.read(&self.log[from..to], &schema).await
     }
 
-    async fn acknowledge(&mut self, _end: &Offset, _outcome: &tidewater_core::SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, _end: &Offset, _outcome: &tidewater_core::SinkOutcome) -> Result<()> {
         Ok(())
     }
 

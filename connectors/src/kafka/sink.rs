@@ -8,7 +8,7 @@
 //! # Guarantee: at least once
 //! The producer is idempotent (`enable.idempotence`, `acks=all`): its own retries never
 //! duplicate a message. A batch is delivered, every message acknowledged by the broker, before
-//! the engine writes its commit-log entry; a crash between the two replays the batch, and its
+//! the engine writes its done entry (`commits/N`); a crash between the two replays the batch, and its
 //! messages are sent again. So every row reaches the topic, and a batch cut short by a crash may
 //! reach it twice. Consumers that need exactly once deduplicate by key (or by the columns a
 //! row carries, such as `kafka_partition` and `kafka_offset` of a Kafka source).
@@ -22,7 +22,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tidewater_core::{BatchId, Error, Result, Sink, SinkCommit, SinkProvider};
+use tidewater_core::{BatchId, Error, Result, Sink, SinkOutcome, SinkProvider};
 
 /// A configured Kafka sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,7 +225,7 @@ impl Sink for KafkaSink {
         self.spec.describe()
     }
 
-    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, _range: &str) -> Result<SinkCommit> {
+    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, _range: &str) -> Result<SinkOutcome> {
         let (spec, producer, failed) = (self.spec.clone(), self.producer.clone(), self.delivery.failed.clone());
         tidewater_core::compute::blocking("producing a batch to kafka", move || {
             let batch = messages(&spec, &rows)?;
@@ -258,7 +258,7 @@ impl Sink for KafkaSink {
             if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 return Err(spec.err(format!("batch {id}: a message was not delivered: {e}")));
             }
-            Ok(SinkCommit::Delivered { rows: batch.len() as u64 })
+            Ok(SinkOutcome::Delivered { rows: batch.len() as u64 })
         })
         .await
     }

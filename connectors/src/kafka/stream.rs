@@ -19,7 +19,7 @@ use rdkafka::{Offset as KafkaOffset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tidewater_core::{Error, History, Lane, Lanes, Offset, OffsetRange, Result, SinkCommit, Source, SourceBatch};
+use tidewater_core::{Error, History, Lane, Lanes, Offset, OffsetRange, Result, SinkOutcome, Source, SourceBatch};
 
 /// The stream view.
 pub(super) struct KafkaStream {
@@ -245,9 +245,9 @@ impl Source for KafkaStream {
         tidewater_core::compute::blocking("decoding kafka messages", move || decode(messages, &format)).await
     }
 
-    async fn acknowledge(&mut self, end: &Offset, outcome: &SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, end: &Offset, outcome: &SinkOutcome) -> Result<()> {
         let ranges = ranges_of(self.spec(), end)?;
-        if let SinkCommit::Superseded { lane, recorded, expected } = outcome {
+        if let SinkOutcome::Superseded { lane, recorded, expected } = outcome {
             if !matches!(self.spec().assignment, Assignment::Group { .. }) {
                 return Err(self.spec().err(format!(
                     "partition {lane}: another writer committed its offsets up to {recorded} while this batch read from {}; is another process of this job running outside a consumer group or with an overlapping --worker split?",

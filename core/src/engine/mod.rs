@@ -18,7 +18,7 @@ mod trigger;
 
 pub use trigger::Trigger;
 
-use crate::batch::{BatchReport, RunReport, SinkCommit};
+use crate::batch::{BatchReport, RunReport, SinkOutcome};
 use crate::checkpoint::{Checkpoint, DoneEntry, OffsetEntry, Recovery};
 use crate::clock::{Clock, Stop};
 use crate::context::{BatchContext, Mode};
@@ -172,7 +172,7 @@ impl StreamQuery {
         let input =
             StepInput { read, ctx: &entry.context, range: &range, change: Change::Append, prior, lanes: &lanes };
         let written = self.step.run(input).await?;
-        if matches!(written.commit, SinkCommit::Delivered { .. }) {
+        if matches!(written.commit, SinkOutcome::Delivered { .. }) {
             pass(&self.hook, CrashPoint::AfterSinkDelivery, id);
         }
         let saved = self.states.save(id, written.states).await?;

@@ -3,7 +3,7 @@
 //! run again on the same checkpoint delivers every batch once, and its stateful operator (a
 //! deduplication) ends with the state a run without a crash has. Milliseconds, no binary.
 
-use crate::batch::{SinkCommit, SourceBatch};
+use crate::batch::{SinkOutcome, SourceBatch};
 use crate::checkpoint::Checkpoint;
 use crate::contract::{BoundedSource, History, Lanes, Source, SourceProvider};
 use crate::crash::{CrashPoint, StepHook};
@@ -45,7 +45,7 @@ impl Source for VecSource {
         Ok(SourceBatch { input_records: rows.len() as u64, rows: frame, rejected: Vec::new() })
     }
 
-    async fn acknowledge(&mut self, _end: &Offset, _outcome: &SinkCommit) -> Result<()> {
+    async fn acknowledge(&mut self, _end: &Offset, _outcome: &SinkOutcome) -> Result<()> {
         Ok(())
     }
 

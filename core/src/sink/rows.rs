@@ -1,7 +1,7 @@
 //! Sinks for development: [`ConsoleSink`] prints each batch (Spark's console sink), and
 //! [`MemorySink`] keeps each batch in memory for a test to look at (Spark's memory sink).
 
-use crate::batch::SinkCommit;
+use crate::batch::SinkOutcome;
 use crate::contract::{Sink, SinkProvider};
 use crate::error::{Error, Result};
 use crate::id::BatchId;
@@ -52,7 +52,7 @@ impl Sink for ConsoleSink {
         "console".into()
     }
 
-    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
+    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkOutcome> {
         let shown = rows.head(Some(self.num_rows));
         let text = format!(
             "-------------------------------------------\nBatch: {} ({range})\n-------------------------------------------\n{shown}\n{}\n",
@@ -68,7 +68,7 @@ impl Sink for ConsoleSink {
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
             .map_err(|e| Error::Internal(format!("console sink: writing batch {id} to stdout: {e}")))?;
-        Ok(SinkCommit::Delivered { rows: rows.height() as u64 })
+        Ok(SinkOutcome::Delivered { rows: rows.height() as u64 })
     }
 }
 
@@ -120,16 +120,16 @@ impl Sink for MemorySink {
         "memory".into()
     }
 
-    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, _range: &str) -> Result<SinkCommit> {
+    async fn add_batch(&mut self, id: BatchId, rows: DataFrame, _range: &str) -> Result<SinkOutcome> {
         let mut batches = self.batches.lock().map_err(|_| Error::Internal("memory sink poisoned".into()))?;
         if let Some((last, _)) = batches.last()
             && *last >= id
         {
-            return Ok(SinkCommit::Skipped { recorded: last.get() as i64 });
+            return Ok(SinkOutcome::Skipped { recorded: last.get() as i64 });
         }
         let height = rows.height() as u64;
         batches.push((id, rows));
-        Ok(SinkCommit::Delivered { rows: height })
+        Ok(SinkOutcome::Delivered { rows: height })
     }
 }
 
@@ -184,7 +184,7 @@ impl Output {
         range: &str,
         change: super::Change,
         lanes: &[crate::batch::Lane],
-    ) -> Result<SinkCommit> {
+    ) -> Result<SinkOutcome> {
         match self {
             Output::Table(sink) => sink.commit(id, rows, range, change, lanes).await,
             Output::Rows(sink) => sink.add_batch(id, rows, range).await,

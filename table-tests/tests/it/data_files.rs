@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, Error, SinkCommit};
+use tidewater_core::{BatchId, Error, SinkOutcome};
 
 /// 2023-11-14T22:13:20Z in microseconds.
 const T0: i64 = 1_700_000_000_000_000;
@@ -65,7 +65,7 @@ async fn each_partition_is_one_file_with_delta_partition_values_and_statistics()
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t");
     let committed = sink(&table).append(BatchId::new(0), frame(), "files").await.unwrap();
-    assert!(matches!(committed, SinkCommit::Committed { rows: 4, files: 3, .. }), "{committed:?}");
+    assert!(matches!(committed, SinkOutcome::Committed { rows: 4, files: 3, .. }), "{committed:?}");
 
     let adds = adds(&table);
     let by_value = |v: Option<&str>| {
@@ -161,7 +161,7 @@ async fn a_batch_that_does_not_fit_the_table_is_refused_naming_the_columns() {
         .collect()
         .unwrap();
     let committed = sink.append(BatchId::new(1), reordered, "files").await.unwrap();
-    assert!(matches!(committed, SinkCommit::Committed { rows: 4, .. }), "{committed:?}");
+    assert!(matches!(committed, SinkOutcome::Committed { rows: 4, .. }), "{committed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -127,7 +127,7 @@ fn a_stream_on_s3_survives_a_kill_and_matches_a_local_batch_run() {
 async fn checkpoints_on_s3_are_written_and_later_batches_still_commit() {
     use futures::TryStreamExt as _;
     use tidewater_core::sink::{DeltaSink, WriteKind};
-    use tidewater_core::{BatchId, SinkCommit};
+    use tidewater_core::{BatchId, SinkOutcome};
 
     let raw = format!("s3://{}/{}/t", bucket(), uuid::Uuid::new_v4());
     let url = tidewater_core::location::table_url(&raw).unwrap();
@@ -139,7 +139,7 @@ async fn checkpoints_on_s3_are_written_and_later_batches_still_commit() {
     table.set_tbl_properties().with_properties(props).await.unwrap();
     for batch in 1..8 {
         let committed = sink.append(BatchId::new(batch), rows(batch as i64), "b").await.unwrap();
-        assert!(matches!(committed, SinkCommit::Committed { .. }), "batch {batch}: {committed:?}");
+        assert!(matches!(committed, SinkOutcome::Committed { .. }), "batch {batch}: {committed:?}");
     }
     sink.settle().await;
 

@@ -9,7 +9,7 @@ use polars::prelude::*;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, SinkCommit};
+use tidewater_core::{BatchId, SinkOutcome};
 
 fn rows(batch: i64) -> DataFrame {
     df!["batch" => [batch, batch], "n" => [0i64, 1]].unwrap()
@@ -37,15 +37,15 @@ async fn a_zombie_of_the_same_query_never_duplicates_a_batch() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t");
     let (mut a, mut zombie) = (sink(&table, "q"), sink(&table, "q"));
-    assert!(matches!(a.append(BatchId::new(0), rows(0), "0").await.unwrap(), SinkCommit::Committed { .. }));
+    assert!(matches!(a.append(BatchId::new(0), rows(0), "0").await.unwrap(), SinkOutcome::Committed { .. }));
     // The other process commits batch 1 behind `a`'s back.
-    assert!(matches!(zombie.append(BatchId::new(1), rows(1), "1").await.unwrap(), SinkCommit::Committed { .. }));
+    assert!(matches!(zombie.append(BatchId::new(1), rows(1), "1").await.unwrap(), SinkOutcome::Committed { .. }));
     // `a` still believes the table is where it left it: its commit of batch 1 must find out.
     let again = a.append(BatchId::new(1), rows(1), "1").await.unwrap();
-    assert_eq!(again, SinkCommit::Skipped { recorded: 1 });
-    assert!(matches!(a.append(BatchId::new(2), rows(2), "2").await.unwrap(), SinkCommit::Committed { .. }));
+    assert_eq!(again, SinkOutcome::Skipped { recorded: 1 });
+    assert!(matches!(a.append(BatchId::new(2), rows(2), "2").await.unwrap(), SinkOutcome::Committed { .. }));
     // And the zombie, now behind `a`, must not write batch 2 again either.
-    assert_eq!(zombie.append(BatchId::new(2), rows(2), "2").await.unwrap(), SinkCommit::Skipped { recorded: 2 });
+    assert_eq!(zombie.append(BatchId::new(2), rows(2), "2").await.unwrap(), SinkOutcome::Skipped { recorded: 2 });
     assert_eq!(txns(&table, "q"), [0, 1, 2], "each batch once");
     let want: Vec<(String, String)> =
         (0..3).flat_map(|b| [(b.to_string(), "0".to_string()), (b.to_string(), "1".to_string())]).collect();
@@ -80,7 +80,7 @@ async fn another_writer_between_batches_is_seen_and_checkpoints_follow_its_prope
 
     for batch in 1..8 {
         let committed = s.append(BatchId::new(batch), rows(batch as i64), "b").await.unwrap();
-        assert!(matches!(committed, SinkCommit::Committed { .. }), "batch {batch}: {committed:?}");
+        assert!(matches!(committed, SinkOutcome::Committed { .. }), "batch {batch}: {committed:?}");
     }
     s.settle().await;
     assert_eq!(txns(&table, "q"), (0..8).collect::<Vec<_>>(), "each batch once, none lost to the other commit");

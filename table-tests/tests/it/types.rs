@@ -6,7 +6,7 @@
 use polars::prelude::*;
 use serde_json::{Value, json};
 use tidewater_core::sink::{DeltaSink, WriteKind};
-use tidewater_core::{BatchId, SinkCommit};
+use tidewater_core::{BatchId, SinkOutcome};
 
 fn frame() -> DataFrame {
     let categorical = DataType::from_categories(Categories::global());
@@ -64,7 +64,7 @@ async fn every_polars_type_lands_as_the_delta_type_a_spark_user_expects() {
     let mut sink = DeltaSink::new(url, "types", WriteKind::Batch);
     for batch in 0..2 {
         let committed = sink.append(BatchId::new(batch), frame(), "types").await.unwrap();
-        assert!(matches!(committed, SinkCommit::Committed { rows: 2, .. }), "batch {batch}: {committed:?}");
+        assert!(matches!(committed, SinkOutcome::Committed { rows: 2, .. }), "batch {batch}: {committed:?}");
     }
 
     let schema = table_tests::read_schema(&table);

@@ -58,7 +58,7 @@
 //! unreferenced); after any error the sink forgets what it knew and reads the log again.
 
 use super::{Change, DeltaSink, checkpoint_due};
-use crate::batch::{Lane, SinkCommit};
+use crate::batch::{Lane, SinkOutcome};
 use crate::bridge::arrow_schema;
 use crate::crash::{CrashPoint, pass};
 use crate::error::{Error, Result};
@@ -127,14 +127,14 @@ enum Landing {
     Landed(u64),
     /// Not committed, rightly: another writer committed the batch (`Skipped`) or moved one of
     /// its lanes (`Superseded`).
-    Settled(SinkCommit),
+    Settled(SinkOutcome),
 }
 
 impl DeltaSink {
     /// Commits `rows` with the txn (app id, `id`) and `change`, in one commit; skipped, like a
     /// batch, when the table already records `id` for the app id. A replacing commit is recorded
     /// as an overwrite with its predicate. `lanes` are recorded in the same commit, which is
-    /// [`SinkCommit::Superseded`] (nothing written) if another writer moved one of them.
+    /// [`SinkOutcome::Superseded`] (nothing written) if another writer moved one of them.
     pub async fn commit(
         &mut self,
         id: BatchId,
@@ -142,7 +142,7 @@ impl DeltaSink {
         range: &str,
         change: Change,
         lanes: &[Lane],
-    ) -> Result<SinkCommit> {
+    ) -> Result<SinkOutcome> {
         let result = self.try_write_commit(id, rows, range, change, lanes).await;
         if result.is_err() {
             // Whatever failed, the next attempt starts from the log.
@@ -159,7 +159,7 @@ impl DeltaSink {
         range: &str,
         change: Change,
         lanes: &[Lane],
-    ) -> Result<SinkCommit> {
+    ) -> Result<SinkOutcome> {
         let (blind_append, predicate) = (matches!(change, Change::Append), change.predicate());
         let at_read = self.read_snapshot(&change); // before the txn check moves the table on
         if let Some(settled) = self.txn_check(id, &rows, blind_append, lanes).await? {
@@ -184,7 +184,7 @@ impl DeltaSink {
         (self.recorded, self.known_version) = (Some(Some(id.txn_version())), Some(version)); // 5.
         self.lanes.extend(lanes.iter().map(|lane| (lane.app_id.clone(), lane.to)));
         pass(&self.hook, CrashPoint::AfterDeltaCommit, id);
-        Ok(SinkCommit::Committed { version, rows: prepared.rows, files: prepared.files })
+        Ok(SinkOutcome::Committed { version, rows: prepared.rows, files: prepared.files })
     }
 
     /// Step 1, the txn check: `Skipped` when the table records batch `id` (or a later one) for
@@ -198,7 +198,7 @@ impl DeltaSink {
         rows: &DataFrame,
         blind_append: bool,
         lanes: &[Lane],
-    ) -> Result<Option<SinkCommit>> {
+    ) -> Result<Option<SinkOutcome>> {
         let mut recorded = match self.recorded.take() {
             Some(known) if blind_append => known,
             // The sink's own last commit is the latest version: what it recorded still holds,
@@ -223,7 +223,7 @@ impl DeltaSink {
         {
             tracing::info!(table = %self.url, %id, recorded, "already committed; skipped");
             self.recorded = Some(Some(recorded));
-            return Ok(Some(SinkCommit::Skipped { recorded }));
+            return Ok(Some(SinkOutcome::Skipped { recorded }));
         }
         self.moved_lane(lanes).await
     }
@@ -347,12 +347,12 @@ impl DeltaSink {
     /// A lost commit: whether another writer committed this batch for the app id (a zombie of
     /// the same query: `Skipped`; this also refreshes the table to its latest version) or moved
     /// one of its lanes (`Superseded`: Delta's checker saw their txns). `why` is logged.
-    async fn lost_to_another(&mut self, commit: &Prepared<'_>, why: &str) -> Result<Option<SinkCommit>> {
+    async fn lost_to_another(&mut self, commit: &Prepared<'_>, why: &str) -> Result<Option<SinkOutcome>> {
         if let Some(recorded) = self.committed_version().await?
             && recorded >= commit.id.txn_version()
         {
             tracing::warn!(id = %commit.id, recorded, "{why}; skipped");
-            return Ok(Some(SinkCommit::Skipped { recorded }));
+            return Ok(Some(SinkOutcome::Skipped { recorded }));
         }
         self.moved_lane(commit.lanes).await
     }
@@ -360,7 +360,7 @@ impl DeltaSink {
     /// The first of `lanes` that another writer moved: the table (at the latest version the sink
     /// knows, with its own commits since its snapshot) records neither nothing nor the lane's
     /// `from` for it.
-    async fn moved_lane(&mut self, lanes: &[Lane]) -> Result<Option<SinkCommit>> {
+    async fn moved_lane(&mut self, lanes: &[Lane]) -> Result<Option<SinkOutcome>> {
         let Some(table) = self.table.as_ref().filter(|t| t.version().is_some()) else { return Ok(None) };
         let url = self.url.to_string();
         let snapshot = table.snapshot().map_err(Error::delta(&url, "snapshot"))?;
@@ -376,7 +376,7 @@ impl DeltaSink {
                 && Some(recorded) != lane.from
             {
                 tracing::warn!(table = %self.url, lane = %lane.origin, recorded, expected = ?lane.from, "another writer committed this lane's offsets first; nothing written");
-                return Ok(Some(SinkCommit::Superseded { lane: lane.origin.clone(), recorded, expected: lane.from }));
+                return Ok(Some(SinkOutcome::Superseded { lane: lane.origin.clone(), recorded, expected: lane.from }));
             }
         }
         Ok(None)

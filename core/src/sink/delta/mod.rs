@@ -35,7 +35,7 @@ mod tests;
 
 pub use replace::{Change, Slice, Within};
 
-use crate::batch::SinkCommit;
+use crate::batch::SinkOutcome;
 use crate::clock::{Clock, SystemClock};
 use crate::crash::StepHook;
 use crate::error::{Error, Result};
@@ -291,7 +291,7 @@ impl DeltaSink {
     /// Appends `rows` as batch `id`: one commit with its txn, skipped when the table records it
     /// (a late table's rows, a generated table's). The engine's own batches go through
     /// [`DeltaSink::commit`] with their change and lanes.
-    pub async fn append(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkCommit> {
+    pub async fn append(&mut self, id: BatchId, rows: DataFrame, range: &str) -> Result<SinkOutcome> {
         self.commit(id, rows, range, Change::Append, &[]).await
     }
 }

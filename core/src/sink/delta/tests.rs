@@ -7,7 +7,7 @@
 //! live data files, not through the sink.
 
 use super::{Change, DeltaSink, Slice, WriteKind};
-use crate::batch::{Lane, SinkCommit};
+use crate::batch::{Lane, SinkOutcome};
 use crate::crash::{CrashPoint, StepHook};
 use crate::id::BatchId;
 use crate::scope::Span;
@@ -122,10 +122,10 @@ fn beside<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> 
 
 /// A hook that runs `writer` once, beside the sink under test, when that sink's batch `at` has
 /// written its data files and not yet committed; and what the writer's commits returned.
-fn between_read_and_commit<F, W>(at: BatchId, writer: W) -> (Option<StepHook>, Arc<Mutex<Vec<SinkCommit>>>)
+fn between_read_and_commit<F, W>(at: BatchId, writer: W) -> (Option<StepHook>, Arc<Mutex<Vec<SinkOutcome>>>)
 where
     W: Fn() -> F + Send + Sync + 'static,
-    F: Future<Output = SinkCommit> + Send + 'static,
+    F: Future<Output = SinkOutcome> + Send + 'static,
 {
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let seen = outcomes.clone();
@@ -145,7 +145,7 @@ fn other_writer(
     id: BatchId,
     rows: impl Fn() -> DataFrame + Send + Sync + 'static,
     lanes: Vec<Lane>,
-) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = SinkCommit> + Send>> + Send + Sync + 'static {
+) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = SinkOutcome> + Send>> + Send + Sync + 'static {
     let url = url.clone();
     move || {
         let (url, rows, lanes) = (url.clone(), rows(), lanes.clone());
@@ -162,13 +162,13 @@ async fn a_batch_committed_twice_lands_once() {
     let mut sink = t.sink("q");
     let first = sink.commit(batch(0), rows(0..3, DAY1, "q"), "batch 0", Change::Append, &[]).await.unwrap();
     // Version 0 creates the table.
-    assert_eq!(first, SinkCommit::Committed { version: 1, rows: 3, files: 1 });
+    assert_eq!(first, SinkOutcome::Committed { version: 1, rows: 3, files: 1 });
 
     let again = sink.commit(batch(0), rows(0..3, DAY1, "q"), "batch 0", Change::Append, &[]).await.unwrap();
-    assert_eq!(again, SinkCommit::Skipped { recorded: 0 }, "the same sink");
+    assert_eq!(again, SinkOutcome::Skipped { recorded: 0 }, "the same sink");
     // A restarted process: a new sink of the same app id reads the txn from the log.
     let replayed = t.sink("q").commit(batch(0), rows(0..3, DAY1, "q"), "batch 0", Change::Append, &[]).await.unwrap();
-    assert_eq!(replayed, SinkCommit::Skipped { recorded: 0 }, "a new sink of the same app id");
+    assert_eq!(replayed, SinkOutcome::Skipped { recorded: 0 }, "a new sink of the same app id");
 
     assert_eq!(t.version().await, Some(1));
     assert_eq!(t.txn("q").await, Some(0));
@@ -188,15 +188,15 @@ async fn an_append_beside_a_concurrent_writer_is_rebased_and_lands_once() {
 
     // Our fast path finds version 2 taken: it re-reads the log and commits on top.
     let landed = ours.commit(batch(1), rows(2..4, DAY1, "ours"), "batch 1", Change::Append, &[]).await.unwrap();
-    assert_eq!(*theirs.lock().unwrap(), [SinkCommit::Committed { version: 2, rows: 3, files: 1 }]);
-    assert_eq!(landed, SinkCommit::Committed { version: 3, rows: 2, files: 1 });
+    assert_eq!(*theirs.lock().unwrap(), [SinkOutcome::Committed { version: 2, rows: 3, files: 1 }]);
+    assert_eq!(landed, SinkOutcome::Committed { version: 3, rows: 2, files: 1 });
 
     assert_eq!(t.version().await, Some(3));
     assert_eq!((t.txn("ours").await, t.txn("theirs").await), (Some(1), Some(0)));
     assert_eq!(t.rows().await, [by(0..4, "ours"), by(100..103, "theirs")].concat());
     // The sink goes on from what it knows.
     let next = ours.commit(batch(2), rows(4..5, DAY1, "ours"), "batch 2", Change::Append, &[]).await.unwrap();
-    assert_eq!(next, SinkCommit::Committed { version: 4, rows: 1, files: 1 });
+    assert_eq!(next, SinkOutcome::Committed { version: 4, rows: 1, files: 1 });
     assert_eq!(t.txn("ours").await, Some(2));
 }
 
@@ -211,14 +211,14 @@ async fn an_append_lost_to_the_same_batch_of_the_same_app_id_is_skipped() {
     let mut ours = ours.with_hook(hook);
 
     let lost = ours.commit(batch(1), rows(2..4, DAY1, "q"), "batch 1", Change::Append, &[]).await.unwrap();
-    assert_eq!(*zombie.lock().unwrap(), [SinkCommit::Committed { version: 2, rows: 2, files: 1 }]);
-    assert_eq!(lost, SinkCommit::Skipped { recorded: 1 });
+    assert_eq!(*zombie.lock().unwrap(), [SinkOutcome::Committed { version: 2, rows: 2, files: 1 }]);
+    assert_eq!(lost, SinkOutcome::Skipped { recorded: 1 });
 
     assert_eq!(t.version().await, Some(2));
     assert_eq!(t.txn("q").await, Some(1));
     assert_eq!(t.rows().await, by(0..4, "q"), "batch 1 once");
     let next = ours.commit(batch(2), rows(4..5, DAY1, "q"), "batch 2", Change::Append, &[]).await.unwrap();
-    assert_eq!(next, SinkCommit::Committed { version: 3, rows: 1, files: 1 });
+    assert_eq!(next, SinkOutcome::Committed { version: 3, rows: 1, files: 1 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,8 +238,8 @@ async fn a_replace_lost_to_the_same_batch_of_the_same_app_id_is_skipped() {
     // zombie's txn; re-checked against the log, that is a skip.
     let change = Slice::replace(slice, first_day());
     let lost = ours.commit(batch(1), rows(0..2, DAY1, "replaced"), "batch 1", change, &[]).await.unwrap();
-    assert_eq!(*zombie.lock().unwrap(), [SinkCommit::Committed { version: 2, rows: 2, files: 1 }]);
-    assert_eq!(lost, SinkCommit::Skipped { recorded: 1 });
+    assert_eq!(*zombie.lock().unwrap(), [SinkOutcome::Committed { version: 2, rows: 2, files: 1 }]);
+    assert_eq!(lost, SinkOutcome::Skipped { recorded: 1 });
 
     assert_eq!(t.version().await, Some(2));
     assert_eq!(t.txn("q").await, Some(1));
@@ -265,9 +265,9 @@ async fn a_replace_keeps_the_rows_appended_between_its_read_and_its_commit() {
 
     let change = Slice::replace(Some(slice), first_day());
     let landed = backfill.commit(batch(0), rows(0..4, DAY1, "backfill"), "chunk 0", change, &[]).await.unwrap();
-    assert_eq!(*stream_commits.lock().unwrap(), [SinkCommit::Committed { version: 2, rows: 4, files: 1 }]);
+    assert_eq!(*stream_commits.lock().unwrap(), [SinkOutcome::Committed { version: 2, rows: 4, files: 1 }]);
     // The replaced file's day-2 rows are written again beside the new day-1 rows.
-    assert_eq!(landed, SinkCommit::Committed { version: 3, rows: 8, files: 1 });
+    assert_eq!(landed, SinkOutcome::Committed { version: 3, rows: 8, files: 1 });
 
     assert_eq!((t.txn("stream").await, t.txn("backfill").await), (Some(1), Some(0)));
     // Day 1 of batch 0 replaced once, its day 2 kept once, the concurrent append whole.
@@ -280,7 +280,7 @@ async fn a_commit_whose_lane_another_writer_moved_is_superseded_and_writes_nothi
     let lane = |from, to| Lane { app_id: "orders-0".into(), origin: "orders/0".into(), from, to };
     let mut ours = t.sink("ours");
     let first = ours.commit(batch(0), rows(0..2, DAY1, "ours"), "batch 0", Change::Append, &[lane(None, 5)]).await;
-    assert_eq!(first.unwrap(), SinkCommit::Committed { version: 1, rows: 2, files: 1 });
+    assert_eq!(first.unwrap(), SinkOutcome::Committed { version: 1, rows: 2, files: 1 });
     assert_eq!(t.txn("orders-0").await, Some(5));
 
     // A writer whose lane starts where the table does not record it: found at the txn check.
@@ -290,7 +290,7 @@ async fn a_commit_whose_lane_another_writer_moved_is_superseded_and_writes_nothi
         .commit(batch(0), rows(50..52, DAY1, "theirs"), "batch 0", Change::Append, &[lane(Some(3), 8)])
         .await
         .unwrap();
-    assert_eq!(stale, SinkCommit::Superseded { lane: "orders/0".into(), recorded: 5, expected: Some(3) });
+    assert_eq!(stale, SinkOutcome::Superseded { lane: "orders/0".into(), recorded: 5, expected: Some(3) });
     assert_eq!(t.data_files(), files, "no data file written");
     assert_eq!((t.version().await, t.txn("theirs").await), (Some(1), None));
 
@@ -302,8 +302,8 @@ async fn a_commit_whose_lane_another_writer_moved_is_superseded_and_writes_nothi
     );
     let mut ours = ours.with_hook(hook);
     let moved = ours.commit(batch(1), rows(2..4, DAY1, "ours"), "batch 1", Change::Append, &[lane(Some(5), 9)]).await;
-    assert_eq!(*theirs.lock().unwrap(), [SinkCommit::Committed { version: 2, rows: 2, files: 1 }]);
-    assert_eq!(moved.unwrap(), SinkCommit::Superseded { lane: "orders/0".into(), recorded: 7, expected: Some(5) });
+    assert_eq!(*theirs.lock().unwrap(), [SinkOutcome::Committed { version: 2, rows: 2, files: 1 }]);
+    assert_eq!(moved.unwrap(), SinkOutcome::Superseded { lane: "orders/0".into(), recorded: 7, expected: Some(5) });
 
     assert_eq!(t.version().await, Some(2));
     assert_eq!((t.txn("ours").await, t.txn("orders-0").await), (Some(0), Some(7)));
