@@ -145,6 +145,9 @@ pub(super) struct Destination {
 pub(super) const BY_DATE: &str =
     "planning a backfill by date range needs a Delta source (a landing directory's --files plan is not available yet)";
 
+/// Why a stream's history that cannot slice refuses to re-plan a chunk of a date-range plan.
+pub(super) const BY_SPAN: &str = "planning a backfill by date range needs a Delta source";
+
 /// Why a source that cannot slice refuses a plan by commits.
 pub(super) const BY_VERSIONS: &str = "--versions plans over the commits of a Delta source";
 

@@ -8,7 +8,7 @@
 //! and the stream's later batches together hold every source row once.
 
 use super::ledger::{ChunkState, ChunkStatus, Ledger};
-use super::plan::{BY_DATE, BackfillPlan, Writes, sliced};
+use super::plan::{BY_SPAN, BackfillPlan, Writes, sliced};
 use crate::batch::BatchReport;
 use crate::checkpoint::Checkpoint;
 use crate::context::{BatchContext, Mode, Tables};
@@ -282,7 +282,7 @@ impl Backfill {
                 let mut source = history.bounded_before(end.as_ref()).await?;
                 let mut read = match (&span, &self.plan.scope) {
                     (Some(span), Scope::Range(range)) => {
-                        let planned = sliced(source.as_mut(), BY_DATE)?.plan_span(span, range.by).await?;
+                        let planned = sliced(source.as_mut(), BY_SPAN)?.plan_span(span, range.by).await?;
                         source.read_chunk(&planned.read).await?
                     }
                     _ => source.read_chunk(&chunk.read).await?,
